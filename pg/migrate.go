@@ -1,0 +1,161 @@
+package pg
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Migrations is one package's ordered SQL files, named NNN_description.sql.
+type Migrations struct {
+	Package string // the owning package, e.g. "fleet"
+	FS      fs.FS  // holds the .sql files at its root
+}
+
+type migration struct {
+	pkg     string
+	version int
+	name    string
+	sql     string
+}
+
+func (m Migrations) list() ([]migration, error) {
+	entries, err := fs.ReadDir(m.FS, ".")
+	if err != nil {
+		return nil, fmt.Errorf("migrations of %s: %w", m.Package, err)
+	}
+	var out []migration
+	for _, e := range entries {
+		if e.IsDir() || path.Ext(e.Name()) != ".sql" {
+			continue
+		}
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migrations of %s: %s is not named NNN_description.sql", m.Package, e.Name())
+		}
+		data, err := fs.ReadFile(m.FS, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{pkg: m.Package, version: v, name: e.Name(), sql: string(data)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("migrations of %s: two files with version %d", m.Package, out[i].version)
+		}
+	}
+	return out, nil
+}
+
+const migrationsTable = `CREATE TABLE IF NOT EXISTS pg_migrations (
+	package    text NOT NULL,
+	version    int  NOT NULL,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (package, version))`
+
+// migrateLock is the advisory lock key that serialises migration runs.
+const migrateLock = 0x6c6f636b6572 // "locker"
+
+// Migrate applies every migration not applied yet, package by package in the
+// order given, each file in its own transaction, under an advisory lock so that
+// several hubs starting at once do not race.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (applied int, err error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrateLock); err != nil {
+		return 0, err
+	}
+	defer func() { _, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, migrateLock) }()
+	if _, err := conn.Exec(ctx, migrationsTable); err != nil {
+		return 0, err
+	}
+	done, err := appliedSet(ctx, conn.Conn())
+	if err != nil {
+		return 0, err
+	}
+	for _, set := range sets {
+		ms, err := set.list()
+		if err != nil {
+			return applied, err
+		}
+		for _, m := range ms {
+			if done[key(m.pkg, m.version)] {
+				continue
+			}
+			err := pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, m.sql); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, `INSERT INTO pg_migrations (package, version, name) VALUES ($1, $2, $3)`, m.pkg, m.version, m.name)
+				return err
+			})
+			if err != nil {
+				return applied, fmt.Errorf("migration %s/%s: %w", m.pkg, m.name, err)
+			}
+			applied++
+		}
+	}
+	return applied, nil
+}
+
+// Pending counts migrations not yet applied (0 means the schema is current).
+func Pending(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (int, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('pg_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, err
+	}
+	done := map[string]bool{}
+	if exists {
+		if done, err = appliedSet(ctx, conn.Conn()); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for _, set := range sets {
+		ms, err := set.list()
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range ms {
+			if !done[key(m.pkg, m.version)] {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+func appliedSet(ctx context.Context, conn *pgx.Conn) (map[string]bool, error) {
+	rows, err := conn.Query(ctx, `SELECT package, version FROM pg_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	done := map[string]bool{}
+	var pkg string
+	var v int
+	_, err = pgx.ForEachRow(rows, []any{&pkg, &v}, func() error {
+		done[key(pkg, v)] = true
+		return nil
+	})
+	return done, err
+}
+
+func key(pkg string, v int) string { return pkg + "/" + strconv.Itoa(v) }
