@@ -159,3 +159,12 @@ func appliedSet(ctx context.Context, conn *pgx.Conn) (map[string]bool, error) {
 }
 
 func key(pkg string, v int) string { return pkg + "/" + strconv.Itoa(v) }
+
+// Embedded returns the migrations a package keeps in dir of its embedded fsys.
+func Embedded(pkg string, fsys fs.FS, dir string) Migrations {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(fmt.Sprintf("pg: migrations of %s: %v", pkg, err)) // a bad constant in the caller
+	}
+	return Migrations{Package: pkg, FS: sub}
+}

@@ -1,0 +1,408 @@
+// Package fleet holds the lockers: the registry with their identities
+// (certificates, enrolment), presence, and later the twin and commands.
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lockerhub/lockerhub/pg"
+	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+// Migrations returns the package's schema.
+func Migrations() pg.Migrations { return pg.Embedded("fleet", migrationsFS, "migrations") }
+
+// Errors callers map to API and MQTT codes.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrInvalid      = errors.New("invalid")
+	ErrDisabled     = errors.New("locker is disabled")
+	ErrTokenInvalid = errors.New("enrolment token is unknown, used or expired")
+)
+
+// Limits of the registry.
+const (
+	MaxCells        = 1000
+	DefaultTokenTTL = 24 * time.Hour
+	MaxTokenTTL     = 30 * 24 * time.Hour
+)
+
+// Locker is a registered locker.
+type Locker struct {
+	ID             string     `json:"id"`
+	Model          string     `json:"model"`
+	Cells          int        `json:"cells"`
+	Segment        string     `json:"segment"`
+	Enabled        bool       `json:"enabled"`
+	Online         bool       `json:"online"`
+	ConnectedAt    *time.Time `json:"connected_at,omitempty"`
+	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+}
+
+// NewLocker is what it takes to register a locker.
+type NewLocker struct {
+	ID      string `json:"id"`
+	Model   string `json:"model"`
+	Cells   int    `json:"cells"`
+	Segment string `json:"segment"`
+}
+
+// Validate checks a new locker and says what is wrong.
+func (n NewLocker) Validate() error {
+	if err := protocol.ValidateLockerID(n.ID); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if n.Cells < 1 || n.Cells > MaxCells {
+		return fmt.Errorf("%w: cells must be between 1 and %d, got %d", ErrInvalid, MaxCells, n.Cells)
+	}
+	if len(n.Model) > 100 || len(n.Segment) > 100 {
+		return fmt.Errorf("%w: model and segment are at most 100 characters", ErrInvalid)
+	}
+	return nil
+}
+
+// Certificate is an issued device certificate.
+type Certificate struct {
+	Serial      string    `json:"serial"`
+	Certificate string    `json:"certificate"`
+	CA          string    `json:"ca"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// EnrollToken is a one-time token for factory enrolment.
+type EnrollToken struct {
+	LockerID  string    `json:"locker_id"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Connections closes live device connections; the broker implements it.
+type Connections interface {
+	Kick(lockerID string)
+}
+
+type entry struct {
+	enabled bool
+	online  bool
+}
+
+// Registry is the set of lockers and their identities, kept in PostgreSQL and
+// mirrored in memory for the broker's checks at every handshake and CONNECT.
+type Registry struct {
+	pool *pgxpool.Pool
+	ca   *pki.CA
+	log  *slog.Logger
+
+	mu      sync.RWMutex
+	lockers map[string]*entry
+	revoked map[string]struct{} // certificate serials
+	conns   Connections
+
+	presence *presenceWriter
+}
+
+// NewRegistry returns a registry; call Load before use and Run to record presence.
+func NewRegistry(pool *pgxpool.Pool, ca *pki.CA, log *slog.Logger) *Registry {
+	return &Registry{
+		pool: pool, ca: ca, log: log,
+		lockers:  map[string]*entry{},
+		revoked:  map[string]struct{}{},
+		presence: newPresenceWriter(pool, log),
+	}
+}
+
+// SetConnections tells the registry how to close a locker's live connection
+// (on revocation). Call it before serving requests.
+func (r *Registry) SetConnections(c Connections) {
+	r.mu.Lock()
+	r.conns = c
+	r.mu.Unlock()
+}
+
+// Load reads lockers and revoked serials into memory.
+func (r *Registry) Load(ctx context.Context) error {
+	lockers := map[string]*entry{}
+	rows, err := r.pool.Query(ctx, `SELECT id, enabled FROM fleet_lockers`)
+	if err != nil {
+		return fmt.Errorf("load lockers: %w", err)
+	}
+	var id string
+	var enabled bool
+	if _, err := pgx.ForEachRow(rows, []any{&id, &enabled}, func() error {
+		lockers[id] = &entry{enabled: enabled}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("load lockers: %w", err)
+	}
+	revoked := map[string]struct{}{}
+	rows, err = r.pool.Query(ctx, `SELECT serial FROM fleet_certificates WHERE revoked_at IS NOT NULL`)
+	if err != nil {
+		return fmt.Errorf("load revocations: %w", err)
+	}
+	var serial string
+	if _, err := pgx.ForEachRow(rows, []any{&serial}, func() error {
+		revoked[serial] = struct{}{}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("load revocations: %w", err)
+	}
+	r.mu.Lock()
+	r.lockers, r.revoked = lockers, revoked
+	r.mu.Unlock()
+	return nil
+}
+
+// Run records presence changes in PostgreSQL until ctx ends, then flushes.
+func (r *Registry) Run(ctx context.Context) { r.presence.run(ctx) }
+
+// Create registers a locker.
+func (r *Registry) Create(ctx context.Context, n NewLocker) (Locker, error) {
+	if err := n.Validate(); err != nil {
+		return Locker{}, err
+	}
+	var l Locker
+	err := r.pool.QueryRow(ctx, `INSERT INTO fleet_lockers (id, model, cells, segment) VALUES ($1, $2, $3, $4)
+		RETURNING `+lockerColumns, n.ID, n.Model, n.Cells, n.Segment).Scan(lockerFields(&l)...)
+	if pg.IsUniqueViolation(err) {
+		return Locker{}, fmt.Errorf("%w: locker %s", ErrExists, n.ID)
+	}
+	if err != nil {
+		return Locker{}, fmt.Errorf("create locker: %w", err)
+	}
+	r.mu.Lock()
+	r.lockers[n.ID] = &entry{enabled: true}
+	r.mu.Unlock()
+	return l, nil
+}
+
+const lockerColumns = `id, model, cells, segment, enabled, connected_at, disconnected_at, created_at`
+
+func lockerFields(l *Locker) []any {
+	return []any{&l.ID, &l.Model, &l.Cells, &l.Segment, &l.Enabled, &l.ConnectedAt, &l.DisconnectedAt, &l.CreatedAt}
+}
+
+// List returns all lockers ordered by ID.
+func (r *Registry) List(ctx context.Context) ([]Locker, error) {
+	rows, err := r.pool.Query(ctx, `SELECT `+lockerColumns+` FROM fleet_lockers ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list lockers: %w", err)
+	}
+	var out []Locker
+	var l Locker
+	_, err = pgx.ForEachRow(rows, lockerFields(&l), func() error {
+		l.Online = r.Online(l.ID)
+		out = append(out, l)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list lockers: %w", err)
+	}
+	return out, nil
+}
+
+// Get returns one locker.
+func (r *Registry) Get(ctx context.Context, id string) (Locker, error) {
+	var l Locker
+	err := r.pool.QueryRow(ctx, `SELECT `+lockerColumns+` FROM fleet_lockers WHERE id = $1`, id).Scan(lockerFields(&l)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Locker{}, fmt.Errorf("%w: locker %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return Locker{}, fmt.Errorf("get locker: %w", err)
+	}
+	l.Online = r.Online(id)
+	return l, nil
+}
+
+// Authorize says whether a locker may hold a connection: it must be registered and enabled.
+func (r *Registry) Authorize(lockerID string) error {
+	r.mu.RLock()
+	e := r.lockers[lockerID]
+	r.mu.RUnlock()
+	switch {
+	case e == nil:
+		return fmt.Errorf("%w: locker %s is not registered", ErrNotFound, lockerID)
+	case !e.enabled:
+		return fmt.Errorf("%w: %s", ErrDisabled, lockerID)
+	}
+	return nil
+}
+
+// Revoked reports whether a certificate serial (lower-case hex) is revoked.
+func (r *Registry) Revoked(serial string) bool {
+	r.mu.RLock()
+	_, ok := r.revoked[serial]
+	r.mu.RUnlock()
+	return ok
+}
+
+// IssueCertificate signs a CSR for a registered, enabled locker and records it.
+func (r *Registry) IssueCertificate(ctx context.Context, lockerID string, csrPEM []byte) (Certificate, error) {
+	if err := r.Authorize(lockerID); err != nil {
+		return Certificate{}, err
+	}
+	return r.issue(ctx, r.pool, lockerID, csrPEM)
+}
+
+
+func (r *Registry) issue(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, lockerID string, csrPEM []byte) (Certificate, error) {
+	cert, certPEM, err := r.ca.SignDevice(csrPEM, lockerID, pki.DeviceValidity)
+	if err != nil {
+		return Certificate{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	serial := pki.SerialString(cert.SerialNumber)
+	var s string
+	err = db.QueryRow(ctx, `INSERT INTO fleet_certificates (serial, locker_id, not_before, not_after) VALUES ($1, $2, $3, $4) RETURNING serial`,
+		serial, lockerID, cert.NotBefore, cert.NotAfter).Scan(&s)
+	if err != nil {
+		return Certificate{}, fmt.Errorf("record certificate: %w", err)
+	}
+	return Certificate{Serial: serial, Certificate: string(certPEM), CA: string(r.ca.CertPEM), NotAfter: cert.NotAfter}, nil
+}
+
+// RevokeCertificates revokes every certificate of a locker, refuses them from
+// now on and closes the locker's live connection. It returns how many were
+// revoked by this call.
+func (r *Registry) RevokeCertificates(ctx context.Context, lockerID string) (int, error) {
+	if _, err := r.Get(ctx, lockerID); err != nil {
+		return 0, err
+	}
+	rows, err := r.pool.Query(ctx, `UPDATE fleet_certificates SET revoked_at = now()
+		WHERE locker_id = $1 AND revoked_at IS NULL RETURNING serial`, lockerID)
+	if err != nil {
+		return 0, fmt.Errorf("revoke: %w", err)
+	}
+	serials, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("revoke: %w", err)
+	}
+	r.mu.Lock()
+	for _, s := range serials {
+		r.revoked[s] = struct{}{}
+	}
+	conns := r.conns
+	r.mu.Unlock()
+	if conns != nil {
+		conns.Kick(lockerID)
+	}
+	r.log.Info("certificates revoked", "locker", lockerID, "count", len(serials))
+	return len(serials), nil
+}
+
+// CreateEnrollToken makes a one-time token that a locker exchanges, with its CSR,
+// for its certificate at POST /api/v1/enroll.
+func (r *Registry) CreateEnrollToken(ctx context.Context, lockerID string, ttl time.Duration) (EnrollToken, error) {
+	if ttl == 0 {
+		ttl = DefaultTokenTTL
+	}
+	if ttl < time.Minute || ttl > MaxTokenTTL {
+		return EnrollToken{}, fmt.Errorf("%w: ttl must be between 1 minute and %s", ErrInvalid, MaxTokenTTL)
+	}
+	if err := r.Authorize(lockerID); err != nil {
+		return EnrollToken{}, err
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return EnrollToken{}, err
+	}
+	tok := "et_" + base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(tok))
+	t := EnrollToken{LockerID: lockerID, Token: tok}
+	err := r.pool.QueryRow(ctx, `INSERT INTO fleet_enroll_tokens (token_hash, locker_id, expires_at)
+		VALUES ($1, $2, now() + $3::interval) RETURNING expires_at`, h[:], lockerID, ttl.String()).Scan(&t.ExpiresAt)
+	if err != nil {
+		return EnrollToken{}, fmt.Errorf("create enrolment token: %w", err)
+	}
+	return t, nil
+}
+
+// Enroll exchanges an unused, unexpired token and a CSR for a certificate. The
+// token is spent only when the certificate is issued (one transaction).
+func (r *Registry) Enroll(ctx context.Context, token string, csrPEM []byte) (Certificate, error) {
+	if token == "" || len(token) > 200 {
+		return Certificate{}, ErrTokenInvalid
+	}
+	h := sha256.Sum256([]byte(token))
+	var cert Certificate
+	err := pg.Tx(ctx, r.pool, func(tx pgx.Tx) error {
+		var lockerID string
+		err := tx.QueryRow(ctx, `UPDATE fleet_enroll_tokens SET used_at = now()
+			WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING locker_id`, h[:]).Scan(&lockerID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrTokenInvalid
+		}
+		if err != nil {
+			return err
+		}
+		if err := r.Authorize(lockerID); err != nil {
+			return err
+		}
+		cert, err = r.issue(ctx, tx, lockerID, csrPEM)
+		return err
+	})
+	if err != nil {
+		return Certificate{}, fmt.Errorf("enrol: %w", err)
+	}
+	return cert, nil
+}
+
+// Online reports whether the locker has a live connection.
+func (r *Registry) Online(lockerID string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e := r.lockers[lockerID]
+	return e != nil && e.online
+}
+
+// CountOnline returns how many lockers have a live connection.
+func (r *Registry) CountOnline() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, e := range r.lockers {
+		if e.online {
+			n++
+		}
+	}
+	return n
+}
+
+// Connected records that a locker's session was established.
+func (r *Registry) Connected(lockerID string, at time.Time) {
+	r.setOnline(lockerID, true)
+	r.presence.record(lockerID, at, true)
+}
+
+// Disconnected records that a locker's current session ended.
+func (r *Registry) Disconnected(lockerID string, at time.Time) {
+	r.setOnline(lockerID, false)
+	r.presence.record(lockerID, at, false)
+}
+
+func (r *Registry) setOnline(id string, on bool) {
+	r.mu.Lock()
+	if e := r.lockers[id]; e != nil {
+		e.online = on
+	}
+	r.mu.Unlock()
+}
