@@ -262,7 +262,6 @@ func (r *Registry) IssueCertificate(ctx context.Context, lockerID string, csrPEM
 	return r.issue(ctx, r.pool, lockerID, csrPEM)
 }
 
-
 func (r *Registry) issue(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, lockerID string, csrPEM []byte) (Certificate, error) {
