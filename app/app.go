@@ -1,0 +1,337 @@
+// Package app is the composition root: it builds every component from a
+// Config, starts them in order and stops them in reverse.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/lockerhub/lockerhub/access"
+	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/broker"
+	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/pg"
+	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/web"
+)
+
+// Config is everything the hub needs; cmd/hub fills it from flags and HUB_* env.
+type Config struct {
+	DataDir         string
+	DatabaseURL     string
+	MQTTAddr        string
+	HTTPAddr        string
+	DeviceAddr      string
+	Hostnames       []string
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	Out             io.Writer // where the admin credential is printed on first start
+}
+
+// Defaults fills what is unset with values that work on a laptop.
+func (c *Config) Defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./var"
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = pg.DefaultURL
+	}
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = ":8883"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.DeviceAddr == "" {
+		c.DeviceAddr = ":8443"
+	}
+	if len(c.Hostnames) == 0 {
+		c.Hostnames = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+}
+
+// Migrations lists every package's schema in the order they apply.
+func Migrations() []pg.Migrations {
+	return []pg.Migrations{access.Migrations(), fleet.Migrations()}
+}
+
+// App is a running hub.
+type App struct {
+	cfg Config
+	log *slog.Logger
+
+	Metrics    *prometheus.Registry
+	CA         *pki.CA
+	Pool       *pgxpool.Pool
+	Registry   *fleet.Registry
+	Broker     *broker.Broker
+	AdminToken string
+
+	httpLn, deviceLn net.Listener
+	httpSrv          *http.Server
+	deviceSrv        *http.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns an app for cfg; Start or Run it.
+func New(cfg Config) *App {
+	cfg.Defaults()
+	return &App{cfg: cfg, log: cfg.Logger}
+}
+
+// Run starts the hub and serves until ctx ends, then shuts down in order.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		a.Shutdown()
+		return err
+	}
+	<-ctx.Done()
+	a.log.Info("shutting down")
+	a.Shutdown()
+	return nil
+}
+
+// Start brings every component up; on error, call Shutdown to release what started.
+func (a *App) Start(ctx context.Context) error {
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ca, err := pki.LoadOrCreateCA(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	a.CA = ca
+	serverCert, err := ca.LoadOrCreateServerCert(cfg.DataDir, cfg.Hostnames)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+
+	if a.Pool, err = connectDB(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	n, err := pg.Migrate(ctx, a.Pool, Migrations()...)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		a.log.Info("migrations applied", "count", n)
+	}
+
+	accessStore := access.NewStore(a.Pool)
+	if a.AdminToken, err = a.ensureAdminToken(ctx, accessStore); err != nil {
+		return err
+	}
+
+	a.Metrics = prometheus.NewRegistry()
+	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	a.Registry = fleet.NewRegistry(a.Pool, ca, a.log.With("component", "fleet"))
+	if err := a.Registry.Load(ctx); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.Registry.Run(runCtx) }()
+
+	a.Broker, err = broker.New(broker.Config{
+		Addr:       cfg.MQTTAddr,
+		TLS:        &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool()},
+		Logger:     a.log.With("component", "broker"),
+		Registerer: a.Metrics,
+	}, a.Registry, a.Registry)
+	if err != nil {
+		return err
+	}
+	a.Registry.SetConnections(a.Broker)
+	if err := a.Broker.Start(); err != nil {
+		return err
+	}
+
+	deps := web.Deps{
+		Registry: a.Registry,
+		Access:   accessStore,
+		CAPEM:    ca.CertPEM,
+		Gatherer: a.Metrics,
+		Logger:   a.log.With("component", "web"),
+		Ready: []web.Check{
+			{Name: "database", Fn: func(ctx context.Context) error { return a.Pool.Ping(ctx) }},
+			{Name: "migrations", Fn: func(ctx context.Context) error {
+				n, err := pg.Pending(ctx, a.Pool, Migrations()...)
+				if err == nil && n > 0 {
+					err = fmt.Errorf("%d migrations pending", n)
+				}
+				return err
+			}},
+			{Name: "broker", Fn: func(context.Context) error {
+				if !a.Broker.Listening() {
+					return errors.New("MQTT listener is not accepting")
+				}
+				return nil
+			}},
+		},
+	}
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	a.httpSrv = &http.Server{Handler: web.NewAPI(deps), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	deviceTLS := &tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		ClientCAs:    ca.Pool(),
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		MinVersion:   tls.VersionTLS12,
+	}
+	if a.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
+		return fmt.Errorf("device listener: %w", err)
+	}
+	a.deviceSrv = &http.Server{Handler: web.NewDeviceAPI(deps), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	a.serve(a.httpSrv, a.httpLn)
+	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))
+
+	if err := a.writeLocalInfo(); err != nil {
+		return err
+	}
+	a.log.Info("hub ready", "mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "device", a.DeviceAddr(), "data_dir", cfg.DataDir)
+	return nil
+}
+
+func (a *App) serve(srv *http.Server, ln net.Listener) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server stopped", "error", err)
+		}
+	}()
+}
+
+// Shutdown stops the components in reverse order of start: HTTP drains, the
+// broker disconnects lockers, background writers flush, the pool closes. It is
+// bounded by the configured shutdown timeout.
+func (a *App) Shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, s := range []*http.Server{a.httpSrv, a.deviceSrv} {
+		if s != nil {
+			if err := s.Shutdown(ctx); err != nil {
+				_ = s.Close()
+			}
+		}
+	}
+	for _, ln := range []net.Listener{a.httpLn, a.deviceLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	if a.Broker != nil {
+		a.Broker.Close()
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+	if a.Pool != nil {
+		a.Pool.Close()
+	}
+}
+
+// MQTTAddr, HTTPAddr and DeviceAddr are the bound addresses (useful with port 0).
+func (a *App) MQTTAddr() string { return a.Broker.Addr() }
+
+// HTTPAddr is the bound API address.
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// DeviceAddr is the bound device HTTPS address.
+func (a *App) DeviceAddr() string { return a.deviceLn.Addr().String() }
+
+func connectDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pool, err := pg.Connect(ctx, url, 0)
+	if err != nil && pg.IsCode(err, "3D000") { // invalid_catalog_name: create it once
+		if err := pg.EnsureDatabase(ctx, url); err != nil {
+			return nil, err
+		}
+		pool, err = pg.Connect(ctx, url, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w (set --database-url or HUB_DATABASE_URL; `make run` starts a local PostgreSQL)", err)
+	}
+	return pool, nil
+}
+
+// ensureAdminToken keeps the admin credential in the data dir: it reuses the
+// stored one while the database knows it, else creates one, stores it (0600)
+// and prints it once.
+func (a *App) ensureAdminToken(ctx context.Context, store *access.Store) (string, error) {
+	path := filepath.Join(a.cfg.DataDir, apiclient.AdminTokenFile)
+	if data, err := os.ReadFile(path); err == nil {
+		tok := strings.TrimSpace(string(data))
+		p, err := store.Authenticate(ctx, tok)
+		if err == nil && p.Role == access.RoleAdmin {
+			return tok, nil
+		}
+		if err != nil && !errors.Is(err, access.ErrUnauthenticated) {
+			return "", err
+		}
+	}
+	tok, err := store.CreateToken(ctx, "admin", access.RoleAdmin)
+	if err != nil {
+		return "", err
+	}
+	if err := pki.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("store admin credential: %w", err)
+	}
+	fmt.Fprintf(a.cfg.Out, "\nAdmin credential (shown once; stored in %s, mode 0600):\n  %s\n\n", path, tok)
+	return tok, nil
+}
+
+func (a *App) writeLocalInfo() error {
+	info := apiclient.Local{
+		HTTP:   "http://" + localAddr(a.HTTPAddr()),
+		MQTT:   localAddr(a.MQTTAddr()),
+		Device: "https://" + localAddr(a.DeviceAddr()),
+	}
+	data, _ := json.MarshalIndent(info, "", "  ")
+	return pki.WriteFile(filepath.Join(a.cfg.DataDir, apiclient.HubInfoFile), append(data, '\n'), 0o644)
+}
+
+// localAddr turns a bound address into one a local client can dial.
+func localAddr(bound string) string {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,328 @@
+// Package broker is the embedded MQTT broker the lockers connect to: mochi
+// behind our own mTLS listener, identity and ACL checks, presence, the dispatch
+// of device publishes by topic kind, and the sending of hub→device messages.
+// It imports no domain package: identities, presence and handlers come in
+// through the small interfaces below, wired by app.
+package broker
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// Keepalive bounds for MQTT 5 clients; outside them the server sets its own.
+const (
+	defaultKeepalive = 60
+	maxKeepalive     = 300
+)
+
+// Identities answers who may connect; fleet.Registry implements it.
+type Identities interface {
+	Authorize(lockerID string) error
+	Revoked(serial string) bool
+}
+
+// Presence is told when a locker's current session starts and ends.
+type Presence interface {
+	Connected(lockerID string, at time.Time)
+	Disconnected(lockerID string, at time.Time)
+}
+
+// Message is a publish received from a locker.
+type Message struct {
+	LockerID string
+	Kind     protocol.Kind
+	Payload  []byte
+	QoS      byte
+	Received time.Time
+}
+
+// Handler takes the device messages of one kind. It runs on the connection's
+// read goroutine and must not block; an error refuses the message as invalid
+// (MQTT 5: PUBACK 0x99), counted and logged with the locker ID.
+type Handler func(Message) error
+
+// Config of the broker. Zero values take the defaults noted.
+type Config struct {
+	Addr             string        // listen address, e.g. ":8883"
+	TLS              *tls.Config   // server certificate; client certificates are required and checked against ClientCAs
+	HandshakeTimeout time.Duration // 10 s
+	ConnectTimeout   time.Duration // 10 s from handshake to CONNECT
+	AcceptRate       float64       // new connections per second, 1000
+	AcceptBurst      int           // 200
+	MaxHandshakes    int           // TLS handshakes in progress at once, 64
+	MaxPacketSize    uint32        // 256 KiB
+	WritesPending    int32         // outbound packets queued per client, 64
+	Logger           *slog.Logger
+	Registerer       prometheus.Registerer
+}
+
+func (c *Config) defaults() {
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.AcceptRate == 0 {
+		c.AcceptRate = 1000
+	}
+	if c.AcceptBurst == 0 {
+		c.AcceptBurst = 200
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = 64
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = 256 << 10
+	}
+	if c.WritesPending == 0 {
+		c.WritesPending = 64
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+}
+
+// Errors of Send.
+var (
+	ErrOffline  = errors.New("locker is not connected")
+	ErrNotToHub = errors.New("the hub does not publish this topic kind")
+	errKicked   = errors.New("disconnected by the hub: certificate revoked or locker disabled")
+)
+
+type session struct {
+	gen uint64
+	cl  *mqtt.Client
+}
+
+// Broker is the embedded MQTT broker.
+type Broker struct {
+	cfg      Config
+	ids      Identities
+	presence Presence
+	log      *slog.Logger
+	m        *metrics
+	srv      *mqtt.Server
+	ln       *tlsListener
+	handlers map[protocol.Kind]Handler
+
+	mu       sync.Mutex
+	sessions map[string]session
+	gen      uint64
+
+	started   atomic.Bool
+	closeOnce sync.Once
+	kicks     sync.WaitGroup
+}
+
+// New builds a broker; register handlers with Handle, then Start it.
+func New(cfg Config, ids Identities, presence Presence) (*Broker, error) {
+	cfg.defaults()
+	if cfg.TLS == nil || cfg.TLS.ClientCAs == nil || len(cfg.TLS.Certificates) == 0 {
+		return nil, errors.New("broker: TLS needs a server certificate and the client CA")
+	}
+	b := &Broker{
+		cfg: cfg, ids: ids, presence: presence,
+		log:      cfg.Logger,
+		handlers: map[protocol.Kind]Handler{},
+		sessions: map[string]session{},
+	}
+	b.m = newMetrics(cfg.Registerer, func() float64 { return float64(b.Connected()) })
+
+	tc := cfg.TLS.Clone()
+	tc.ClientAuth = tls.RequireAndVerifyClientCert
+	if tc.MinVersion < tls.VersionTLS12 {
+		tc.MinVersion = tls.VersionTLS12
+	}
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) > 0 && ids.Revoked(serialOf(cs.PeerCertificates[0])) {
+			return errRevoked
+		}
+		return nil
+	}
+	b.cfg.TLS = tc
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumQos = 1
+	caps.MinimumProtocolVersion = 4
+	caps.MaximumPacketSize = cfg.MaxPacketSize
+	caps.MaximumClientWritesPending = cfg.WritesPending
+	caps.MaximumMessageExpiryInterval = 0 // retained messages do not expire
+	caps.MaximumSessionExpiryInterval = 0 // lockers use clean sessions; nothing is kept after a disconnect
+	caps.ReceiveMaximum = 64
+	caps.MaximumInflight = 64
+	caps.TopicAliasMaximum = 0
+	caps.SharedSubAvailable = 0
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetReadBufferSize:  1024,
+		ClientNetWriteBufferSize: 1024,
+		InlineClient:             true,
+		SysTopicResendInterval:   3600,
+		Logger:                   cfg.Logger.With("component", "mqtt"),
+	})
+	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
+		return nil, err
+	}
+	b.ln = newTLSListener(b.cfg, b.m)
+	return b, nil
+}
+
+// Handle registers the handler of one device topic kind. Call it before Start.
+func (b *Broker) Handle(kind protocol.Kind, h Handler) {
+	if !kind.FromDevice() {
+		panic(fmt.Sprintf("broker: %s is not a device topic kind", kind))
+	}
+	b.handlers[kind] = h
+}
+
+// Start binds the listener and starts serving.
+func (b *Broker) Start() error {
+	if err := b.srv.AddListener(b.ln); err != nil {
+		return fmt.Errorf("mqtt listener %s: %w", b.cfg.Addr, err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		return err
+	}
+	b.started.Store(true)
+	return nil
+}
+
+// Addr is the address the broker listens on.
+func (b *Broker) Addr() string { return b.ln.Address() }
+
+// Listening reports whether the broker accepts connections.
+func (b *Broker) Listening() bool { return b.started.Load() && !b.ln.isClosed() }
+
+// Close disconnects every locker and stops the broker; it returns when every
+// connection goroutine has ended.
+func (b *Broker) Close() {
+	b.closeOnce.Do(func() {
+		if b.started.Load() {
+			_ = b.srv.Close()
+		}
+		b.kicks.Wait()
+	})
+}
+
+// Connected returns the number of live locker sessions.
+func (b *Broker) Connected() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sessions)
+}
+
+// Online reports whether a locker has a live session.
+func (b *Broker) Online(lockerID string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.sessions[lockerID]
+	return ok
+}
+
+// Kick closes a locker's live connection at once (revocation, disabling). An
+// MQTT 5 locker gets DISCONNECT 0x87 first; a socket that does not take it
+// within a second is closed anyway.
+func (b *Broker) Kick(lockerID string) {
+	b.mu.Lock()
+	s, ok := b.sessions[lockerID]
+	b.mu.Unlock()
+	if !ok {
+		return
+	}
+	b.kicks.Add(1)
+	go func() {
+		defer b.kicks.Done()
+		watchdog := time.AfterFunc(time.Second, func() { s.cl.Stop(errKicked) })
+		defer watchdog.Stop()
+		if s.cl.Properties.ProtocolVersion == 5 {
+			_ = s.cl.WritePacket(packets.Packet{
+				FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+				ReasonCode:  packets.ErrNotAuthorized.Code,
+				Properties:  packets.Properties{ReasonString: errKicked.Error()},
+			})
+		}
+		s.cl.Stop(errKicked)
+	}()
+}
+
+// Send publishes a hub→device message to one locker at QoS 0 (DESIGN decision 9:
+// each such message has an application-level acknowledgement and is re-sent by
+// its owner). mochi's inline client skips the ACL, so the rule is applied here
+// explicitly: only hub kinds, only to one locker's own topic.
+func (b *Broker) Send(lockerID string, kind protocol.Kind, payload []byte) error {
+	if !kind.FromHub() {
+		return fmt.Errorf("%w: %s", ErrNotToHub, kind)
+	}
+	if err := protocol.ValidateLockerID(lockerID); err != nil {
+		return err
+	}
+	if !b.Online(lockerID) {
+		return fmt.Errorf("%w: %s", ErrOffline, lockerID)
+	}
+	return b.srv.Publish(protocol.Topic(lockerID, kind), payload, false, 0)
+}
+
+func (b *Broker) refuse(cl *mqtt.Client, reason string, v5, v3 packets.Code) error {
+	b.m.refusals.WithLabelValues("connect", reason).Inc()
+	code := v5
+	if cl.Properties.ProtocolVersion < 5 {
+		code = v3
+	}
+	_ = b.srv.SendConnack(cl, code, false, nil)
+	return v5
+}
+
+func (b *Broker) sessionUp(cl *mqtt.Client) {
+	b.mu.Lock()
+	b.gen++
+	_, replaced := b.sessions[cl.ID]
+	b.sessions[cl.ID] = session{gen: b.gen, cl: cl}
+	b.mu.Unlock()
+	b.m.connects.Inc()
+	if replaced {
+		b.m.takeovers.Inc()
+	}
+	b.presence.Connected(cl.ID, time.Now())
+}
+
+// sessionDown ends presence only for the current session of a locker: the late
+// disconnect of a replaced connection must not mark a reconnected locker offline.
+func (b *Broker) sessionDown(cl *mqtt.Client, err error) {
+	if cause := cl.StopCause(); cause != nil && (err == nil || errors.Is(cause, errKicked)) {
+		err = cause
+	}
+	b.m.disconnects.WithLabelValues(disconnectReason(err)).Inc()
+	if cl.IsTakenOver() {
+		return
+	}
+	b.mu.Lock()
+	s, ok := b.sessions[cl.ID]
+	current := ok && s.cl == cl
+	if current {
+		delete(b.sessions, cl.ID)
+	}
+	b.mu.Unlock()
+	if current {
+		b.presence.Disconnected(cl.ID, time.Now())
+	}
+}
+
+func serialOf(c *x509.Certificate) string { return pki.SerialString(c.SerialNumber) }

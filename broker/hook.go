@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// hook connects mochi to the hub: identity at CONNECT, presence, the ACL, and
+// the dispatch of device publishes to their handlers.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "lockerhub" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent,
+	}, []byte{b})
+}
+
+// OnConnect checks the client ID against the certificate and the registry,
+// strips any will and sets the keepalive. Refusals send their own CONNACK.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	b := h.b
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok || len(tc.ConnectionState().PeerCertificates) == 0 {
+		return b.refuse(cl, "no_certificate", packets.ErrNotAuthorized, packets.Err3NotAuthorized)
+	}
+	leaf := tc.ConnectionState().PeerCertificates[0]
+	cn := leaf.Subject.CommonName
+	if cl.ID != cn {
+		b.log.Warn("CONNECT refused: client ID differs from certificate CN", "client_id", cl.ID, "cn", cn, "remote", cl.Net.Remote)
+		return b.refuse(cl, "client_id_mismatch", packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid)
+	}
+	if err := b.ids.Authorize(cn); err != nil {
+		b.log.Warn("CONNECT refused", "locker", cn, "error", err, "remote", cl.Net.Remote)
+		return b.refuse(cl, "not_authorized", packets.ErrNotAuthorized, packets.Err3NotAuthorized)
+	}
+	if b.ids.Revoked(serialOf(leaf)) { // revoked between handshake and CONNECT
+		return b.refuse(cl, "revoked", packets.ErrNotAuthorized, packets.Err3NotAuthorized)
+	}
+	if cl.Properties.Will.Flag != 0 || pk.Connect.WillFlag {
+		// mochi publishes wills without an ACL check and on takeover; presence
+		// comes from the connection itself (DESIGN decision 3).
+		cl.Properties.Will = mqtt.Will{}
+		b.m.willsStripped.Inc()
+	}
+	if cl.Properties.ProtocolVersion == 5 && (cl.State.Keepalive == 0 || cl.State.Keepalive > maxKeepalive) {
+		cl.State.Keepalive = defaultKeepalive
+		cl.State.ServerKeepalive = true // advertised in the CONNACK
+	}
+	return nil
+}
+
+// OnConnectAuthenticate accepts: identity was settled by TLS and OnConnect.
+func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.sessionUp(cl)
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.b.sessionDown(cl, err)
+}
+
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		if protocol.MayPublish(cl.ID, topic) {
+			return true
+		}
+		h.b.m.aclDenied.WithLabelValues("publish").Inc()
+		h.b.log.Warn("publish refused by ACL", "locker", cl.ID, "topic", topic)
+		return false
+	}
+	if protocol.MaySubscribe(cl.ID, topic) {
+		return true
+	}
+	h.b.m.aclDenied.WithLabelValues("subscribe").Inc()
+	h.b.log.Warn("subscription refused by ACL", "locker", cl.ID, "filter", topic)
+	return false
+}
+
+// OnPacketRead refuses QoS 2: the hub offers at most QoS 1 (DESIGN decision 5).
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 1 {
+		h.b.m.disconnects.WithLabelValues("qos2").Inc()
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = h.b.srv.DisconnectClient(cl, packets.ErrQosNotSupported)
+		}
+		return pk, packets.ErrQosNotSupported
+	}
+	return pk, nil
+}
+
+// OnPacketEncode advertises the maximum packet size in MQTT 5 CONNACKs.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 && cl.Properties.ProtocolVersion == 5 {
+		pk.Properties.MaximumPacketSize = h.b.cfg.MaxPacketSize
+	}
+	return pk
+}
+
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Publish {
+		kind := kindLabel(pk.TopicName)
+		h.b.m.messagesOut.WithLabelValues(kind).Inc()
+		h.b.m.bytesOut.WithLabelValues(kind).Add(float64(len(pk.Payload)))
+	}
+}
+
+// OnPublish hands a device publish to the handler of its kind and answers it
+// itself: mochi forwards nothing and sends no PUBACK for a rejected packet
+// (DESIGN decision 8), for MQTT 3.1.1 and 5 alike.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	b := h.b
+	_, kind, _ := protocol.ParseTopic(pk.TopicName) // the ACL let only valid device topics through
+	b.m.messagesIn.WithLabelValues(string(kind)).Inc()
+	b.m.bytesIn.WithLabelValues(string(kind)).Add(float64(len(pk.Payload)))
+	code := packets.CodeSuccess
+	if hd := b.handlers[kind]; hd != nil {
+		err := hd(Message{LockerID: cl.ID, Kind: kind, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Received: time.Now()})
+		if err != nil {
+			b.m.invalid.WithLabelValues(string(kind)).Inc()
+			b.log.Warn("device message refused", "locker", cl.ID, "kind", kind, "error", err)
+			code = packets.ErrPayloadFormatInvalid
+		}
+	} else {
+		b.m.unhandled.WithLabelValues(string(kind)).Inc()
+	}
+	if pk.FixedHeader.Qos == 1 {
+		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
+		if cl.Properties.ProtocolVersion == 5 {
+			ack.ReasonCode = code.Code
+		}
+		if err := cl.WritePacket(ack); err != nil {
+			return pk, err
+		}
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+func kindLabel(topic string) string {
+	if _, k, err := protocol.ParseTopic(topic); err == nil {
+		return string(k)
+	}
+	return "other"
+}
+
+func disconnectReason(err error) string {
+	var code packets.Code
+	var ne net.Error
+	switch {
+	case err == nil, errors.Is(err, packets.CodeDisconnect):
+		return "client_disconnect"
+	case errors.Is(err, packets.ErrSessionTakenOver):
+		return "taken_over"
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		return "packet_too_large"
+	case errors.Is(err, errKicked):
+		return "revoked"
+	case errors.Is(err, packets.ErrServerShuttingDown):
+		return "shutdown"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "keepalive_timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		return "connection_closed"
+	case errors.As(err, &code):
+		return "protocol_error"
+	}
+	return "error"
+}

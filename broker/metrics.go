@@ -1,0 +1,59 @@
+package broker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	connects        prometheus.Counter
+	refusals        *prometheus.CounterVec // stage (tls|connect), reason
+	disconnects     *prometheus.CounterVec // reason
+	takeovers       prometheus.Counter
+	aclDenied       *prometheus.CounterVec // action
+	willsStripped   prometheus.Counter
+	acceptThrottled prometheus.Counter
+	handshaking     prometheus.Gauge
+	messagesIn      *prometheus.CounterVec // kind
+	bytesIn         *prometheus.CounterVec
+	messagesOut     *prometheus.CounterVec
+	bytesOut        *prometheus.CounterVec
+	unhandled       *prometheus.CounterVec
+	invalid         *prometheus.CounterVec // kind
+}
+
+func newMetrics(reg prometheus.Registerer, connected func() float64) *metrics {
+	m := &metrics{
+		connects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_connects_total", Help: "Locker sessions established."}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_refusals_total", Help: "Connections refused, by stage (tls, connect) and reason."},
+			[]string{"stage", "reason"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_disconnects_total", Help: "Locker sessions ended, by reason."}, []string{"reason"}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_takeovers_total", Help: "Sessions replaced by a newer connection of the same locker."}),
+		aclDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_acl_denied_total", Help: "Publishes and subscriptions refused by the ACL."}, []string{"action"}),
+		willsStripped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_wills_stripped_total", Help: "Will messages removed from CONNECT packets."}),
+		acceptThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_accept_throttled_total", Help: "Accepted connections that waited for the accept rate limit or a handshake slot."}),
+		handshaking: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockerhub_broker_tls_handshakes_in_progress", Help: "TLS handshakes running now."}),
+		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_messages_received_total", Help: "Publishes received from lockers, by topic kind."}, []string{"kind"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_received_bytes_total", Help: "Payload bytes received from lockers, by topic kind."}, []string{"kind"}),
+		messagesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_messages_sent_total", Help: "Publishes sent to lockers, by topic kind."}, []string{"kind"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_sent_bytes_total", Help: "Payload bytes sent to lockers, by topic kind."}, []string{"kind"}),
+		unhandled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_messages_unhandled_total", Help: "Device publishes of a kind no component handles yet (acknowledged, not stored)."}, []string{"kind"}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_broker_messages_invalid_total", Help: "Device publishes refused as invalid (PUBACK 0x99 for MQTT 5), by topic kind."}, []string{"kind"}),
+	}
+	reg.MustRegister(m.connects, m.refusals, m.disconnects, m.takeovers, m.aclDenied, m.willsStripped,
+		m.acceptThrottled, m.handshaking, m.messagesIn, m.bytesIn, m.messagesOut, m.bytesOut, m.unhandled, m.invalid,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lockerhub_broker_connected_lockers", Help: "Lockers with a live session."}, connected))
+	return m
+}

@@ -1,0 +1,50 @@
+package web
+
+import (
+	"net/http"
+)
+
+// DeviceAPI is the handler of the device-facing HTTPS listener (--device-addr):
+// enrolment now, certificate renewal and firmware downloads later.
+type DeviceAPI struct {
+	api *API
+	mux *http.ServeMux
+}
+
+// NewDeviceAPI builds the device handler.
+func NewDeviceAPI(d Deps) *DeviceAPI {
+	a := &API{d: d}
+	m := http.NewServeMux()
+	m.HandleFunc(DeviceRoutes()[0], a.enroll)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such device endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return &DeviceAPI{api: a, mux: m}
+}
+
+func (d *DeviceAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	d.mux.ServeHTTP(w, r)
+}
+
+// DeviceRoutes lists the device listener's API routes (for the OpenAPI check).
+func DeviceRoutes() []string { return []string{"POST /api/v1/enroll"} }
+
+// enroll exchanges a one-time token and a CSR for the locker's certificate.
+func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Token string `json:"token"`
+		CSR   string `json:"csr"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	c, err := a.d.Registry.Enroll(r.Context(), in.Token, []byte(in.CSR))
+	if err != nil {
+		a.domainError(w, r, err)
+		return
+	}
+	a.d.Logger.Info("locker enrolled", "serial", c.Serial, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, c)
+}

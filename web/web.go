@@ -1,0 +1,218 @@
+// Package web serves the HTTP API, health and metrics for browsers, hubctl and
+// partners, and the device-facing HTTPS endpoints (enrolment).
+package web
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lockerhub/lockerhub/access"
+	"github.com/lockerhub/lockerhub/fleet"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// MaxBody bounds every request body.
+const MaxBody = 1 << 20
+
+// Check is one readiness check: nil when ready.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Deps are what the handlers use.
+type Deps struct {
+	Registry *fleet.Registry
+	Access   *access.Store
+	CAPEM    []byte
+	Ready    []Check
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+}
+
+type route struct {
+	method, path string
+	public       bool
+	h            http.HandlerFunc
+}
+
+// API is the handler of the --http-addr listener.
+type API struct {
+	d      Deps
+	mux    *http.ServeMux
+	routes []route
+}
+
+// NewAPI builds the API handler.
+func NewAPI(d Deps) *API {
+	a := &API{d: d, mux: http.NewServeMux()}
+	a.routes = []route{
+		{"GET", "/api/v1/openapi.json", true, a.openAPI},
+		{"GET", "/api/v1/ca.crt", true, a.caCert},
+		{"GET", "/api/v1/lockers", false, a.listLockers},
+		{"POST", "/api/v1/lockers", false, a.createLocker},
+		{"GET", "/api/v1/lockers/{id}", false, a.getLocker},
+		{"POST", "/api/v1/lockers/{id}/certificates", false, a.issueCertificate},
+		{"POST", "/api/v1/lockers/{id}/certificates/revoke", false, a.revokeCertificates},
+		{"POST", "/api/v1/lockers/{id}/enroll-tokens", false, a.createEnrollToken},
+	}
+	for _, r := range a.routes {
+		h := r.h
+		if !r.public {
+			h = a.requireAdmin(h)
+		}
+		a.mux.HandleFunc(r.method+" "+r.path, h)
+	}
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
+	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	a.mux.ServeHTTP(w, r)
+}
+
+// Routes lists the API routes as "METHOD /path" (for the OpenAPI check).
+func (a *API) Routes() []string {
+	out := make([]string, len(a.routes))
+	for i, r := range a.routes {
+		out[i] = r.method + " " + r.path
+	}
+	return out
+}
+
+// OpenAPI returns the OpenAPI document served at /api/v1/openapi.json.
+func OpenAPI() []byte { return openAPI }
+
+func (a *API) openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPI)
+}
+
+func (a *API) caCert(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(a.d.CAPEM)
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := http.StatusOK
+	checks := map[string]string{}
+	for _, c := range a.d.Ready {
+		if err := c.Fn(ctx); err != nil {
+			checks[c.Name] = err.Error()
+			status = http.StatusServiceUnavailable
+		} else {
+			checks[c.Name] = "ok"
+		}
+	}
+	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
+}
+
+type principalKey struct{}
+
+func (a *API) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <token> (hubctl reads var/admin.token)")
+			return
+		}
+		p, err := a.d.Access.Authenticate(r.Context(), strings.TrimSpace(tok))
+		if errors.Is(err, access.ErrUnauthenticated) {
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "the bearer token is unknown or revoked")
+			return
+		}
+		if err != nil {
+			a.internal(w, r, err)
+			return
+		}
+		if p.Role != access.RoleAdmin {
+			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs the admin role")
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	}
+}
+
+// apiError is the JSON body of every error.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, apiError{Code: code, Message: msg})
+}
+
+func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
+	a.d.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	writeError(w, http.StatusInternalServerError, "internal", "internal error; see the hub's log")
+}
+
+// domainError maps domain errors to HTTP; anything else is a 500.
+func (a *API) domainError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, fleet.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, fleet.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, fleet.ErrExists):
+		writeError(w, http.StatusConflict, "exists", err.Error())
+	case errors.Is(err, fleet.ErrDisabled):
+		writeError(w, http.StatusConflict, "disabled", err.Error())
+	case errors.Is(err, fleet.ErrTokenInvalid):
+		writeError(w, http.StatusUnauthorized, "token_invalid", err.Error())
+	default:
+		a.internal(w, r, err)
+	}
+}
+
+// readJSON decodes a JSON body strictly into v, answering 400/413 itself.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than %d bytes", MaxBody))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad_json", "request body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad_json", "request body: more than one JSON value")
+		return false
+	}
+	return true
+}
