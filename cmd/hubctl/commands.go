@@ -203,7 +203,7 @@ func writeBody(w io.Writer, body []byte) error {
 		return nil
 	}
 	var buf bytes.Buffer
-	if json.Indent(&buf, body, "", "  ") == nil {
+	if json.Indent(&buf, bytes.TrimSpace(body), "", "  ") == nil {
 		buf.WriteByte('\n')
 		_, err := w.Write(buf.Bytes())
 		return err

@@ -286,6 +286,7 @@ func TestRevokedMessage(t *testing.T) {
 func TestWriteBody(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{`{"a":1,"b":[1,2]}`, "{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}\n"},
+		{"{\"a\":1}\n", "{\n  \"a\": 1\n}\n"},
 		{"-----BEGIN CERTIFICATE-----\nx\n", "-----BEGIN CERTIFICATE-----\nx\n"},
 		{"", ""},
 		{"  \n", ""},

@@ -18,14 +18,14 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := newCLI(os.Stdin, os.Stdout, os.Stderr).run(ctx, os.Args[1:])
-	stop()
-	os.Exit(code)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run runs hubctl with args (without the program name) and returns the exit
-// code: 0 on success, 1 when the command failed, 2 for a usage error.
+// code: 0 on success, 1 when the command failed, 2 for a usage error. Ctrl-C
+// cancels the request in flight.
 func run(args []string, stdout, stderr io.Writer) int {
-	return newCLI(os.Stdin, stdout, stderr).run(context.Background(), args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return newCLI(os.Stdin, stdout, stderr).run(ctx, args)
 }
