@@ -274,7 +274,7 @@ func (c *cli) describe(err error) string {
 	var apiErr *apiclient.Error
 	switch {
 	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
-		return err.Error() + ": the hub refused the token; check --token/" + envToken + " or the admin.token in the hub's data dir"
+		return err.Error() + ": check --token/" + envToken + " or the admin.token in the hub's data dir"
 	case errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden:
 		return err.Error() + ": this token may not do that; use an admin token"
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):

@@ -231,7 +231,7 @@ func TestHubctlEndToEnd(t *testing.T) {
 		fails(t, exitFail, []string{"locker", "list", "--data-dir", t.TempDir()},
 			"no local hub found", "start one with `make run` or pass --server/--token")
 		fails(t, exitFail, []string{"locker", "list", "--server", h.HTTPURL, "--token", "wrong"},
-			"HTTP 401", "the hub refused the token")
+			"HTTP 401", "check --token/HUBCTL_TOKEN")
 		fails(t, exitUsage, with(local, "locker", "add", "L9"), "--cells N is required")
 	})
 
