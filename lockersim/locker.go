@@ -227,7 +227,9 @@ func (l *Locker) sleep(ctx context.Context, d time.Duration) bool {
 	return ctx.Err() == nil
 }
 
-func (l *Locker) sleepUntil(ctx context.Context, t time.Time) bool { return l.sleep(ctx, time.Until(t)) }
+func (l *Locker) sleepUntil(ctx context.Context, t time.Time) bool {
+	return l.sleep(ctx, time.Until(t))
+}
 
 func (l *Locker) poke() {
 	select {

@@ -35,7 +35,9 @@ func needMosquitto(t *testing.T) {
 	c.Close()
 }
 
-func uniqueName(t *testing.T) string { return fmt.Sprintf("lsimtest-%d-%s", time.Now().UnixNano(), rand.Text()[:6]) }
+func uniqueName(t *testing.T) string {
+	return fmt.Sprintf("lsimtest-%d-%s", time.Now().UnixNano(), rand.Text()[:6])
+}
 
 func TestClientAgainstMosquitto(t *testing.T) {
 	needMosquitto(t)
