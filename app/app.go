@@ -40,6 +40,7 @@ type Config struct {
 	DeviceAddr      string
 	Hostnames       []string
 	ShutdownTimeout time.Duration
+	ConnectTimeout  time.Duration // from TLS handshake to MQTT CONNECT; 10 s
 	Logger          *slog.Logger
 	Out             io.Writer // where the admin credential is printed on first start
 }
@@ -163,10 +164,11 @@ func (a *App) Start(ctx context.Context) error {
 	go func() { defer a.wg.Done(); a.Registry.Run(runCtx) }()
 
 	a.Broker, err = broker.New(broker.Config{
-		Addr:       cfg.MQTTAddr,
-		TLS:        &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool()},
-		Logger:     a.log.With("component", "broker"),
-		Registerer: a.Metrics,
+		Addr:           cfg.MQTTAddr,
+		ConnectTimeout: cfg.ConnectTimeout,
+		TLS:            &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool()},
+		Logger:         a.log.With("component", "broker"),
+		Registerer:     a.Metrics,
 	}, a.Registry, a.Registry)
 	if err != nil {
 		return err
@@ -205,10 +207,11 @@ func (a *App) Start(ctx context.Context) error {
 	a.httpSrv = &http.Server{Handler: web.NewAPI(deps), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	deviceTLS := &tls.Config{
-		Certificates: []tls.Certificate{serverCert},
-		ClientCAs:    ca.Pool(),
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		MinVersion:   tls.VersionTLS12,
+		Certificates:     []tls.Certificate{serverCert},
+		ClientCAs:        ca.Pool(),
+		ClientAuth:       tls.VerifyClientCertIfGiven,
+		MinVersion:       tls.VersionTLS12,
+		VerifyConnection: broker.VerifyNotRevoked(a.Registry),
 	}
 	if a.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
 		return fmt.Errorf("device listener: %w", err)

@@ -151,12 +151,7 @@ func New(cfg Config, ids Identities, presence Presence) (*Broker, error) {
 	if tc.MinVersion < tls.VersionTLS12 {
 		tc.MinVersion = tls.VersionTLS12
 	}
-	tc.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) > 0 && ids.Revoked(serialOf(cs.PeerCertificates[0])) {
-			return errRevoked
-		}
-		return nil
-	}
+	tc.VerifyConnection = VerifyNotRevoked(ids)
 	b.cfg.TLS = tc
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -306,7 +301,7 @@ func (b *Broker) sessionUp(cl *mqtt.Client) {
 // sessionDown ends presence only for the current session of a locker: the late
 // disconnect of a replaced connection must not mark a reconnected locker offline.
 func (b *Broker) sessionDown(cl *mqtt.Client, err error) {
-	if cause := cl.StopCause(); cause != nil && (err == nil || errors.Is(cause, errKicked)) {
+	if cause := cl.StopCause(); cause != nil && (err == nil || errors.Is(cause, errKicked) || errors.Is(cause, packets.ErrQosNotSupported)) {
 		err = cause
 	}
 	b.m.disconnects.WithLabelValues(disconnectReason(err)).Inc()
@@ -322,6 +317,17 @@ func (b *Broker) sessionDown(cl *mqtt.Client, err error) {
 	b.mu.Unlock()
 	if current {
 		b.presence.Disconnected(cl.ID, time.Now())
+	}
+}
+
+// VerifyNotRevoked is a tls.Config VerifyConnection that refuses revoked
+// client certificates (Go's TLS does no CRL checks; the registry knows).
+func VerifyNotRevoked(ids interface{ Revoked(serial string) bool }) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) > 0 && ids.Revoked(serialOf(cs.PeerCertificates[0])) {
+			return errRevoked
+		}
+		return nil
 	}
 }
 

@@ -57,6 +57,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.Properties.Will = mqtt.Will{}
 		b.m.willsStripped.Inc()
 	}
+	if cl.Properties.ProtocolVersion < 5 && !cl.Properties.Clean {
+		// mochi would keep a 3.1.1 persistent session in memory for ever; lockers
+		// use clean sessions (PostgreSQL, not the broker, holds what is pending).
+		cl.Properties.Clean = true
+		b.log.Info("persistent session requested; the session is not kept", "locker", cn)
+	}
 	if cl.Properties.ProtocolVersion == 5 && (cl.State.Keepalive == 0 || cl.State.Keepalive > maxKeepalive) {
 		cl.State.Keepalive = defaultKeepalive
 		cl.State.ServerKeepalive = true // advertised in the CONNACK
@@ -93,13 +99,16 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 // OnPacketRead refuses QoS 2: the hub offers at most QoS 1 (DESIGN decision 5).
+// Only ErrRejectPacket makes mochi drop the packet and end the read loop (any
+// other error is ignored and the publish would be downgraded to QoS 1).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 1 {
-		h.b.m.disconnects.WithLabelValues("qos2").Inc()
+		h.b.log.Warn("QoS 2 publish refused; disconnecting", "locker", cl.ID, "topic", pk.TopicName)
 		if cl.Properties.ProtocolVersion == 5 {
 			_ = h.b.srv.DisconnectClient(cl, packets.ErrQosNotSupported)
 		}
-		return pk, packets.ErrQosNotSupported
+		cl.Stop(packets.ErrQosNotSupported)
+		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil
 }
@@ -170,6 +179,8 @@ func disconnectReason(err error) string {
 		return "packet_too_large"
 	case errors.Is(err, errKicked):
 		return "revoked"
+	case errors.Is(err, packets.ErrQosNotSupported):
+		return "qos2"
 	case errors.Is(err, packets.ErrServerShuttingDown):
 		return "shutdown"
 	case errors.As(err, &ne) && ne.Timeout():

@@ -83,19 +83,26 @@ func (l *tlsListener) Init(log *slog.Logger) error {
 
 func (l *tlsListener) Serve(establish listeners.EstablishFn) {
 	defer close(l.served)
+	var backoff time.Duration
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
-			if l.isClosed() {
+			if l.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			// Out of file descriptors and the like: wait and try again, as
+			// net/http does, rather than stop taking lockers until a restart.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.m.acceptErrors.Inc()
+			l.log.Error("accept failed; retrying", "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
 				continue
+			case <-l.ctx.Done():
+				return
 			}
-			l.log.Error("accept failed; listener stops", "error", err)
-			return
 		}
+		backoff = 0
 		if !l.admit() {
 			_ = conn.Close()
 			return
@@ -144,7 +151,7 @@ func (l *tlsListener) handle(conn net.Conn, establish listeners.EstablishFn) {
 	if err != nil {
 		reason := handshakeFailure(err)
 		l.m.refusals.WithLabelValues("tls", reason).Inc()
-		l.log.Debug("TLS handshake refused", "remote", conn.RemoteAddr().String(), "reason", reason, "error", err)
+		l.log.Info("TLS handshake refused", "remote", conn.RemoteAddr().String(), "reason", reason, "error", err)
 		_ = conn.Close()
 		return
 	}

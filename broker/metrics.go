@@ -10,6 +10,7 @@ type metrics struct {
 	aclDenied       *prometheus.CounterVec // action
 	willsStripped   prometheus.Counter
 	acceptThrottled prometheus.Counter
+	acceptErrors    prometheus.Counter
 	handshaking     prometheus.Gauge
 	messagesIn      *prometheus.CounterVec // kind
 	bytesIn         *prometheus.CounterVec
@@ -36,6 +37,8 @@ func newMetrics(reg prometheus.Registerer, connected func() float64) *metrics {
 			Name: "lockerhub_broker_wills_stripped_total", Help: "Will messages removed from CONNECT packets."}),
 		acceptThrottled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_broker_accept_throttled_total", Help: "Accepted connections that waited for the accept rate limit or a handshake slot."}),
+		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_accept_errors_total", Help: "Failed accepts on the lockers' listener (e.g. out of file descriptors); the listener retries."}),
 		handshaking: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockerhub_broker_tls_handshakes_in_progress", Help: "TLS handshakes running now."}),
 		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -52,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, connected func() float64) *metrics {
 			Name: "lockerhub_broker_messages_invalid_total", Help: "Device publishes refused as invalid (PUBACK 0x99 for MQTT 5), by topic kind."}, []string{"kind"}),
 	}
 	reg.MustRegister(m.connects, m.refusals, m.disconnects, m.takeovers, m.aclDenied, m.willsStripped,
-		m.acceptThrottled, m.handshaking, m.messagesIn, m.bytesIn, m.messagesOut, m.bytesOut, m.unhandled, m.invalid,
+		m.acceptThrottled, m.acceptErrors, m.handshaking, m.messagesIn, m.bytesIn, m.messagesOut, m.bytesOut, m.unhandled, m.invalid,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lockerhub_broker_connected_lockers", Help: "Lockers with a live session."}, connected))
 	return m

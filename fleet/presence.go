@@ -61,6 +61,7 @@ func (w *presenceWriter) run(ctx context.Context) {
 		// Let a burst (a reconnect storm) gather into one statement.
 		select {
 		case <-ctx.Done():
+			continue // the final flush above, with a context of its own
 		case <-time.After(200 * time.Millisecond):
 		}
 		w.flush(ctx)

@@ -1,0 +1,214 @@
+// Package hubtest boots a whole hub in-process for tests: a fresh PostgreSQL
+// database, real TLS, ports chosen by the kernel, an admin API client and a
+// helper that issues device certificates. Everything stops in t.Cleanup.
+package hubtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/app"
+	"github.com/lockerhub/lockerhub/pg/pgtest"
+	"github.com/lockerhub/lockerhub/pki"
+)
+
+// Hub is a running hub under test.
+type Hub struct {
+	App        *app.App
+	MQTTAddr   string // host:port of the mTLS MQTT listener
+	HTTPURL    string // http://host:port of the API
+	DeviceURL  string // https://host:port of the device listener
+	DataDir    string
+	DBURL      string
+	AdminToken string
+	Admin      *apiclient.Client // authenticated as admin
+	Log        *bytes.Buffer     // the hub's log (also on stderr with HUBTEST_LOG=1)
+
+	t testing.TB
+}
+
+// Option changes the configuration before start.
+type Option func(*app.Config)
+
+// Start boots a hub and registers its shutdown with t.Cleanup. Without
+// PostgreSQL the test is skipped, or failed when CI=true.
+func Start(t testing.TB, opts ...Option) *Hub {
+	t.Helper()
+	dbURL := pgtest.NewDB(t, app.Migrations()...)
+	h := &Hub{DataDir: t.TempDir(), DBURL: dbURL, t: t, Log: &bytes.Buffer{}}
+	cfg := app.Config{
+		DataDir:     h.DataDir,
+		DatabaseURL: dbURL,
+		MQTTAddr:    "127.0.0.1:0",
+		HTTPAddr:    "127.0.0.1:0",
+		DeviceAddr:  "127.0.0.1:0",
+		Logger:      slog.New(slog.NewTextHandler(logWriter(h.Log), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Out:         io.Discard,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h.boot(cfg)
+	return h
+}
+
+func (h *Hub) boot(cfg app.Config) {
+	t := h.t
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := app.New(cfg)
+	if err := a.Start(ctx); err != nil {
+		a.Shutdown()
+		t.Fatalf("hubtest: start hub: %v\nlog:\n%s", err, h.Log.String())
+	}
+	t.Cleanup(a.Shutdown)
+	h.App = a
+	h.MQTTAddr = a.MQTTAddr()
+	h.HTTPURL = "http://" + a.HTTPAddr()
+	h.DeviceURL = "https://" + a.DeviceAddr()
+	h.AdminToken = a.AdminToken
+	h.Admin = apiclient.New(h.HTTPURL, h.AdminToken)
+}
+
+type syncWriter struct {
+	w   io.Writer
+	buf *bytes.Buffer
+	mu  chan struct{}
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	s.buf.Write(p)
+	if s.w != nil {
+		_, _ = s.w.Write(p)
+	}
+	return len(p), nil
+}
+
+func logWriter(buf *bytes.Buffer) io.Writer {
+	w := &syncWriter{buf: buf, mu: make(chan struct{}, 1)}
+	if os.Getenv("HUBTEST_LOG") == "1" {
+		w.w = os.Stderr
+	}
+	return w
+}
+
+// CAPool returns a pool with the hub's CA (to verify the server certificate).
+func (h *Hub) CAPool() *x509.CertPool { return h.App.CA.Pool() }
+
+// CAFile is the path of the hub's CA certificate.
+func (h *Hub) CAFile() string { return filepath.Join(h.DataDir, pki.CACertFile) }
+
+// AddLocker registers a locker with 10 cells.
+func (h *Hub) AddLocker(id string) {
+	h.t.Helper()
+	if _, err := h.Admin.CreateLocker(context.Background(), apiclient.NewLocker{ID: id, Cells: 10, Segment: "test"}); err != nil {
+		h.t.Fatalf("hubtest: add locker %s: %v", id, err)
+	}
+}
+
+// DeviceCert is a locker's certificate as files and as a TLS certificate.
+type DeviceCert struct {
+	CertFile, KeyFile, CAFile string
+	TLS                       tls.Certificate
+	Serial                    string
+}
+
+// IssueCert makes a key and CSR like a locker does, has the hub sign it over the
+// API, and writes ID.crt, ID.key and ca.crt into a temporary directory.
+func (h *Hub) IssueCert(lockerID string) DeviceCert {
+	h.t.Helper()
+	csr, key, err := pki.NewKeyAndCSR(lockerID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	c, err := h.Admin.IssueCertificate(context.Background(), lockerID, csr)
+	if err != nil {
+		h.t.Fatalf("hubtest: issue certificate for %s: %v", lockerID, err)
+	}
+	dir := h.t.TempDir()
+	d := DeviceCert{
+		CertFile: filepath.Join(dir, lockerID+".crt"),
+		KeyFile:  filepath.Join(dir, lockerID+".key"),
+		CAFile:   filepath.Join(dir, "ca.crt"),
+		Serial:   c.Serial,
+	}
+	for path, data := range map[string][]byte{d.CertFile: []byte(c.Certificate), d.KeyFile: key, d.CAFile: []byte(c.CA)} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if d.TLS, err = tls.X509KeyPair([]byte(c.Certificate), key); err != nil {
+		h.t.Fatal(err)
+	}
+	return d
+}
+
+// Locker registers a locker and issues its certificate.
+func (h *Hub) Locker(id string) DeviceCert {
+	h.t.Helper()
+	h.AddLocker(id)
+	return h.IssueCert(id)
+}
+
+// ClientTLS is a TLS configuration for a locker presenting cert.
+func (h *Hub) ClientTLS(cert DeviceCert) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert.TLS}, RootCAs: h.CAPool(), ServerName: "127.0.0.1"}
+}
+
+// Eventually polls cond every 10 ms until it holds or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Metric returns the value of a counter or gauge of the hub's registry whose
+// labels include the given name/value pairs (summed over matching series).
+func (h *Hub) Metric(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.App.Metrics.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
