@@ -18,8 +18,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lockerhub/lockerhub/app"
+	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/protocol"
 )
 
 func TestLockerConnectsSubscribesAndPublishes(t *testing.T) {
@@ -346,4 +348,22 @@ func leafCert(t *testing.T, cn string, ca *x509.Certificate, caKey any, notBefor
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestSendOnlyHubKindsToConnectedLockers(t *testing.T) {
+	h := hubtest.Start(t)
+	c := dialRaw(t, h.MQTTAddr, h.ClientTLS(h.Locker("L1")))
+	require.Zero(t, c.connect("L1"))
+	require.Equal(t, byte(1), c.subscribe("lockers/L1/rpc/req"))
+
+	require.ErrorIs(t, h.App.Broker.Send("L1", protocol.KindTelemetry, []byte(`{}`)), broker.ErrNotToHub)
+	require.ErrorIs(t, h.App.Broker.Send("L2", protocol.KindRPCReq, []byte(`{}`)), broker.ErrOffline)
+	require.Error(t, h.App.Broker.Send("L+", protocol.KindRPCReq, []byte(`{}`)))
+
+	require.NoError(t, h.App.Broker.Send("L1", protocol.KindRPCReq, []byte(`{"id":"c-1","method":"cell.status"}`)))
+	pk := c.mustRead(packets.Publish)
+	require.Equal(t, "lockers/L1/rpc/req", pk.TopicName)
+	require.Zero(t, pk.FixedHeader.Qos, "hub→device messages are QoS 0 (decision 9)")
+	require.JSONEq(t, `{"id":"c-1","method":"cell.status"}`, string(pk.Payload))
+	require.Equal(t, 1.0, h.Metric("lockerhub_broker_messages_sent_total", "kind", "rpc/req"))
 }
