@@ -6,6 +6,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -171,7 +172,7 @@ func New(cfg Config, ids Identities, presence Presence) (*Broker, error) {
 		ClientNetWriteBufferSize: 1024,
 		InlineClient:             true,
 		SysTopicResendInterval:   3600,
-		Logger:                   cfg.Logger.With("component", "mqtt"),
+		Logger:                   slog.New(quietHandler{cfg.Logger.With("component", "mqtt").Handler()}),
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, err
@@ -332,3 +333,15 @@ func VerifyNotRevoked(ids interface{ Revoked(serial string) bool }) func(tls.Con
 }
 
 func serialOf(c *x509.Certificate) string { return pki.SerialString(c.SerialNumber) }
+
+// quietHandler passes on mochi's warnings and errors only: its info lines
+// (hooks added, listener attached, …) say nothing an operator needs.
+type quietHandler struct{ slog.Handler }
+
+func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
+}
+func (q quietHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return quietHandler{q.Handler.WithAttrs(a)}
+}
+func (q quietHandler) WithGroup(n string) slog.Handler { return quietHandler{q.Handler.WithGroup(n)} }
