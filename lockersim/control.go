@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/lockerhub/lockerhub/protocol"
@@ -16,6 +19,8 @@ import (
 // out; errors are {"code","message"}. Actions answer with the locker's view.
 //
 //	GET  /stats                                  counters of the whole simulation
+//	GET  /memory[?gc=1]                          RSS, Go heap, goroutines, per locker (gc=1: after a GC)
+//	GET  /debug/pprof/…                          Go profiles (heap, goroutine, profile)
 //	GET  /lockers                                every locker (no cells)
 //	GET  /lockers/{id}                           one locker with its cells
 //	POST /lockers/{id}/cells/{cell}/open         {"cause":"code:p-1"} optional; no cause = forced
@@ -35,6 +40,11 @@ func (s *Sim) controlHandler() http.Handler {
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.stats.Snapshot())
 	})
+	mux.HandleFunc("GET /memory", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, memoryReport(r.URL.Query().Get("gc") == "1", len(s.lockers)))
+	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /lockers", func(w http.ResponseWriter, r *http.Request) {
 		views := make([]LockerView, 0, len(s.lockers))
 		for _, l := range s.lockers {
@@ -176,4 +186,34 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// MemoryReport is what GET /memory answers: the simulator's own footprint.
+type MemoryReport struct {
+	Lockers        int     `json:"lockers"`
+	RSSMiB         float64 `json:"rss_mib"`
+	HeapInuseMiB   float64 `json:"heap_inuse_mib"`
+	StackInuseMiB  float64 `json:"stack_inuse_mib"`
+	Goroutines     int     `json:"goroutines"`
+	RSSPerLockerKi float64 `json:"rss_per_locker_kib"`
+}
+
+func memoryReport(gc bool, lockers int) MemoryReport {
+	if gc {
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r := MemoryReport{
+		Lockers:       lockers,
+		RSSMiB:        rssMiB(),
+		HeapInuseMiB:  round2(float64(ms.HeapInuse) / (1 << 20)),
+		StackInuseMiB: round2(float64(ms.StackInuse) / (1 << 20)),
+		Goroutines:    runtime.NumGoroutine(),
+	}
+	if lockers > 0 {
+		r.RSSPerLockerKi = round2(r.RSSMiB * 1024 / float64(lockers))
+	}
+	return r
 }
