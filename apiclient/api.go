@@ -109,3 +109,11 @@ func (c *Client) CA(ctx context.Context) ([]byte, error) {
 	data, _, err := c.Do(ctx, http.MethodGet, "/api/v1/ca.crt", nil)
 	return data, err
 }
+
+// Renew exchanges a CSR for a new certificate on the device listener; the
+// client must present the locker's current certificate (NewTLS with it).
+func (c *Client) Renew(ctx context.Context, csrPEM []byte) (Certificate, error) {
+	var out Certificate
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/renew", map[string]string{"csr": string(csrPEM)}, &out)
+	return out, err
+}

@@ -41,6 +41,8 @@ type Config struct {
 	Hostnames       []string
 	ShutdownTimeout time.Duration
 	ConnectTimeout  time.Duration // from TLS handshake to MQTT CONNECT; 10 s
+	HTTPTLSCert     string        // optional: serve --http-addr over TLS with this certificate …
+	HTTPTLSKey      string        // … and key (PEM files)
 	Logger          *slog.Logger
 	Out             io.Writer // where the admin credential is printed on first start
 }
@@ -218,7 +220,15 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.deviceSrv = &http.Server{Handler: web.NewDeviceAPI(deps), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
-	a.serve(a.httpSrv, a.httpLn)
+	httpLn := a.httpLn
+	if cfg.HTTPTLSCert != "" || cfg.HTTPTLSKey != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.HTTPTLSCert, cfg.HTTPTLSKey)
+		if err != nil {
+			return fmt.Errorf("--http-tls-cert/--http-tls-key: %w", err)
+		}
+		httpLn = tls.NewListener(a.httpLn, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	}
+	a.serve(a.httpSrv, httpLn)
 	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))
 
 	if err := a.writeLocalInfo(); err != nil {
@@ -318,8 +328,12 @@ func (a *App) ensureAdminToken(ctx context.Context, store *access.Store) (string
 }
 
 func (a *App) writeLocalInfo() error {
+	scheme := "http://"
+	if a.cfg.HTTPTLSCert != "" {
+		scheme = "https://"
+	}
 	info := apiclient.Local{
-		HTTP:   "http://" + localAddr(a.HTTPAddr()),
+		HTTP:   scheme + localAddr(a.HTTPAddr()),
 		MQTT:   localAddr(a.MQTTAddr()),
 		Device: "https://" + localAddr(a.DeviceAddr()),
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
+	"github.com/lockerhub/lockerhub/pki"
 )
 
 // TestShutdownIsOrderedAndLeavesNoGoroutine stops a hub with a connected
@@ -104,4 +106,28 @@ func TestSecondStartReusesIdentityAndCredential(t *testing.T) {
 	caAfter, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	require.NoError(t, err)
 	require.Equal(t, caBefore, caAfter)
+}
+
+func TestHTTPListenerServesTLSWhenGivenACertificate(t *testing.T) {
+	certDir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(certDir)
+	require.NoError(t, err)
+	_, err = ca.LoadOrCreateServerCert(certDir, []string{"127.0.0.1"})
+	require.NoError(t, err)
+	h := hubtest.Start(t, func(c *app.Config) {
+		c.HTTPTLSCert = filepath.Join(certDir, pki.ServerCertFile)
+		c.HTTPTLSKey = filepath.Join(certDir, pki.ServerKeyFile)
+	})
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	resp, err := client.Get("https://" + h.App.HTTPAddr() + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	plain, err := http.Get("http://" + h.App.HTTPAddr() + "/healthz")
+	require.NoError(t, err)
+	plain.Body.Close()
+	require.Equal(t, http.StatusBadRequest, plain.StatusCode, "plain HTTP is not served on a TLS listener")
+	local, err := os.ReadFile(filepath.Join(h.DataDir, "hub.json"))
+	require.NoError(t, err)
+	require.Contains(t, string(local), `"http": "https://`)
 }

@@ -308,6 +308,16 @@ func (r *Registry) RevokeCertificates(ctx context.Context, lockerID string) (int
 	return len(serials), nil
 }
 
+// Renew signs a new CSR for a locker that proved its identity with its current,
+// valid, unrevoked certificate (checked by the TLS layer). The old certificate
+// stays valid until it expires or is revoked.
+func (r *Registry) Renew(ctx context.Context, lockerID string, csrPEM []byte) (Certificate, error) {
+	if err := r.Authorize(lockerID); err != nil {
+		return Certificate{}, err
+	}
+	return r.issue(ctx, r.pool, lockerID, csrPEM)
+}
+
 // CreateEnrollToken makes a one-time token that a locker exchanges, with its CSR,
 // for its certificate at POST /api/v1/enroll.
 func (r *Registry) CreateEnrollToken(ctx context.Context, lockerID string, ttl time.Duration) (EnrollToken, error) {

@@ -122,6 +122,22 @@ func TestFactoryEnrolment(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []byte{0x20, 0x02, 0x00, 0x00}, b, "CONNACK accepted (MQTT 3.1.1)")
 
+	// Renewal: authenticated by the current certificate, refused without one
+	// and once it is revoked.
+	renewer := apiclient.NewTLS(h.DeviceURL, "", &tls.Config{RootCAs: h.CAPool(), Certificates: []tls.Certificate{pair}})
+	csr2, _, err := pki.NewKeyAndCSR("L1")
+	require.NoError(t, err)
+	c2, err := renewer.Renew(ctx, csr2)
+	require.NoError(t, err)
+	require.NotEqual(t, c.Serial, c2.Serial)
+	_, err = device.Renew(ctx, csr2)
+	require.True(t, apiclient.IsCode(err, "certificate_required"), "%v", err)
+	_, err = h.Admin.RevokeCertificates(ctx, "L1")
+	require.NoError(t, err)
+	renewer.HTTP.CloseIdleConnections()
+	_, err = renewer.Renew(ctx, csr2)
+	require.Error(t, err, "a revoked certificate cannot renew")
+
 	// The enrolment endpoint is on the device listener only.
 	status, _ := call(t, "POST", h.HTTPURL+"/api/v1/enroll", "", `{"token":"x","csr":"y"}`)
 	require.Equal(t, 404, status)

@@ -16,6 +16,7 @@ func NewDeviceAPI(d Deps) *DeviceAPI {
 	a := &API{d: d}
 	m := http.NewServeMux()
 	m.HandleFunc(DeviceRoutes()[0], a.enroll)
+	m.HandleFunc(DeviceRoutes()[1], a.renew)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such device endpoint: "+r.Method+" "+r.URL.Path)
@@ -29,7 +30,7 @@ func (d *DeviceAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // DeviceRoutes lists the device listener's API routes (for the OpenAPI check).
-func DeviceRoutes() []string { return []string{"POST /api/v1/enroll"} }
+func DeviceRoutes() []string { return []string{"POST /api/v1/enroll", "POST /api/v1/renew"} }
 
 // enroll exchanges a one-time token and a CSR for the locker's certificate.
 func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
@@ -46,5 +47,29 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.d.Logger.Info("locker enrolled", "serial", c.Serial, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, c)
+}
+
+// renew gives a locker a new certificate for a new CSR. The locker
+// authenticates with its current client certificate, which the TLS layer has
+// verified against the hub CA and the revocation list.
+func (a *API) renew(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		writeError(w, http.StatusUnauthorized, "certificate_required", "renewal needs the locker's current client certificate")
+		return
+	}
+	lockerID := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	var in struct {
+		CSR string `json:"csr"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	c, err := a.d.Registry.Renew(r.Context(), lockerID, []byte(in.CSR))
+	if err != nil {
+		a.domainError(w, r, err)
+		return
+	}
+	a.d.Logger.Info("certificate renewed", "locker", lockerID, "serial", c.Serial, "not_after", c.NotAfter)
 	writeJSON(w, http.StatusOK, c)
 }

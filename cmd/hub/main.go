@@ -32,6 +32,8 @@ func run(args []string) int {
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", env("HUB_MQTT_ADDR", ":8883"), "MQTT over mutual TLS for lockers (env HUB_MQTT_ADDR)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("HUB_HTTP_ADDR", ":8080"), "HTTP API, dashboard, /metrics (env HUB_HTTP_ADDR)")
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", env("HUB_DEVICE_ADDR", ":8443"), "HTTPS for lockers: enrolment, renewal, firmware (env HUB_DEVICE_ADDR)")
+	fs.StringVar(&cfg.HTTPTLSCert, "http-tls-cert", env("HUB_HTTP_TLS_CERT", ""), "serve --http-addr over TLS with this certificate (PEM); plain HTTP when empty (env HUB_HTTP_TLS_CERT)")
+	fs.StringVar(&cfg.HTTPTLSKey, "http-tls-key", env("HUB_HTTP_TLS_KEY", ""), "the key of --http-tls-cert (PEM) (env HUB_HTTP_TLS_KEY)")
 	fs.StringVar(&hostnames, "hostnames", env("HUB_HOSTNAMES", "localhost,127.0.0.1,::1"), "names and addresses in the server certificate, comma-separated (env HUB_HOSTNAMES)")
 	fs.StringVar(&logFormat, "log-format", env("HUB_LOG_FORMAT", "text"), "log format: text or json (env HUB_LOG_FORMAT)")
 	fs.StringVar(&logLevel, "log-level", env("HUB_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env HUB_LOG_LEVEL)")
