@@ -181,12 +181,20 @@ func Bench(ctx context.Context, cfg BenchConfig, log *slog.Logger) (BenchResult,
 		if err != nil {
 			return res, err
 		}
+		// Enrol the missing ones, --enroll-concurrency at a time (ensure bounds it).
+		errs := make([]error, len(ids))
+		var ewg sync.WaitGroup
 		for i, id := range ids {
-			if err := idn.ensure(ctx, id); err != nil {
-				return res, err
-			}
-			if tlsCfgs[i], err = ClientTLS(idOpts.Dir, id, idn.pool, idn.serverName); err != nil {
-				return res, err
+			ewg.Go(func() {
+				if errs[i] = idn.ensure(ctx, id); errs[i] == nil {
+					tlsCfgs[i], errs[i] = ClientTLS(idOpts.Dir, id, idn.pool, idn.serverName)
+				}
+			})
+		}
+		ewg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return res, err // the first is enough: the others are most likely the same
 			}
 		}
 	}

@@ -252,6 +252,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.Identity.API, "api", "", "device listener for enrolment")
 	fs.StringVar(&cfg.Identity.Segment, "segment", "bench", "segment given when registering lockers")
 	fs.IntVar(&cfg.Identity.Cells, "cells", 20, "cells given when registering lockers")
+	fs.IntVar(&cfg.Identity.Concurrency, "enroll-concurrency", 8, "enrolments at once")
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "client ID prefix (IDs are prefix + zero-padded number)")
 	fs.IntVar(&cfg.Connections, "connections", cfg.Connections, "connections (1–19000)")
 	fs.IntVar(&cfg.DialConcurrency, "dial-concurrency", cfg.DialConcurrency, "connects in progress at once")

@@ -202,6 +202,14 @@ func (s *Sim) Start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if ids.opts.AdminToken == "" {
+			for n := 1; n <= cfg.Lockers; n++ {
+				if id := LockerID(cfg.Prefix, n, cfg.Lockers); !HasCert(cfg.DataDir, id) {
+					_, err := ids.getEnroller()
+					return fmt.Errorf("locker %s: %w", id, err)
+				}
+			}
+		}
 	}
 	for n := 1; n <= cfg.Lockers; n++ {
 		id := LockerID(cfg.Prefix, n, cfg.Lockers)
