@@ -15,6 +15,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,12 +29,18 @@ const mosquittoAddr = "127.0.0.1:1883"
 
 func needMosquitto(t *testing.T) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", mosquittoAddr, time.Second)
+	c, err := dialMosquitto()
 	if err != nil {
-		t.Skipf("no MQTT broker on %s (install Debian's mosquitto): %v", mosquittoAddr, err)
+		msg := fmt.Sprintf("no MQTT broker on %s (Debian's mosquitto; start it with `mosquitto -d -c /etc/mosquitto/mosquitto.conf`): %v", mosquittoAddr, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg) // loud in CI, as hubtest does for PostgreSQL
+		}
+		t.Skip(msg)
 	}
 	c.Close()
 }
+
+func dialMosquitto() (net.Conn, error) { return net.DialTimeout("tcp", mosquittoAddr, time.Second) }
 
 func uniqueName(t *testing.T) string {
 	return fmt.Sprintf("lsimtest-%d-%s", time.Now().UnixNano(), rand.Text()[:6])

@@ -133,6 +133,11 @@ func NewSim(cfg Config, log *slog.Logger) (*Sim, error) {
 	if err := CheckLoopback(cfg.Hub); err != nil {
 		return nil, fmt.Errorf("--hub: %w", err)
 	}
+	if cfg.Control != "" {
+		if err := CheckLoopback(cfg.Control); err != nil {
+			return nil, fmt.Errorf("--control (it has no authentication): %w", err)
+		}
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
