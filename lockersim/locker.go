@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
@@ -25,7 +26,6 @@ var (
 	errReboot     = errors.New("rebooting")
 	errGoOffline  = errors.New("going offline (simulated link loss)")
 	errAckTimeout = errors.New("a QoS 1 message went unacknowledged too long: reconnecting to republish")
-	errShutdown   = errors.New("simulator stopping")
 )
 
 // Errors of control actions.
@@ -515,13 +515,11 @@ func (l *Locker) respondLocked(id string, result json.RawMessage, perr *protocol
 	l.publishLocked(protocol.KindRPCRes, res)
 }
 
-type cellParams = protocol.CellOpenParams
-
 // execLocked performs one RPC. after, if not nil, runs once the response is queued.
 func (l *Locker) execLocked(req protocol.Request) (result any, perr *protocol.Error, after func()) {
 	switch req.Method {
 	case protocol.MethodCellOpen, protocol.MethodCellStatus:
-		var p cellParams
+		var p protocol.CellOpenParams
 		if err := json.Unmarshal(orEmpty(req.Params), &p); err != nil || p.Cell == "" {
 			return nil, &protocol.Error{Code: protocol.ErrCodeBadParams, Message: `params must be {"cell":"A01"}`}, nil
 		}
@@ -677,14 +675,7 @@ func (l *Locker) telemetryLocked() {
 	}})
 }
 
-func round2(f float64) float64 { return float64(int64(f*100+copysignHalf(f))) / 100 }
-
-func copysignHalf(f float64) float64 {
-	if f < 0 {
-		return -0.5
-	}
-	return 0.5
-}
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 // telemetryTick is scheduled every --telemetry by the shared scheduler.
 func (l *Locker) telemetryTick(ctx context.Context) {
