@@ -396,6 +396,13 @@ func (r *Registry) CountOnline() int {
 	return n
 }
 
+// Count returns how many lockers are registered.
+func (r *Registry) Count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.lockers)
+}
+
 // Connected records that a locker's session was established.
 func (r *Registry) Connected(lockerID string, at time.Time) {
 	r.setOnline(lockerID, true)

@@ -76,7 +76,15 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	require.Equal(t, 200, status)
 	require.Equal(t, map[string]any{"broker": "ok", "database": "ok", "migrations": "ok"}, body["checks"])
 
-	resp, err := http.Get(h.HTTPURL + "/metrics")
+	h.AddLocker("L1")
+	resp, err := http.Get(h.HTTPURL + "/")
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, string(page), `<div class="n">1</div>lockers registered`)
+
+	resp, err = http.Get(h.HTTPURL + "/metrics")
 	require.NoError(t, err)
 	data, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
