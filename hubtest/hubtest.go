@@ -33,7 +33,8 @@ type Hub struct {
 	Admin      *apiclient.Client // authenticated as admin
 	Log        *bytes.Buffer     // the hub's log (also on stderr with HUBTEST_LOG=1)
 
-	t testing.TB
+	t   testing.TB
+	cfg app.Config
 }
 
 // Option changes the configuration before start.
@@ -61,10 +62,22 @@ func Start(t testing.TB, opts ...Option) *Hub {
 	return h
 }
 
+// Restart stops the hub and starts it again on the same addresses, data
+// directory and database, as an operator's restart does. It returns when the
+// new hub listens.
+func (h *Hub) Restart() {
+	h.t.Helper()
+	cfg := h.cfg
+	cfg.MQTTAddr, cfg.HTTPAddr, cfg.DeviceAddr = h.MQTTAddr, h.App.HTTPAddr(), h.App.DeviceAddr()
+	h.App.Shutdown()
+	h.boot(cfg)
+}
+
 func (h *Hub) boot(cfg app.Config) {
 	t := h.t
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	h.cfg = cfg
 	a := app.New(cfg)
 	if err := a.Start(ctx); err != nil {
 		a.Shutdown()
