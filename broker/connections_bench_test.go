@@ -248,4 +248,3 @@ func waitFor(b *testing.B, within time.Duration, what string, cond func() bool) 
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
