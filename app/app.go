@@ -165,7 +165,12 @@ func (a *App) Start(ctx context.Context) error {
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Registry.Run(runCtx) }()
 
+	ticketKeys, err := pki.LoadOrRotateTicketKeys(cfg.DataDir, time.Now(), ticketKeyRotation)
+	if err != nil {
+		return fmt.Errorf("TLS session ticket keys: %w", err)
+	}
 	a.Broker, err = broker.New(broker.Config{
+		TicketKeys:     ticketKeys,
 		Addr:           cfg.MQTTAddr,
 		ConnectTimeout: cfg.ConnectTimeout,
 		TLS:            &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool()},
@@ -179,6 +184,8 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.Broker.Start(); err != nil {
 		return err
 	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.rotateTicketKeys(runCtx) }()
 
 	deps := web.Deps{
 		Registry: a.Registry,
@@ -275,6 +282,29 @@ func (a *App) Shutdown() {
 	a.wg.Wait()
 	if a.Pool != nil {
 		a.Pool.Close()
+	}
+}
+
+// ticketKeyRotation is how long one TLS session ticket key encrypts new tickets.
+const ticketKeyRotation = 24 * time.Hour
+
+// rotateTicketKeys checks every hour whether the newest ticket key is due for
+// rotation and hands the keys to the broker.
+func (a *App) rotateTicketKeys(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		keys, err := pki.LoadOrRotateTicketKeys(a.cfg.DataDir, time.Now(), ticketKeyRotation)
+		if err != nil {
+			a.log.Error("rotating TLS session ticket keys failed; the current keys stay", "error", err)
+			continue
+		}
+		a.Broker.SetTicketKeys(keys)
 	}
 }
 

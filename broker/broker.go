@@ -67,6 +67,7 @@ type Config struct {
 	MaxHandshakes    int           // TLS handshakes in progress at once, 64
 	MaxPacketSize    uint32        // 256 KiB
 	WritesPending    int32         // outbound packets queued per client, 64
+	TicketKeys       [][32]byte    // TLS session ticket keys, newest first; kept across restarts so lockers resume
 	Logger           *slog.Logger
 	Registerer       prometheus.Registerer
 }
@@ -152,7 +153,11 @@ func New(cfg Config, ids Identities, presence Presence) (*Broker, error) {
 	if tc.MinVersion < tls.VersionTLS12 {
 		tc.MinVersion = tls.VersionTLS12
 	}
+	// Checked on resumed sessions too: Go calls it for every handshake.
 	tc.VerifyConnection = VerifyNotRevoked(ids)
+	if len(cfg.TicketKeys) > 0 {
+		tc.SetSessionTicketKeys(cfg.TicketKeys)
+	}
 	b.cfg.TLS = tc
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -200,6 +205,9 @@ func (b *Broker) Start() error {
 	b.started.Store(true)
 	return nil
 }
+
+// SetTicketKeys replaces the TLS session ticket keys (rotation), newest first.
+func (b *Broker) SetTicketKeys(keys [][32]byte) { b.cfg.TLS.SetSessionTicketKeys(keys) }
 
 // Addr is the address the broker listens on.
 func (b *Broker) Addr() string { return b.ln.Address() }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -368,4 +369,41 @@ func TestSendOnlyHubKindsToConnectedLockers(t *testing.T) {
 	hubtest.Eventually(t, 2*time.Second, "sent message counted", func() bool {
 		return h.Metric("lockerhub_broker_messages_sent_total", "kind", "rpc/req") == 1
 	})
+}
+
+// TestTLSSessionsResumeAcrossRestart: after a hub restart lockers resume their
+// TLS sessions (no certificate signatures: cheaper reconnect storms), and a
+// revoked certificate cannot sneak back in through a resumed session.
+func TestTLSSessionsResumeAcrossRestart(t *testing.T) {
+	h := hubtest.Start(t)
+	cert := h.Locker("L1")
+	cfg := h.ClientTLS(cert)
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	session := func() (resumed bool, err error) {
+		c := dialRaw(t, h.MQTTAddr, cfg)
+		if code := c.connect("L1"); code != 0 {
+			return false, fmt.Errorf("CONNACK 0x%02x", code)
+		}
+		resumed = c.conn.(*tls.Conn).ConnectionState().DidResume
+		c.conn.Close()
+		return resumed, nil
+	}
+	resumed, err := session()
+	require.NoError(t, err)
+	require.False(t, resumed, "the first handshake is a full one")
+	h.Restart()
+	resumed, err = session()
+	require.NoError(t, err)
+	require.True(t, resumed, "the session resumes after the restart")
+
+	_, err = h.Admin.RevokeCertificates(context.Background(), "L1")
+	require.NoError(t, err)
+	conn, err := tls.Dial("tcp", h.MQTTAddr, cfg)
+	if err == nil {
+		defer conn.Close()
+		c := &rawClient{t: t, conn: conn, r: bufioReader(conn), ver: 5}
+		_ = c.write(connectPacket(5, "L1"))
+		_, err = c.read(5 * time.Second)
+	}
+	require.Error(t, err, "a revoked certificate cannot resume")
 }

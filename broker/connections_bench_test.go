@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,6 +88,16 @@ func BenchmarkIdleLockers(b *testing.B) {
 	}
 	defer func() { _ = run.Process.Signal(syscall.SIGTERM); _ = run.Wait() }()
 	waitFor(b, 3*time.Minute, "lockersim run: all connected", func() bool { return h.App.Broker.Connected() == n })
+	if f := os.Getenv("BENCH_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
+	}
 	h.Restart()
 	listening := time.Now()
 	waitFor(b, 2*time.Minute, "99% back", func() bool { return h.App.Broker.Connected() >= n*99/100 })

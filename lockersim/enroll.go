@@ -124,5 +124,10 @@ func ClientTLS(dir, id string, pool *x509.CertPool, serverName string) (*tls.Con
 		RootCAs:      pool,
 		ServerName:   serverName,
 		MinVersion:   tls.VersionTLS12,
+		// As a locker's embedded TLS stack does: a classical key exchange (Go's
+		// default adds the costlier post-quantum hybrid) and session resumption,
+		// so a reconnect after a hub restart costs no certificate signatures.
+		CurvePreferences:   []tls.CurveID{tls.X25519, tls.CurveP256},
+		ClientSessionCache: tls.NewLRUClientSessionCache(1),
 	}, nil
 }

@@ -50,3 +50,29 @@ func TestServerCertReissuedWhenNamesChange(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, leaf.VerifyHostname("hub.example"))
 }
+
+func TestTicketKeysPersistAndRotate(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Unix(1_800_000_000, 0)
+	k1, err := LoadOrRotateTicketKeys(dir, now, 24*time.Hour)
+	require.NoError(t, err)
+	require.Len(t, k1, 1)
+	st, err := os.Stat(filepath.Join(dir, TicketKeysFile))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	again, err := LoadOrRotateTicketKeys(dir, now.Add(time.Hour), 24*time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, k1, again, "a restart within a day keeps the key: sessions resume")
+
+	k2, err := LoadOrRotateTicketKeys(dir, now.Add(25*time.Hour), 24*time.Hour)
+	require.NoError(t, err)
+	require.Len(t, k2, 2)
+	require.NotEqual(t, k1[0], k2[0], "a new key encrypts new tickets")
+	require.Equal(t, k1[0], k2[1], "the old key still decrypts")
+
+	k3, err := LoadOrRotateTicketKeys(dir, now.Add(50*time.Hour), 24*time.Hour)
+	require.NoError(t, err)
+	require.Len(t, k3, 2, "at most two keys")
+	require.Equal(t, k2[0], k3[1])
+}
