@@ -2,13 +2,8 @@ package lockersim
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/pki"
 )
 
 func certPath(dir, id string) string { return filepath.Join(dir, id+".crt") }
@@ -67,7 +63,7 @@ func (e *Enroller) Enroll(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("enrol %s: enrolment token: %w", id, err)
 	}
-	csrPEM, keyPEM, err := newKeyAndCSR(id)
+	csrPEM, keyPEM, err := pki.NewKeyAndCSR(id)
 	if err != nil {
 		return fmt.Errorf("enrol %s: %w", id, err)
 	}
@@ -91,24 +87,6 @@ func (e *Enroller) Enroll(ctx context.Context, id string) error {
 		}
 	}
 	return nil
-}
-
-// newKeyAndCSR makes a fresh ECDSA P-256 key and a CSR with CN = id.
-func newKeyAndCSR(id string) (csrPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
 // ClientTLS is the TLS configuration of locker id: its certificate from dir,
