@@ -61,6 +61,17 @@ func BenchmarkIdleLockers(b *testing.B) {
 	waitFor(b, 3*time.Minute, "hub: all connected", func() bool { return h.App.Broker.Connected() == n })
 	hubUp := time.Since(start)
 	hubPerConn := float64(rssAfterGC()-base) / float64(n) / 1024
+	if f := os.Getenv("BENCH_MEMPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = pprof.WriteHeapProfile(out)
+		out.Close()
+		ms := new(runtime.MemStats)
+		runtime.ReadMemStats(ms)
+		b.Logf("heap in use %d MiB, stacks %d MiB, goroutines %d", ms.HeapInuse>>20, ms.StackInuse>>20, runtime.NumGoroutine())
+	}
 	hubRes := hub.wait(b)
 
 	mq := startMosquitto(b, h)
