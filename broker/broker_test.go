@@ -123,16 +123,7 @@ func TestTLSRefusals(t *testing.T) {
 				}
 				return &tc.certs[0], nil
 			}
-			conn, err := tls.Dial("tcp", h.MQTTAddr, cfg)
-			if err == nil {
-				// TLS 1.3: the server's alert arrives on the first read.
-				defer conn.Close()
-				c := &rawClient{t: t, conn: conn, ver: 5}
-				c.r = bufioReader(conn)
-				_ = c.write(connectPacket(5, "L1"))
-				_, err = c.read(5 * time.Second)
-			}
-			require.Error(t, err, "the handshake must fail")
+			require.Error(t, tryConnect(h.MQTTAddr, cfg, "L1"), "the handshake must fail")
 			hubtest.Eventually(t, 2*time.Second, "refusal counted as "+tc.reason, func() bool {
 				return h.Metric("lockerhub_broker_refusals_total", "stage", "tls", "reason", tc.reason) == 1
 			})
@@ -159,14 +150,7 @@ func TestRevocationClosesOpenConnectionAndRefusesReconnect(t *testing.T) {
 	require.Equal(t, packets.ErrNotAuthorized.Code, got[0].ReasonCode)
 	hubtest.Eventually(t, 2*time.Second, "offline", func() bool { return !h.App.Registry.Online("L1") })
 
-	conn, err := tls.Dial("tcp", h.MQTTAddr, h.ClientTLS(cert))
-	if err == nil {
-		defer conn.Close()
-		c := &rawClient{t: t, conn: conn, r: bufioReader(conn), ver: 5}
-		_ = c.write(connectPacket(5, "L1"))
-		_, err = c.read(5 * time.Second)
-	}
-	require.Error(t, err, "a revoked certificate cannot connect again")
+	require.Error(t, tryConnect(h.MQTTAddr, h.ClientTLS(cert), "L1"), "a revoked certificate cannot connect again")
 }
 
 func TestACLKeepsLockersInTheirOwnTree(t *testing.T) {
@@ -398,12 +382,5 @@ func TestTLSSessionsResumeAcrossRestart(t *testing.T) {
 
 	_, err = h.Admin.RevokeCertificates(context.Background(), "L1")
 	require.NoError(t, err)
-	conn, err := tls.Dial("tcp", h.MQTTAddr, cfg)
-	if err == nil {
-		defer conn.Close()
-		c := &rawClient{t: t, conn: conn, r: bufioReader(conn), ver: 5}
-		_ = c.write(connectPacket(5, "L1"))
-		_, err = c.read(5 * time.Second)
-	}
-	require.Error(t, err, "a revoked certificate cannot resume")
+	require.Error(t, tryConnect(h.MQTTAddr, cfg, "L1"), "a revoked certificate cannot resume")
 }

@@ -171,7 +171,22 @@ func (c *rawClient) closed(d time.Duration) (bool, []packets.Packet) {
 	return false, got
 }
 
-func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+// tryConnect dials and sends CONNECT; it returns the error of the handshake or
+// of the first read (TLS 1.3: a refused client certificate shows there), or nil
+// when a CONNACK arrives.
+func tryConnect(addr string, cfg *tls.Config, id string) error {
+	conn, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	c := &rawClient{conn: conn, r: bufio.NewReader(conn), ver: 5}
+	if err := c.write(connectPacket(5, id)); err != nil {
+		return err
+	}
+	_, err = c.read(5 * time.Second)
+	return err
+}
 
 type tlsCert = tls.Certificate
 
