@@ -7,6 +7,17 @@ import (
 	"github.com/lockerhub/lockerhub/fleet"
 )
 
+func (a *API) lockerRoutes() []route {
+	return []route{
+		{"GET", "/api/v1/lockers", false, a.listLockers},
+		{"POST", "/api/v1/lockers", false, a.createLocker},
+		{"GET", "/api/v1/lockers/{id}", false, a.getLocker},
+		{"POST", "/api/v1/lockers/{id}/certificates", false, a.issueCertificate},
+		{"POST", "/api/v1/lockers/{id}/certificates/revoke", false, a.revokeCertificates},
+		{"POST", "/api/v1/lockers/{id}/enroll-tokens", false, a.createEnrollToken},
+	}
+}
+
 func (a *API) listLockers(w http.ResponseWriter, r *http.Request) {
 	ls, err := a.d.Registry.List(r.Context())
 	if err != nil {

@@ -58,16 +58,12 @@ type API struct {
 // NewAPI builds the API handler.
 func NewAPI(d Deps) *API {
 	a := &API{d: d, mux: http.NewServeMux()}
-	a.routes = []route{
-		{"GET", "/api/v1/openapi.json", true, a.openAPI},
-		{"GET", "/api/v1/ca.crt", true, a.caCert},
-		{"GET", "/api/v1/lockers", false, a.listLockers},
-		{"POST", "/api/v1/lockers", false, a.createLocker},
-		{"GET", "/api/v1/lockers/{id}", false, a.getLocker},
-		{"POST", "/api/v1/lockers/{id}/certificates", false, a.issueCertificate},
-		{"POST", "/api/v1/lockers/{id}/certificates/revoke", false, a.revokeCertificates},
-		{"POST", "/api/v1/lockers/{id}/enroll-tokens", false, a.createEnrollToken},
-	}
+	// Each file of this package that serves an area lists its own routes.
+	a.routes = append(a.routes,
+		route{"GET", "/api/v1/openapi.json", true, a.openAPI},
+		route{"GET", "/api/v1/ca.crt", true, a.caCert},
+	)
+	a.routes = append(a.routes, a.lockerRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
