@@ -49,12 +49,15 @@ type Message struct {
 	Payload  []byte
 	QoS      byte
 	Received time.Time
+
+	done func(error)
 }
 
 // Handler takes the device messages of one kind. It runs on the connection's
-// read goroutine and must not block; an error refuses the message as invalid
-// (MQTT 5: PUBACK 0x99), counted and logged with the locker ID.
-type Handler func(Message) error
+// read goroutine and must not block: it validates, hands the message on and
+// returns; whoever makes the message durable calls m.Done then, and only then
+// does the locker get its PUBACK (DESIGN decision 8).
+type Handler func(Message)
 
 // Config of the broker. Zero values take the defaults noted.
 type Config struct {
@@ -67,9 +70,14 @@ type Config struct {
 	MaxHandshakes    int           // TLS handshakes in progress at once, 64
 	MaxPacketSize    uint32        // 256 KiB
 	WritesPending    int32         // outbound packets queued per client, 64
-	TicketKeys       [][32]byte    // TLS session ticket keys, newest first; kept across restarts so lockers resume
-	Logger           *slog.Logger
-	Registerer       prometheus.Registerer
+	MaxUnacked       int           // unacknowledged QoS 1 messages per locker, 64; more: disconnect 0x97
+	MaxUnackedBytes  int           // their payload bytes per locker, 1 MiB
+	// MaxUnackedTotalBytes bounds the payload bytes awaiting PUBACK hub-wide, 256 MiB.
+	MaxUnackedTotalBytes int64
+	AckWriters           int        // goroutines writing PUBACKs, 2
+	TicketKeys           [][32]byte // TLS session ticket keys, newest first; kept across restarts so lockers resume
+	Logger               *slog.Logger
+	Registerer           prometheus.Registerer
 }
 
 func (c *Config) defaults() {
@@ -93,6 +101,18 @@ func (c *Config) defaults() {
 	}
 	if c.WritesPending == 0 {
 		c.WritesPending = 64
+	}
+	if c.MaxUnacked == 0 {
+		c.MaxUnacked = 64
+	}
+	if c.MaxUnackedBytes == 0 {
+		c.MaxUnackedBytes = 1 << 20
+	}
+	if c.MaxUnackedTotalBytes == 0 {
+		c.MaxUnackedTotalBytes = 256 << 20
+	}
+	if c.AckWriters == 0 {
+		c.AckWriters = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -127,7 +147,13 @@ type Broker struct {
 
 	mu       sync.Mutex
 	sessions map[string]session
+	ackers   map[*mqtt.Client]*acker
 	gen      uint64
+
+	ackReady     chan *acker // connections with PUBACKs ready; each at most once
+	stopAcks     chan struct{}
+	ackWriters   sync.WaitGroup
+	unackedBytes atomic.Int64
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -145,6 +171,9 @@ func New(cfg Config, ids Identities, presence Presence) (*Broker, error) {
 		log:      cfg.Logger,
 		handlers: map[protocol.Kind]Handler{},
 		sessions: map[string]session{},
+		ackers:   map[*mqtt.Client]*acker{},
+		ackReady: make(chan *acker, 1<<16),
+		stopAcks: make(chan struct{}),
 	}
 	b.m = newMetrics(cfg.Registerer, func() float64 { return float64(b.Connected()) })
 
@@ -199,6 +228,10 @@ func (b *Broker) Start() error {
 	if err := b.srv.AddListener(b.ln); err != nil {
 		return fmt.Errorf("mqtt listener %s: %w", b.cfg.Addr, err)
 	}
+	for range b.cfg.AckWriters {
+		b.ackWriters.Add(1)
+		go b.writeAcks()
+	}
 	if err := b.srv.Serve(); err != nil {
 		return err
 	}
@@ -222,6 +255,8 @@ func (b *Broker) Close() {
 		if b.started.Load() {
 			_ = b.srv.Close()
 		}
+		close(b.stopAcks)
+		b.ackWriters.Wait()
 		b.kicks.Wait()
 	})
 }
@@ -242,28 +277,33 @@ func (b *Broker) Online(lockerID string) bool {
 }
 
 // Kick closes a locker's live connection at once (revocation, disabling). An
-// MQTT 5 locker gets DISCONNECT 0x87 first; a socket that does not take it
-// within a second is closed anyway.
+// MQTT 5 locker gets DISCONNECT 0x87 first.
 func (b *Broker) Kick(lockerID string) {
 	b.mu.Lock()
 	s, ok := b.sessions[lockerID]
 	b.mu.Unlock()
-	if !ok {
-		return
+	if ok {
+		b.disconnect(s.cl, packets.ErrNotAuthorized, errKicked)
 	}
+}
+
+// disconnect ends a connection without blocking the caller: an MQTT 5 client
+// is told why, and a socket that does not take that within a second is closed
+// anyway.
+func (b *Broker) disconnect(cl *mqtt.Client, code packets.Code, cause error) {
 	b.kicks.Add(1)
 	go func() {
 		defer b.kicks.Done()
-		watchdog := time.AfterFunc(time.Second, func() { s.cl.Stop(errKicked) })
+		watchdog := time.AfterFunc(time.Second, func() { cl.Stop(cause) })
 		defer watchdog.Stop()
-		if s.cl.Properties.ProtocolVersion == 5 {
-			_ = s.cl.WritePacket(packets.Packet{
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = cl.WritePacket(packets.Packet{
 				FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
-				ReasonCode:  packets.ErrNotAuthorized.Code,
-				Properties:  packets.Properties{ReasonString: errKicked.Error()},
+				ReasonCode:  code.Code,
+				Properties:  packets.Properties{ReasonString: cause.Error()},
 			})
 		}
-		s.cl.Stop(errKicked)
+		cl.Stop(cause)
 	}()
 }
 
@@ -296,6 +336,7 @@ func (b *Broker) refuse(cl *mqtt.Client, reason string, v5, v3 packets.Code) err
 
 func (b *Broker) sessionUp(cl *mqtt.Client) {
 	b.mu.Lock()
+	b.ackers[cl] = newAcker(b, cl)
 	b.gen++
 	_, replaced := b.sessions[cl.ID]
 	b.sessions[cl.ID] = session{gen: b.gen, cl: cl}
@@ -310,10 +351,18 @@ func (b *Broker) sessionUp(cl *mqtt.Client) {
 // sessionDown ends presence only for the current session of a locker: the late
 // disconnect of a replaced connection must not mark a reconnected locker offline.
 func (b *Broker) sessionDown(cl *mqtt.Client, err error) {
-	if cause := cl.StopCause(); cause != nil && (err == nil || errors.Is(cause, errKicked) || errors.Is(cause, packets.ErrQosNotSupported)) {
+	if cause := cl.StopCause(); cause != nil && (err == nil || errors.Is(cause, errKicked) || errors.Is(cause, packets.ErrQosNotSupported) ||
+		errors.Is(cause, errOverQuota) || errors.Is(cause, ErrOverloaded) || errors.Is(cause, errAckStuck) || errors.Is(cause, errIDReused)) {
 		err = cause
 	}
 	b.m.disconnects.WithLabelValues(disconnectReason(err)).Inc()
+	b.mu.Lock()
+	a := b.ackers[cl]
+	delete(b.ackers, cl)
+	b.mu.Unlock()
+	if a != nil {
+		a.close()
+	}
 	if cl.IsTakenOver() {
 		return
 	}

@@ -129,9 +129,10 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	}
 }
 
-// OnPublish hands a device publish to the handler of its kind and answers it
-// itself: mochi forwards nothing and sends no PUBACK for a rejected packet
-// (DESIGN decision 8), for MQTT 3.1.1 and 5 alike.
+// OnPublish hands a device publish to the handler of its kind. mochi forwards
+// nothing and sends no PUBACK for a rejected packet, for MQTT 3.1.1 and 5
+// alike; the hub acknowledges a QoS 1 message itself once its handler settles
+// it (DESIGN decision 8), through the connection's ack sequencer.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // the hub's own message to a locker (Send): deliver it
@@ -140,27 +141,53 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	_, kind, _ := protocol.ParseTopic(pk.TopicName) // the ACL let only valid device topics through
 	b.m.messagesIn.WithLabelValues(string(kind)).Inc()
 	b.m.bytesIn.WithLabelValues(string(kind)).Add(float64(len(pk.Payload)))
-	code := packets.CodeSuccess
-	if hd := b.handlers[kind]; hd != nil {
-		err := hd(Message{LockerID: cl.ID, Kind: kind, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Received: time.Now()})
-		if err != nil {
-			b.m.invalid.WithLabelValues(string(kind)).Inc()
-			b.log.Warn("device message refused", "locker", cl.ID, "kind", kind, "error", err)
-			code = packets.ErrPayloadFormatInvalid
+	msg := Message{LockerID: cl.ID, Kind: kind, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Received: time.Now()}
+	if pk.FixedHeader.Qos == 1 {
+		b.mu.Lock()
+		a := b.ackers[cl]
+		b.mu.Unlock()
+		if a == nil {
+			return pk, packets.ErrRejectPacket // the session is ending
 		}
+		p, dup, err := a.admit(pk.PacketID, pk.FixedHeader.Dup, len(pk.Payload))
+		switch {
+		case dup:
+			b.m.duplicatesPending.Inc() // the first copy's PUBACK covers it
+			return pk, packets.ErrRejectPacket
+		case errors.Is(err, errIDReused):
+			b.log.Warn("packet id reused while unacknowledged; disconnecting", "locker", cl.ID, "packet_id", pk.PacketID)
+			b.disconnect(cl, packets.ErrProtocolViolation, err)
+			return pk, packets.ErrRejectPacket
+		case err != nil:
+			b.m.quotaExceeded.Inc()
+			b.log.Warn("too many unacknowledged messages; disconnecting", "locker", cl.ID)
+			b.disconnect(cl, packets.ErrQuotaExceeded, err)
+			return pk, packets.ErrRejectPacket
+		}
+		msg.done = func(err error) { b.settle(cl, a, p, kind, err) }
+	}
+	if hd := b.handlers[kind]; hd != nil {
+		hd(msg)
 	} else {
 		b.m.unhandled.WithLabelValues(string(kind)).Inc()
-	}
-	if pk.FixedHeader.Qos == 1 {
-		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
-		if cl.Properties.ProtocolVersion == 5 {
-			ack.ReasonCode = code.Code
-		}
-		if err := cl.WritePacket(ack); err != nil {
-			return pk, err
-		}
+		msg.Done(nil)
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// settle turns a handler's verdict into the message's PUBACK.
+func (b *Broker) settle(cl *mqtt.Client, a *acker, p *pendingAck, kind protocol.Kind, err error) {
+	switch {
+	case err == nil:
+		a.settle(p, packets.CodeSuccess.Code)
+	case errors.Is(err, ErrOverloaded):
+		b.m.acksWithheld.Inc()
+		b.disconnect(cl, packets.ErrQuotaExceeded, err)
+	default:
+		b.m.invalid.WithLabelValues(string(kind)).Inc()
+		b.log.Warn("device message refused", "locker", cl.ID, "kind", kind, "error", err)
+		a.settle(p, packets.ErrPayloadFormatInvalid.Code)
+	}
 }
 
 func kindLabel(topic string) string {
@@ -184,6 +211,12 @@ func disconnectReason(err error) string {
 		return "revoked"
 	case errors.Is(err, packets.ErrQosNotSupported):
 		return "qos2"
+	case errors.Is(err, errOverQuota), errors.Is(err, ErrOverloaded):
+		return "quota_exceeded"
+	case errors.Is(err, errAckStuck):
+		return "ack_write_stuck"
+	case errors.Is(err, errIDReused):
+		return "packet_id_reused"
 	case errors.Is(err, packets.ErrServerShuttingDown):
 		return "shutdown"
 	case errors.As(err, &ne) && ne.Timeout():

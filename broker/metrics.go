@@ -18,6 +18,12 @@ type metrics struct {
 	bytesOut        *prometheus.CounterVec
 	unhandled       *prometheus.CounterVec
 	invalid         *prometheus.CounterVec // kind
+
+	unacked           prometheus.Gauge
+	acksSent          prometheus.Counter
+	acksWithheld      prometheus.Counter
+	duplicatesPending prometheus.Counter
+	quotaExceeded     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, connected func() float64) *metrics {
@@ -53,8 +59,19 @@ func newMetrics(reg prometheus.Registerer, connected func() float64) *metrics {
 			Name: "lockerhub_broker_messages_unhandled_total", Help: "Device publishes of a kind no component handles yet (acknowledged, not stored)."}, []string{"kind"}),
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockerhub_broker_messages_invalid_total", Help: "Device publishes refused as invalid (PUBACK 0x99 for MQTT 5), by topic kind."}, []string{"kind"}),
+		unacked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockerhub_broker_unacked_messages", Help: "QoS 1 messages received and not yet acknowledged (waiting to be stored)."}),
+		acksSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_acks_sent_total", Help: "PUBACKs sent after the message was settled."}),
+		acksWithheld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_acks_withheld_total", Help: "QoS 1 messages never acknowledged (connection ended or hub overloaded first); the locker resends them."}),
+		duplicatesPending: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_duplicates_pending_total", Help: "DUP redeliveries of a message still waiting for its PUBACK (not handled twice)."}),
+		quotaExceeded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_broker_unacked_quota_exceeded_total", Help: "Lockers disconnected (0x97) for too many unacknowledged messages."}),
 	}
-	reg.MustRegister(m.connects, m.refusals, m.disconnects, m.takeovers, m.aclDenied, m.willsStripped,
+	reg.MustRegister(m.unacked, m.acksSent, m.acksWithheld, m.duplicatesPending, m.quotaExceeded,
+		m.connects, m.refusals, m.disconnects, m.takeovers, m.aclDenied, m.willsStripped,
 		m.acceptThrottled, m.acceptErrors, m.handshaking, m.messagesIn, m.bytesIn, m.messagesOut, m.bytesOut, m.unhandled, m.invalid,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lockerhub_broker_connected_lockers", Help: "Lockers with a live session."}, connected))
