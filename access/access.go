@@ -1,4 +1,5 @@
-// Package access holds who may call the hub: bearer tokens and their roles.
+// Package access holds who may call the hub: bearer tokens, users with
+// passwords (argon2id) and their browser sessions, and each one's role.
 package access
 
 import (
@@ -9,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,20 +34,23 @@ const (
 // ErrUnauthenticated means no valid credential was presented.
 var ErrUnauthenticated = errors.New("missing or invalid credential")
 
-// Principal is who is calling.
+// Principal is who is calling: a bearer token (TokenID set) or a user's
+// session (UserID set).
 type Principal struct {
 	TokenID int64
+	UserID  int64
 	Name    string
 	Role    string
 }
 
-// Store keeps tokens in PostgreSQL.
+// Store keeps tokens, users and sessions in PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
+	now  func() time.Time
 }
 
 // NewStore returns a store on pool.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool, now: time.Now} }
 
 // CreateToken makes a new random token with a role and returns it; only its hash is stored.
 func (s *Store) CreateToken(ctx context.Context, name, role string) (string, error) {

@@ -10,9 +10,10 @@ import (
 
 // Files a running hub writes into its data directory for local tools.
 const (
-	HubInfoFile    = "hub.json"    // Local, written at every start
-	AdminTokenFile = "admin.token" // the admin bearer token, mode 0600
-	CAFile         = "ca.crt"      // the hub CA certificate (PEM)
+	HubInfoFile       = "hub.json"       // Local, written at every start
+	AdminTokenFile    = "admin.token"    // the admin bearer token, mode 0600
+	AdminPasswordFile = "admin.password" // the dashboard password of user "admin", mode 0600
+	CAFile            = "ca.crt"         // the hub CA certificate (PEM)
 )
 
 // Local tells local tools (hubctl, lockersim) where a hub on this machine listens.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -92,8 +93,13 @@ type App struct {
 	CA         *pki.CA
 	Pool       *pgxpool.Pool
 	Registry   *fleet.Registry
+	Twins      *fleet.Twins
 	Broker     *broker.Broker
+	Access     *access.Store
 	AdminToken string
+	// AdminPassword is the dashboard password of user "admin" as kept in the
+	// data dir (empty when an operator changed it and deleted the file).
+	AdminPassword string
 
 	httpLn, deviceLn net.Listener
 	httpSrv          *http.Server
@@ -149,7 +155,11 @@ func (a *App) Start(ctx context.Context) error {
 	}
 
 	accessStore := access.NewStore(a.Pool)
+	a.Access = accessStore
 	if a.AdminToken, err = a.ensureAdminToken(ctx, accessStore); err != nil {
+		return err
+	}
+	if a.AdminPassword, err = a.ensureAdminPassword(ctx, accessStore); err != nil {
 		return err
 	}
 
@@ -181,6 +191,9 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.Registry.SetConnections(a.Broker)
+	if err := a.startTwins(ctx, runCtx); err != nil {
+		return err
+	}
 	if err := a.Broker.Start(); err != nil {
 		return err
 	}
@@ -189,6 +202,7 @@ func (a *App) Start(ctx context.Context) error {
 
 	deps := web.Deps{
 		Registry: a.Registry,
+		Twins:    a.Twins,
 		Access:   accessStore,
 		CAPEM:    ca.CertPEM,
 		Gatherer: a.Metrics,
@@ -355,6 +369,43 @@ func (a *App) ensureAdminToken(ctx context.Context, store *access.Store) (string
 	}
 	fmt.Fprintf(a.cfg.Out, "\nAdmin credential (shown once; stored in %s, mode 0600):\n  %s\n\n", path, tok)
 	return tok, nil
+}
+
+// ensureAdminPassword makes sure somebody can log in to the dashboard. On the
+// first start it creates the user "admin" with a random password, stores the
+// password (0600) next to the admin token and prints it once. While the file
+// exists it is taken as is. Deleting it and restarting the hub gives "admin" a
+// new password: the way back in for an operator who lost it.
+func (a *App) ensureAdminPassword(ctx context.Context, store *access.Store) (string, error) {
+	path := filepath.Join(a.cfg.DataDir, apiclient.AdminPasswordFile)
+	_, err := store.User(ctx, access.AdminUser)
+	exists := err == nil
+	if err != nil && !errors.Is(err, access.ErrNotFound) {
+		return "", err
+	}
+	if exists {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			return strings.TrimSpace(string(data)), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("read admin password: %w", err)
+		}
+	}
+	pw := access.RandomPassword()
+	if exists {
+		err = store.SetPassword(ctx, access.AdminUser, pw)
+	} else {
+		_, err = store.CreateUser(ctx, access.AdminUser, pw, access.RoleAdmin)
+	}
+	if err != nil {
+		return "", fmt.Errorf("admin user: %w", err)
+	}
+	if err := pki.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("store admin password: %w", err)
+	}
+	fmt.Fprintf(a.cfg.Out, "\nDashboard login (shown once; stored in %s, mode 0600):\n  user %s, password %s\n\n", path, access.AdminUser, pw)
+	return pw, nil
 }
 
 func (a *App) writeLocalInfo() error {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
@@ -87,10 +88,12 @@ func TestSecondStartReusesIdentityAndCredential(t *testing.T) {
 		return a
 	}
 	a := start()
-	first := a.AdminToken
+	first, firstPassword := a.AdminToken, a.AdminPassword
 	a.Shutdown()
 	require.Contains(t, out.String(), first, "the credential is printed on first start")
-	for _, f := range []string{"ca.key", "server.key", "admin.token"} {
+	require.Contains(t, out.String(), "user admin, password "+firstPassword, "so is the dashboard login")
+	require.Len(t, firstPassword, 24)
+	for _, f := range []string{"ca.key", "server.key", "admin.token", "admin.password"} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
@@ -102,10 +105,31 @@ func TestSecondStartReusesIdentityAndCredential(t *testing.T) {
 	a = start()
 	defer a.Shutdown()
 	require.Equal(t, first, a.AdminToken)
+	require.Equal(t, firstPassword, a.AdminPassword)
 	require.Empty(t, out.String(), "printed once only")
 	caAfter, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	require.NoError(t, err)
 	require.Equal(t, caBefore, caAfter)
+}
+
+// TestDeletingTheAdminPasswordFileResetsIt: the way back in for an operator
+// who lost the dashboard password.
+func TestDeletingTheAdminPasswordFileResetsIt(t *testing.T) {
+	h := hubtest.Start(t)
+	ctx := context.Background()
+	old := h.AdminPassword
+	_, err := h.App.Access.Login(ctx, "admin", old, "")
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(filepath.Join(h.DataDir, "admin.password")))
+	h.Restart()
+	require.NotEqual(t, old, h.AdminPassword)
+	_, err = h.App.Access.Login(ctx, "admin", old, "")
+	require.ErrorIs(t, err, access.ErrBadLogin)
+	_, err = h.App.Access.Login(ctx, "admin", h.AdminPassword, "")
+	require.NoError(t, err)
+	data, err := os.ReadFile(filepath.Join(h.DataDir, "admin.password"))
+	require.NoError(t, err)
+	require.Equal(t, h.AdminPassword+"\n", string(data))
 }
 
 func TestHTTPListenerServesTLSWhenGivenACertificate(t *testing.T) {

@@ -8,17 +8,22 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
 	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/web"
 )
 
 // Hub is a running hub under test.
@@ -31,7 +36,9 @@ type Hub struct {
 	DBURL      string
 	AdminToken string
 	Admin      *apiclient.Client // authenticated as admin
-	Log        *bytes.Buffer     // the hub's log (also on stderr with HUBTEST_LOG=1)
+	// AdminPassword is the dashboard password of user "admin".
+	AdminPassword string
+	Log           *bytes.Buffer // the hub's log (also on stderr with HUBTEST_LOG=1)
 
 	t   testing.TB
 	cfg app.Config
@@ -89,6 +96,7 @@ func (h *Hub) boot(cfg app.Config) {
 	h.HTTPURL = "http://" + a.HTTPAddr()
 	h.DeviceURL = "https://" + a.DeviceAddr()
 	h.AdminToken = a.AdminToken
+	h.AdminPassword = a.AdminPassword
 	h.Admin = apiclient.New(h.HTTPURL, h.AdminToken)
 }
 
@@ -224,4 +232,63 @@ func (h *Hub) Metric(name string, labels ...string) float64 {
 		}
 	}
 	return sum
+}
+
+// AddUser creates a dashboard user with role and a random password, and
+// returns the password.
+func (h *Hub) AddUser(username, role string) string {
+	h.t.Helper()
+	pw := access.RandomPassword()
+	if _, err := h.App.Access.CreateUser(context.Background(), username, pw, role); err != nil {
+		h.t.Fatalf("hubtest: add user %s: %v", username, err)
+	}
+	return pw
+}
+
+// Session is a logged-in HTTP client, as a browser is after the login page.
+type Session struct {
+	Client *http.Client // carries the session cookie
+	Cookie *http.Cookie // lockerhub_session, e.g. to put into a real browser
+	CSRF   string       // send as X-CSRF-Token on every non-GET request
+	Role   string
+}
+
+// Login logs username in with password through POST /api/v1/session.
+func (h *Hub) Login(username, password string) Session {
+	h.t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	body, _ := json.Marshal(map[string]string{"username": username, "password": password})
+	resp, err := c.Post(h.HTTPURL+"/api/v1/session", "application/json", bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatalf("hubtest: login %s: %v", username, err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Role      string `json:"role"`
+		CSRFToken string `json:"csrf_token"`
+		Message   string `json:"message"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("hubtest: login %s: HTTP %d %s %v", username, resp.StatusCode, out.Message, err)
+	}
+	s := Session{Client: c, CSRF: out.CSRFToken, Role: out.Role}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == web.SessionCookie {
+			s.Cookie = ck
+		}
+	}
+	if s.Cookie == nil {
+		h.t.Fatalf("hubtest: login %s: no %s cookie", username, web.SessionCookie)
+	}
+	return s
+}
+
+// LoginAdmin logs in as user "admin".
+func (h *Hub) LoginAdmin() Session {
+	h.t.Helper()
+	return h.Login(access.AdminUser, h.AdminPassword)
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +34,7 @@ type Check struct {
 // Deps are what the handlers use.
 type Deps struct {
 	Registry *fleet.Registry
+	Twins    *fleet.Twins
 	Access   *access.Store
 	CAPEM    []byte
 	Ready    []Check
@@ -53,21 +53,25 @@ type API struct {
 	d      Deps
 	mux    *http.ServeMux
 	routes []route
+	logins *loginLimits
 }
 
 // NewAPI builds the API handler.
 func NewAPI(d Deps) *API {
-	a := &API{d: d, mux: http.NewServeMux()}
+	a := &API{d: d, mux: http.NewServeMux(), logins: newLoginLimits()}
 	// Each file of this package that serves an area lists its own routes.
 	a.routes = append(a.routes,
 		route{"GET", "/api/v1/openapi.json", true, a.openAPI},
 		route{"GET", "/api/v1/ca.crt", true, a.caCert},
 	)
 	a.routes = append(a.routes, a.lockerRoutes()...)
+	a.routes = append(a.routes, a.twinRoutes()...)
+	a.routes = append(a.routes, a.modelRoutes()...)
+	a.routes = append(a.routes, a.sessionRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
-			h = a.requireAdmin(h)
+			h = a.authenticate(r) // web/auth.go: bearer token or session cookie, CSRF, role matrix
 		}
 		a.mux.HandleFunc(r.method+" "+r.path, h)
 	}
@@ -85,7 +89,7 @@ func NewAPI(d Deps) *API {
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r))
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -125,32 +129,6 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
-}
-
-type principalKey struct{}
-
-func (a *API) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <token> (hubctl reads var/admin.token)")
-			return
-		}
-		p, err := a.d.Access.Authenticate(r.Context(), strings.TrimSpace(tok))
-		if errors.Is(err, access.ErrUnauthenticated) {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "the bearer token is unknown or revoked")
-			return
-		}
-		if err != nil {
-			a.internal(w, r, err)
-			return
-		}
-		if p.Role != access.RoleAdmin {
-			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs the admin role")
-			return
-		}
-		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
-	}
 }
 
 // apiError is the JSON body of every error.

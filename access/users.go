@@ -1,0 +1,286 @@
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lockerhub/lockerhub/pg"
+)
+
+// Roles (DESIGN.md decision 19). What each may do is decided at the edge, in
+// web's role matrix.
+const (
+	RoleTechnician = "technician"
+	RoleCourier    = "courier"
+	RoleOnCall     = "oncall"
+	RoleViewer     = "viewer"
+)
+
+// Roles lists every role, most powerful first.
+var Roles = []string{RoleAdmin, RoleTechnician, RoleCourier, RoleOnCall, RoleViewer}
+
+// ValidRole reports whether role is one of Roles.
+func ValidRole(role string) bool {
+	for _, r := range Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// Errors of users and sessions; web maps them to HTTP.
+var (
+	ErrInvalid    = errors.New("invalid")
+	ErrExists     = errors.New("already exists")
+	ErrNotFound   = errors.New("not found")
+	ErrBadLogin   = errors.New("unknown user or wrong password")
+	ErrDisabled   = errors.New("user is disabled")
+	ErrNoSession  = errors.New("no session, or it has expired")
+	errNoPassword = errors.New("empty password")
+)
+
+// Session lifetimes: a session ends after SessionIdle without a request, and
+// SessionMax after login in any case.
+const (
+	SessionIdle = 12 * time.Hour
+	SessionMax  = 7 * 24 * time.Hour
+	// touchEvery limits how often a busy session's last_seen_at is written.
+	touchEvery = time.Minute
+)
+
+// AdminUser is the user the hub creates on its first start.
+const AdminUser = "admin"
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
+
+// NormalizeUsername is how usernames are compared: trimmed, lower case.
+func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// User is a person who logs in.
+type User struct {
+	ID         int64      `json:"-"`
+	Username   string     `json:"username"`
+	Role       string     `json:"role"`
+	CreatedAt  time.Time  `json:"created_at"`
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
+}
+
+const userColumns = `id, username, role, created_at, disabled_at`
+
+func userFields(u *User) []any {
+	return []any{&u.ID, &u.Username, &u.Role, &u.CreatedAt, &u.DisabledAt}
+}
+
+// CreateUser adds a user with a password and a role.
+func (s *Store) CreateUser(ctx context.Context, username, password, role string) (User, error) {
+	username = NormalizeUsername(username)
+	if !usernameRE.MatchString(username) {
+		return User{}, fmt.Errorf("%w: username must be 1 to 64 of a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit", ErrInvalid)
+	}
+	if !ValidRole(role) {
+		return User{}, fmt.Errorf("%w: role must be one of %s, got %q", ErrInvalid, strings.Join(Roles, ", "), role)
+	}
+	hash, err := HashPassword(ctx, password)
+	if errors.Is(err, ErrWeakPassword) {
+		return User{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err != nil {
+		return User{}, err
+	}
+	var u User
+	err = s.pool.QueryRow(ctx, `INSERT INTO access_users (username, password_hash, role) VALUES ($1, $2, $3)
+		RETURNING `+userColumns, username, hash, role).Scan(userFields(&u)...)
+	if pg.IsUniqueViolation(err) {
+		return User{}, fmt.Errorf("%w: user %s", ErrExists, username)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	return u, nil
+}
+
+// User returns a user by name.
+func (s *Store) User(ctx context.Context, username string) (User, error) {
+	var u User
+	err := s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM access_users WHERE username = $1`, NormalizeUsername(username)).
+		Scan(userFields(&u)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, fmt.Errorf("%w: user %s", ErrNotFound, username)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
+	}
+	return u, nil
+}
+
+// SetPassword replaces a user's password and ends all of the user's sessions.
+func (s *Store) SetPassword(ctx context.Context, username, password string) error {
+	hash, err := HashPassword(ctx, password)
+	if errors.Is(err, ErrWeakPassword) {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err != nil {
+		return err
+	}
+	return pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `UPDATE access_users SET password_hash = $2 WHERE username = $1 RETURNING id`,
+			NormalizeUsername(username), hash).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: user %s", ErrNotFound, username)
+		}
+		if err != nil {
+			return fmt.Errorf("set password: %w", err)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM access_sessions WHERE user_id = $1`, id)
+		return err
+	})
+}
+
+// DisableUser stops a user from logging in and ends the user's sessions.
+func (s *Store) DisableUser(ctx context.Context, username string) error {
+	return pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `UPDATE access_users SET disabled_at = coalesce(disabled_at, $2) WHERE username = $1 RETURNING id`,
+			NormalizeUsername(username), s.now()).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: user %s", ErrNotFound, username)
+		}
+		if err != nil {
+			return fmt.Errorf("disable user: %w", err)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM access_sessions WHERE user_id = $1`, id)
+		return err
+	})
+}
+
+// Session is a logged-in browser.
+type Session struct {
+	// ID is the secret cookie value; set only by Login (the store keeps its hash).
+	ID         string
+	User       User
+	CSRFToken  string
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time // absolute end; the idle end is LastSeenAt + SessionIdle
+}
+
+// Principal is the principal of a session.
+func (s Session) Principal() Principal {
+	return Principal{UserID: s.User.ID, Name: s.User.Username, Role: s.User.Role}
+}
+
+// Login checks a user's password and opens a session. A wrong password and an
+// unknown user both give ErrBadLogin after the same work; ErrDisabled is only
+// told to someone who knows the password.
+func (s *Store) Login(ctx context.Context, username, password, remoteAddr string) (Session, error) {
+	if password == "" {
+		return Session{}, fmt.Errorf("%w: %w", ErrBadLogin, errNoPassword)
+	}
+	var u User
+	var hash string
+	err := s.pool.QueryRow(ctx, `SELECT `+userColumns+`, password_hash FROM access_users WHERE username = $1`,
+		NormalizeUsername(username)).Scan(append(userFields(&u), &hash)...)
+	known := err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, fmt.Errorf("login: %w", err)
+	}
+	if !known {
+		hash = dummyHash()
+	}
+	ok, err := VerifyPassword(ctx, hash, password)
+	if err != nil {
+		return Session{}, fmt.Errorf("login %s: %w", u.Username, err)
+	}
+	if !ok || !known {
+		return Session{}, ErrBadLogin
+	}
+	if u.DisabledAt != nil {
+		return Session{}, ErrDisabled
+	}
+
+	now := s.now()
+	sess := Session{ID: randomToken(32), User: u, CSRFToken: randomToken(32), CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(SessionMax)}
+	if len(remoteAddr) > 100 {
+		remoteAddr = remoteAddr[:100]
+	}
+	err = pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		// Expired sessions are swept here, at the rate of logins.
+		if _, err := tx.Exec(ctx, `DELETE FROM access_sessions WHERE expires_at <= $1 OR last_seen_at <= $2`,
+			now, now.Add(-SessionIdle)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO access_sessions (id_hash, user_id, csrf_token, remote_addr, created_at, last_seen_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $5, $6)`, hashToken(sess.ID), u.ID, sess.CSRFToken, remoteAddr, now, sess.ExpiresAt)
+		return err
+	})
+	if err != nil {
+		return Session{}, fmt.Errorf("open session: %w", err)
+	}
+	return sess, nil
+}
+
+// Session returns the live session with this id and marks it as seen, or
+// ErrNoSession. A disabled user's sessions are not live.
+func (s *Store) Session(ctx context.Context, id string) (Session, error) {
+	if id == "" || len(id) > 100 {
+		return Session{}, ErrNoSession
+	}
+	now := s.now()
+	h := hashToken(id)
+	var sess Session
+	err := s.pool.QueryRow(ctx, `SELECT u.id, u.username, u.role, u.created_at, u.disabled_at,
+			s.csrf_token, s.created_at, s.last_seen_at, s.expires_at
+		FROM access_sessions s JOIN access_users u ON u.id = s.user_id
+		WHERE s.id_hash = $1 AND u.disabled_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $3`,
+		h, now, now.Add(-SessionIdle)).
+		Scan(append(userFields(&sess.User), &sess.CSRFToken, &sess.CreatedAt, &sess.LastSeenAt, &sess.ExpiresAt)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, ErrNoSession
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("session: %w", err)
+	}
+	if now.Sub(sess.LastSeenAt) >= touchEvery {
+		if _, err := s.pool.Exec(ctx, `UPDATE access_sessions SET last_seen_at = $2 WHERE id_hash = $1`, h, now); err != nil {
+			return Session{}, fmt.Errorf("session: %w", err)
+		}
+		sess.LastSeenAt = now
+	}
+	return sess, nil
+}
+
+// Logout ends a session; ending one that does not exist is not an error.
+func (s *Store) Logout(ctx context.Context, id string) error {
+	if id == "" || len(id) > 100 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM access_sessions WHERE id_hash = $1`, hashToken(id)); err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	return nil
+}
+
+func hashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+// randomToken returns n random bytes, base64url-encoded.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
