@@ -1,0 +1,488 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockerhub/lockerhub/pg"
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// Errors of the twin store.
+var (
+	// ErrOverloaded: the ingest queue is full; the message is not taken (the
+	// broker withholds its PUBACK and the locker sends it again).
+	ErrOverloaded = errors.New("twin ingest queue is full")
+	// ErrStale: an If-Match version that is not the current one.
+	ErrStale = errors.New("version is not the current one")
+)
+
+// Inbound is a device message for the twin (state or events) with the
+// function that settles it once it is durable (nil), invalid or refused.
+type Inbound struct {
+	LockerID string
+	Kind     protocol.Kind
+	Payload  []byte
+	Received time.Time
+	Done     func(error)
+}
+
+// item is one unit of work of the writer: a decoded device message or a
+// change of the desired configuration.
+type item struct {
+	in      Inbound
+	state   *protocol.State
+	event   *protocol.Event
+	desired *desiredJob
+}
+
+type desiredJob struct {
+	lockerID string
+	ifMatch  int64 // -1: no precondition
+	config   json.RawMessage
+	result   chan desiredResult
+}
+
+type desiredResult struct {
+	version int64
+	err     error
+}
+
+// Observer is told about every committed twin change, on the writer's
+// goroutine: it must not block.
+type Observer func(t *Twin, ch TwinChange)
+
+// Twins holds the live twin of every locker: in memory for reads and the live
+// stream, in PostgreSQL as the truth. One goroutine (Run) writes: it takes
+// device messages in batches, stores events and twin changes in one
+// transaction, and only after the commit changes the twins in memory, tells
+// the observers and settles the messages (their PUBACKs).
+type Twins struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	m    *twinMetrics
+
+	mu    sync.RWMutex
+	twins map[string]*Twin
+
+	queue     chan item
+	observers []Observer
+
+	batchMax  int
+	batchWait time.Duration
+	snapEvery int64
+}
+
+// TwinsConfig sizes the ingest; zero values take the defaults noted.
+type TwinsConfig struct {
+	Queue     int           // items waiting for the writer, 65,536
+	BatchMax  int           // items per transaction, 512
+	BatchWait time.Duration // how long a batch waits to fill, 5 ms
+}
+
+// NewTwins returns the twin store; Load it, add observers, then Run it.
+func NewTwins(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, cfg TwinsConfig) *Twins {
+	if cfg.Queue == 0 {
+		cfg.Queue = 1 << 16
+	}
+	if cfg.BatchMax == 0 {
+		cfg.BatchMax = 512
+	}
+	if cfg.BatchWait == 0 {
+		cfg.BatchWait = 5 * time.Millisecond
+	}
+	t := &Twins{pool: pool, log: log, twins: map[string]*Twin{}, queue: make(chan item, cfg.Queue),
+		batchMax: cfg.BatchMax, batchWait: cfg.BatchWait, snapEvery: 50}
+	t.m = newTwinMetrics(reg, func() float64 { return float64(len(t.queue)) })
+	return t
+}
+
+// Observe adds an observer of committed changes. Call it before Run.
+func (t *Twins) Observe(o Observer) { t.observers = append(t.observers, o) }
+
+// Load reads every twin from PostgreSQL.
+func (t *Twins) Load(ctx context.Context) error {
+	rows, err := t.pool.Query(ctx, `SELECT locker_id, version, reported, desired, desired_version FROM fleet_twins`)
+	if err != nil {
+		return fmt.Errorf("load twins: %w", err)
+	}
+	twins := map[string]*Twin{}
+	var id string
+	var version, dv int64
+	var reported, desired []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &version, &reported, &desired, &dv}, func() error {
+		tw := &Twin{LockerID: id, Version: version, DesiredVersion: dv, Desired: append(json.RawMessage(nil), desired...)}
+		if err := json.Unmarshal(reported, &tw.Reported); err != nil {
+			return fmt.Errorf("twin of %s: %w", id, err)
+		}
+		twins[id] = tw
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load twins: %w", err)
+	}
+	t.mu.Lock()
+	t.twins = twins
+	t.mu.Unlock()
+	return nil
+}
+
+// Get returns the current twin of a locker (nil when it never reported).
+func (t *Twins) Get(lockerID string) *Twin {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.twins[lockerID]
+}
+
+// Each calls fn for every twin (under a read lock: fn must be quick).
+func (t *Twins) Each(fn func(*Twin)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, tw := range t.twins {
+		fn(tw)
+	}
+}
+
+// Submit validates a device message on the caller's goroutine (the MQTT read
+// loop) and queues it for the writer. It never blocks: a full queue settles
+// the message with ErrOverloaded.
+func (t *Twins) Submit(in Inbound) {
+	it := item{in: in}
+	var err error
+	switch in.Kind {
+	case protocol.KindState:
+		var s protocol.State
+		s, err = protocol.DecodeState(in.Payload)
+		it.state = &s
+	case protocol.KindEvents:
+		var e protocol.Event
+		e, err = protocol.DecodeEvent(in.Payload)
+		it.event = &e
+	default:
+		err = fmt.Errorf("%w: the twin does not take %s", protocol.ErrInvalid, in.Kind)
+	}
+	if err != nil {
+		t.m.messages.WithLabelValues(string(in.Kind), "invalid").Inc()
+		in.Done(err)
+		return
+	}
+	select {
+	case t.queue <- it:
+	default:
+		t.m.messages.WithLabelValues(string(in.Kind), "overloaded").Inc()
+		in.Done(ErrOverloaded)
+	}
+}
+
+// SetDesired replaces a locker's desired configuration when ifMatch is its
+// current desired version (or -1 for no precondition) and returns the new
+// version; ErrStale otherwise.
+func (t *Twins) SetDesired(ctx context.Context, lockerID string, ifMatch int64, config json.RawMessage) (int64, error) {
+	job := &desiredJob{lockerID: lockerID, ifMatch: ifMatch, config: config, result: make(chan desiredResult, 1)}
+	select {
+	case t.queue <- item{desired: job}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case r := <-job.result:
+		return r.version, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Run writes batches until ctx ends, then writes what is queued and returns.
+func (t *Twins) Run(ctx context.Context) {
+	for {
+		var first item
+		select {
+		case first = <-t.queue:
+		case <-ctx.Done():
+			t.drain()
+			return
+		}
+		batch := t.gather(ctx, first)
+		t.commitWithRetry(ctx, batch)
+	}
+}
+
+func (t *Twins) gather(ctx context.Context, first item) []item {
+	batch := []item{first}
+	timer := time.NewTimer(t.batchWait)
+	defer timer.Stop()
+	for len(batch) < t.batchMax {
+		select {
+		case it := <-t.queue:
+			batch = append(batch, it)
+		case <-timer.C:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain writes what is queued at shutdown, within a few seconds.
+func (t *Twins) drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		select {
+		case it := <-t.queue:
+			t.commitWithRetry(ctx, t.gather(ctx, it))
+		default:
+			return
+		}
+	}
+}
+
+// commitWithRetry retries a failed batch (the database is away) with backoff;
+// its messages stay unacknowledged meanwhile. When ctx ends first they are
+// left unsettled: the locker resends them after its reconnect.
+func (t *Twins) commitWithRetry(ctx context.Context, batch []item) {
+	backoff := 50 * time.Millisecond
+	for {
+		err := t.commit(ctx, batch)
+		if err == nil {
+			return
+		}
+		t.m.failures.Inc()
+		t.log.Warn("storing device messages failed; retrying", "messages", len(batch), "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			for _, it := range batch {
+				if it.desired != nil {
+					it.desired.result <- desiredResult{err: err}
+				}
+			}
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+type eventKey struct{ locker, id string }
+
+func (t *Twins) commit(ctx context.Context, batch []item) error {
+	start := time.Now()
+	now := time.Now().UTC()
+	work := map[string]*Twin{}
+	changes := map[string]*TwinChange{}
+	desiredChanged := map[string]bool{}
+	results := make([]desiredResult, len(batch))
+	twin := func(id string) *Twin {
+		if w := work[id]; w != nil {
+			return w
+		}
+		var w *Twin
+		if old := t.Get(id); old != nil {
+			w = old.clone()
+		} else {
+			w = &Twin{LockerID: id, Reported: Reported{Cells: map[string]*CellState{}}}
+		}
+		work[id] = w
+		return w
+	}
+	change := func(id string) *TwinChange {
+		if changes[id] == nil {
+			changes[id] = &TwinChange{}
+		}
+		return changes[id]
+	}
+
+	err := pg.Tx(ctx, t.pool, func(tx pgx.Tx) error {
+		fresh, err := insertEvents(ctx, tx, batch)
+		if err != nil {
+			return err
+		}
+		for i, it := range batch {
+			switch {
+			case it.state != nil:
+				twin(it.in.LockerID).applyState(*it.state, change(it.in.LockerID))
+			case it.event != nil && fresh[eventKey{it.in.LockerID, it.event.ID}]:
+				twin(it.in.LockerID).applyEvent(*it.event, change(it.in.LockerID))
+			case it.desired != nil:
+				j := it.desired
+				w := twin(j.lockerID)
+				if j.ifMatch >= 0 && j.ifMatch != w.DesiredVersion {
+					results[i] = desiredResult{version: w.DesiredVersion, err: fmt.Errorf("%w: desired version is %d, not %d", ErrStale, w.DesiredVersion, j.ifMatch)}
+					continue
+				}
+				w.Desired = j.config
+				w.DesiredVersion++
+				desiredChanged[j.lockerID] = true
+				results[i] = desiredResult{version: w.DesiredVersion}
+			}
+		}
+		var ids, docs []string
+		var versions []int64
+		var reported [][]byte
+		var desired [][]byte
+		var dversions []int64
+		var snapshot []bool
+		for id, w := range work {
+			ch := changes[id]
+			if (ch == nil || ch.empty()) && !desiredChanged[id] {
+				continue
+			}
+			w.Version++
+			if ch != nil && !ch.empty() {
+				w.Reported.UpdatedAt = now
+			}
+			rep, err := json.Marshal(w.Reported)
+			if err != nil {
+				return err
+			}
+			des := w.Desired
+			if len(des) == 0 {
+				des = json.RawMessage(`{}`)
+			}
+			ids, versions, reported, desired, dversions = append(ids, id), append(versions, w.Version), append(reported, rep), append(desired, des), append(dversions, w.DesiredVersion)
+			snap := w.Version%t.snapEvery == 1
+			var doc []byte
+			if snap {
+				doc, err = json.Marshal(w.View().Reported)
+			} else {
+				if ch == nil {
+					ch = &TwinChange{}
+				}
+				doc, err = json.Marshal(ch)
+			}
+			if err != nil {
+				return err
+			}
+			docs, snapshot = append(docs, string(doc)), append(snapshot, snap)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO fleet_twins (locker_id, version, reported, desired, desired_version, updated_at)
+			SELECT u.id, u.v, u.r, u.d, u.dv, $6 FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::jsonb[], $5::bigint[]) AS u(id, v, r, d, dv)
+			ON CONFLICT (locker_id) DO UPDATE SET version = excluded.version, reported = excluded.reported,
+				desired = excluded.desired, desired_version = excluded.desired_version, updated_at = excluded.updated_at`,
+			ids, versions, reported, desired, dversions, now); err != nil {
+			return fmt.Errorf("store twins: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO fleet_twin_history (locker_id, version, at, snapshot, doc)
+			SELECT u.id, u.v, $5, u.s, u.d FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::jsonb[]) AS u(id, v, s, d)`,
+			ids, versions, snapshot, docs, now); err != nil {
+			return fmt.Errorf("store twin history: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	t.m.commitSeconds.Observe(time.Since(start).Seconds())
+	t.m.batchSize.Observe(float64(len(batch)))
+
+	// Committed: now the twins change, observers hear of it, PUBACKs go out.
+	t.mu.Lock()
+	for id, w := range work {
+		if ch := changes[id]; (ch != nil && !ch.empty()) || desiredChanged[id] {
+			t.twins[id] = w
+		}
+	}
+	t.mu.Unlock()
+	for id, w := range work {
+		ch := changes[id]
+		if (ch != nil && !ch.empty()) || desiredChanged[id] {
+			if ch == nil {
+				ch = &TwinChange{}
+			}
+			for _, o := range t.observers {
+				o(w, *ch)
+			}
+		}
+	}
+	for i, it := range batch {
+		if it.desired != nil {
+			it.desired.result <- results[i]
+			continue
+		}
+		t.m.messages.WithLabelValues(string(it.in.Kind), "stored").Inc()
+		it.in.Done(nil)
+	}
+	return nil
+}
+
+func insertEvents(ctx context.Context, tx pgx.Tx, batch []item) (map[eventKey]bool, error) {
+	var lockers, ids, types, cells, causes []string
+	var boots, seqs []int64
+	var ts, received []time.Time
+	var data []*string
+	for _, it := range batch {
+		e := it.event
+		if e == nil {
+			continue
+		}
+		lockers, ids, types, cells, causes = append(lockers, it.in.LockerID), append(ids, e.ID), append(types, e.Type), append(cells, e.Cell), append(causes, e.Cause)
+		boots, seqs = append(boots, int64(e.Boot)), append(seqs, int64(e.Seq))
+		ts, received = append(ts, time.UnixMilli(e.TS).UTC()), append(received, it.in.Received.UTC())
+		var d *string
+		if len(e.Data) > 0 {
+			s := string(e.Data)
+			d = &s
+		}
+		data = append(data, d)
+	}
+	fresh := map[eventKey]bool{}
+	if len(ids) == 0 {
+		return fresh, nil
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO fleet_events (locker_id, event_id, boot, seq, ts, type, cell, cause, data, received_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[])
+		ON CONFLICT (locker_id, event_id) DO NOTHING RETURNING locker_id, event_id`,
+		lockers, ids, boots, seqs, ts, types, cells, causes, data, received)
+	if err != nil {
+		return nil, fmt.Errorf("store events: %w", err)
+	}
+	var l, id string
+	_, err = pgx.ForEachRow(rows, []any{&l, &id}, func() error {
+		fresh[eventKey{l, id}] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store events: %w", err)
+	}
+	return fresh, nil
+}
+
+type twinMetrics struct {
+	messages      *prometheus.CounterVec
+	failures      prometheus.Counter
+	commitSeconds prometheus.Histogram
+	batchSize     prometheus.Histogram
+}
+
+func newTwinMetrics(reg prometheus.Registerer, depth func() float64) *twinMetrics {
+	m := &twinMetrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_fleet_device_messages_total", Help: "State and event messages by kind and result (stored, invalid, overloaded)."},
+			[]string{"kind", "result"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_fleet_commit_failures_total", Help: "Failed transactions of the twin writer (retried)."}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lockerhub_fleet_commit_seconds", Help: "Duration of one twin writer transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lockerhub_fleet_batch_messages", Help: "Messages per twin writer transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+	}
+	reg.MustRegister(m.messages, m.failures, m.commitSeconds, m.batchSize,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lockerhub_fleet_ingest_queue_depth", Help: "Device messages waiting for the twin writer."}, depth))
+	return m
+}
