@@ -66,7 +66,6 @@ func NewAPI(d Deps) *API {
 	)
 	a.routes = append(a.routes, a.lockerRoutes()...)
 	a.routes = append(a.routes, a.twinRoutes()...)
-	a.routes = append(a.routes, a.modelRoutes()...)
 	a.routes = append(a.routes, a.sessionRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
@@ -89,7 +88,7 @@ func NewAPI(d Deps) *API {
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r))
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	a.mux.ServeHTTP(w, r)
 }
 
