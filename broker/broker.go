@@ -144,6 +144,8 @@ type Broker struct {
 	srv      *mqtt.Server
 	ln       *tlsListener
 	handlers map[protocol.Kind]Handler
+	// onSubscribed observers, set before Start.
+	onSubscribed []func(lockerID string, kinds []protocol.Kind)
 
 	mu       sync.Mutex
 	sessions map[string]session
@@ -221,6 +223,13 @@ func (b *Broker) Handle(kind protocol.Kind, h Handler) {
 		panic(fmt.Sprintf("broker: %s is not a device topic kind", kind))
 	}
 	b.handlers[kind] = h
+}
+
+// OnSubscribed registers fn to hear which hub→device kinds a locker has just
+// subscribed to (e.g. to send its desired configuration then). fn runs on the
+// locker's read goroutine and must not block. Call it before Start.
+func (b *Broker) OnSubscribed(fn func(lockerID string, kinds []protocol.Kind)) {
+	b.onSubscribed = append(b.onSubscribed, fn)
 }
 
 // Start binds the listener and starts serving.

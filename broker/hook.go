@@ -26,7 +26,7 @@ func (h *hook) ID() string { return "lockerhub" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent,
+		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnSubscribed,
 	}, []byte{b})
 }
 
@@ -96,6 +96,30 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	h.b.m.aclDenied.WithLabelValues("subscribe").Inc()
 	h.b.log.Warn("subscription refused by ACL", "locker", cl.ID, "filter", topic)
 	return false
+}
+
+// OnSubscribed tells the subscription observers which hub→device kinds a
+// locker now receives: the hub sends nothing to a locker before that.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if len(h.b.onSubscribed) == 0 {
+		return
+	}
+	var kinds []protocol.Kind
+	for i, f := range pk.Filters {
+		if i >= len(codes) || codes[i] >= 0x80 {
+			continue
+		}
+		for _, k := range protocol.HubKinds {
+			if protocol.FilterMatches(f.Filter, protocol.Topic(cl.ID, k)) {
+				kinds = append(kinds, k)
+			}
+		}
+	}
+	if len(kinds) > 0 {
+		for _, fn := range h.b.onSubscribed {
+			fn(cl.ID, kinds)
+		}
+	}
 }
 
 // OnPacketRead refuses QoS 2: the hub offers at most QoS 1 (DESIGN decision 5).

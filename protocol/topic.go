@@ -138,3 +138,18 @@ func MaySubscribe(clientID, filter string) bool {
 	}
 	return true
 }
+
+// FilterMatches reports whether an MQTT topic filter (with + and #) matches a
+// topic name.
+func FilterMatches(filter, topic string) bool {
+	f, t := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, l := range f {
+		if l == "#" {
+			return true
+		}
+		if i >= len(t) || (l != "+" && l != t[i]) {
+			return false
+		}
+	}
+	return len(f) == len(t)
+}

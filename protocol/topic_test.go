@@ -66,18 +66,21 @@ func TestValidateLockerID(t *testing.T) {
 	}
 }
 
-// matches is MQTT topic matching, written independently of the ACL.
-func matches(filter, topic string) bool {
-	f, tp := strings.Split(filter, "/"), strings.Split(topic, "/")
-	for i, l := range f {
-		if l == "#" {
-			return true
-		}
-		if i >= len(tp) || (l != "+" && l != tp[i]) {
-			return false
-		}
+func TestFilterMatches(t *testing.T) {
+	for _, tc := range []struct {
+		filter, topic string
+		ok            bool
+	}{
+		{"lockers/L1/#", "lockers/L1/desired", true},
+		{"lockers/L1/+", "lockers/L1/desired", true},
+		{"lockers/L1/+", "lockers/L1/rpc/req", false},
+		{"lockers/L1/rpc/+", "lockers/L1/rpc/req", true},
+		{"lockers/L1/desired", "lockers/L1/desired", true},
+		{"lockers/L1/desired", "lockers/L2/desired", false},
+		{"#", "lockers/L1/desired", true},
+	} {
+		require.Equal(t, tc.ok, FilterMatches(tc.filter, tc.topic), "%s ~ %s", tc.filter, tc.topic)
 	}
-	return len(f) == len(tp)
 }
 
 // FuzzACL checks the ACL's promise for any client ID, topic and filter: what a
@@ -109,7 +112,7 @@ func FuzzACL(f *testing.F) {
 			}
 			// Any topic of another locker, or outside lockers/, must not match.
 			for _, other := range []string{"lockers/x" + id + "/rpc/req", "lockers/" + id + "x/rpc/req", "lockers/rpc/req", "other/" + id + "/rpc/req"} {
-				if matches(filter, other) {
+				if FilterMatches(filter, other) {
 					t.Fatalf("filter %q of %q matches %q", filter, id, other)
 				}
 			}
