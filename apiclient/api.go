@@ -12,19 +12,33 @@ type Locker struct {
 	ID             string     `json:"id"`
 	Model          string     `json:"model"`
 	Cells          int        `json:"cells"`
-	Segment        string     `json:"segment"`
+	Address        string     `json:"address"`
+	TimeZone       string     `json:"time_zone"`
+	Lat            *float64   `json:"lat,omitempty"`
+	Lon            *float64   `json:"lon,omitempty"`
+	Segments       []string   `json:"segments"`
+	Carriers       []string   `json:"carriers"`
 	Enabled        bool       `json:"enabled"`
 	Online         bool       `json:"online"`
 	ConnectedAt    *time.Time `json:"connected_at,omitempty"`
 	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
 	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
 }
 
-// NewLocker is the body of POST /api/v1/lockers.
+// NewLocker is the body of POST /api/v1/lockers. With a model that has a
+// layout, Cells may be 0 (the model's cells).
 type NewLocker struct {
-	ID      string `json:"id"`
-	Model   string `json:"model,omitempty"`
-	Cells   int    `json:"cells"`
+	ID       string   `json:"id"`
+	Model    string   `json:"model,omitempty"`
+	Cells    int      `json:"cells,omitempty"`
+	Address  string   `json:"address,omitempty"`
+	TimeZone string   `json:"time_zone,omitempty"`
+	Lat      *float64 `json:"lat,omitempty"`
+	Lon      *float64 `json:"lon,omitempty"`
+	Segments []string `json:"segments,omitempty"`
+	Carriers []string `json:"carriers,omitempty"`
+	// Segment is a shorthand for Segments: [Segment].
 	Segment string `json:"segment,omitempty"`
 }
 
@@ -51,13 +65,20 @@ func (c *Client) CreateLocker(ctx context.Context, l NewLocker) (Locker, error) 
 	return out, err
 }
 
-// Lockers lists registered lockers (GET /api/v1/lockers).
+// Lockers returns every registered locker, page by page
+// (GET /api/v1/lockers).
 func (c *Client) Lockers(ctx context.Context) ([]Locker, error) {
-	var out struct {
-		Lockers []Locker `json:"lockers"`
+	var all []Locker
+	for {
+		page, err := c.ListLockers(ctx, LockerFilter{Limit: 10000, Offset: len(all)})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Lockers...)
+		if len(page.Lockers) == 0 || len(all) >= page.Total {
+			return all, nil
+		}
 	}
-	err := c.JSON(ctx, http.MethodGet, "/api/v1/lockers", nil, &out)
-	return out.Lockers, err
 }
 
 // Locker returns one locker (GET /api/v1/lockers/{id}).

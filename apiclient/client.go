@@ -54,6 +54,11 @@ func IsCode(err error, code string) bool {
 // Do sends a request with an optional JSON body and returns the raw response body.
 // A status of 400 or more becomes an *Error.
 func (c *Client) Do(ctx context.Context, method, path string, body []byte) ([]byte, int, error) {
+	return c.DoContent(ctx, method, path, "application/json", body)
+}
+
+// DoContent is Do with a body of another content type (such as text/csv).
+func (c *Client) DoContent(ctx context.Context, method, path, contentType string, body []byte) ([]byte, int, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -63,7 +68,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body []byte) ([]by
 		return nil, 0, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.Token != "" {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
-	"github.com/lockerhub/lockerhub/protocol"
 )
 
 //go:embed migrations/*.sql
@@ -43,41 +42,6 @@ const (
 	DefaultTokenTTL = 24 * time.Hour
 	MaxTokenTTL     = 30 * 24 * time.Hour
 )
-
-// Locker is a registered locker.
-type Locker struct {
-	ID             string     `json:"id"`
-	Model          string     `json:"model"`
-	Cells          int        `json:"cells"`
-	Segment        string     `json:"segment"`
-	Enabled        bool       `json:"enabled"`
-	Online         bool       `json:"online"`
-	ConnectedAt    *time.Time `json:"connected_at,omitempty"`
-	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
-	CreatedAt      time.Time  `json:"created_at"`
-}
-
-// NewLocker is what it takes to register a locker.
-type NewLocker struct {
-	ID      string `json:"id"`
-	Model   string `json:"model"`
-	Cells   int    `json:"cells"`
-	Segment string `json:"segment"`
-}
-
-// Validate checks a new locker and says what is wrong.
-func (n NewLocker) Validate() error {
-	if err := protocol.ValidateLockerID(n.ID); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if n.Cells < 1 || n.Cells > MaxCells {
-		return fmt.Errorf("%w: cells must be between 1 and %d, got %d", ErrInvalid, MaxCells, n.Cells)
-	}
-	if len(n.Model) > 100 || len(n.Segment) > 100 {
-		return fmt.Errorf("%w: model and segment are at most 100 characters", ErrInvalid)
-	}
-	return nil
-}
 
 // Certificate is an issued device certificate.
 type Certificate struct {
@@ -116,7 +80,8 @@ type Registry struct {
 	revoked map[string]struct{} // certificate serials
 	conns   Connections
 
-	presence *presenceWriter
+	presence  *presenceWriter
+	observers []func(Change)
 }
 
 // NewRegistry returns a registry; call Load before use and Run to record presence.
@@ -173,65 +138,6 @@ func (r *Registry) Load(ctx context.Context) error {
 // Run records presence changes in PostgreSQL until ctx ends, then flushes.
 func (r *Registry) Run(ctx context.Context) { r.presence.run(ctx) }
 
-// Create registers a locker.
-func (r *Registry) Create(ctx context.Context, n NewLocker) (Locker, error) {
-	if err := n.Validate(); err != nil {
-		return Locker{}, err
-	}
-	var l Locker
-	err := r.pool.QueryRow(ctx, `INSERT INTO fleet_lockers (id, model, cells, segment) VALUES ($1, $2, $3, $4)
-		RETURNING `+lockerColumns, n.ID, n.Model, n.Cells, n.Segment).Scan(lockerFields(&l)...)
-	if pg.IsUniqueViolation(err) {
-		return Locker{}, fmt.Errorf("%w: locker %s", ErrExists, n.ID)
-	}
-	if err != nil {
-		return Locker{}, fmt.Errorf("create locker: %w", err)
-	}
-	r.mu.Lock()
-	r.lockers[n.ID] = &entry{enabled: true}
-	r.mu.Unlock()
-	return l, nil
-}
-
-const lockerColumns = `id, model, cells, segment, enabled, connected_at, disconnected_at, created_at`
-
-func lockerFields(l *Locker) []any {
-	return []any{&l.ID, &l.Model, &l.Cells, &l.Segment, &l.Enabled, &l.ConnectedAt, &l.DisconnectedAt, &l.CreatedAt}
-}
-
-// List returns all lockers ordered by ID.
-func (r *Registry) List(ctx context.Context) ([]Locker, error) {
-	rows, err := r.pool.Query(ctx, `SELECT `+lockerColumns+` FROM fleet_lockers ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list lockers: %w", err)
-	}
-	var out []Locker
-	var l Locker
-	_, err = pgx.ForEachRow(rows, lockerFields(&l), func() error {
-		l.Online = r.Online(l.ID)
-		out = append(out, l)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list lockers: %w", err)
-	}
-	return out, nil
-}
-
-// Get returns one locker.
-func (r *Registry) Get(ctx context.Context, id string) (Locker, error) {
-	var l Locker
-	err := r.pool.QueryRow(ctx, `SELECT `+lockerColumns+` FROM fleet_lockers WHERE id = $1`, id).Scan(lockerFields(&l)...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Locker{}, fmt.Errorf("%w: locker %s", ErrNotFound, id)
-	}
-	if err != nil {
-		return Locker{}, fmt.Errorf("get locker: %w", err)
-	}
-	l.Online = r.Online(id)
-	return l, nil
-}
-
 // Authorize says whether a locker may hold a connection: it must be registered and enabled.
 func (r *Registry) Authorize(lockerID string) error {
 	r.mu.RLock()
@@ -271,8 +177,14 @@ func (r *Registry) issue(ctx context.Context, db interface {
 	}
 	serial := pki.SerialString(cert.SerialNumber)
 	var s string
-	err = db.QueryRow(ctx, `INSERT INTO fleet_certificates (serial, locker_id, not_before, not_after) VALUES ($1, $2, $3, $4) RETURNING serial`,
+	// Only for a locker that is still there and enabled: the row lock waits
+	// for a delete or disable in progress, whose revocation would miss this.
+	err = db.QueryRow(ctx, `INSERT INTO fleet_certificates (serial, locker_id, not_before, not_after)
+		SELECT $1, id, $3, $4 FROM fleet_lockers WHERE id = $2 AND enabled FOR KEY SHARE RETURNING serial`,
 		serial, lockerID, cert.NotBefore, cert.NotAfter).Scan(&s)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Certificate{}, fmt.Errorf("%w: locker %s (deleted or disabled meanwhile)", ErrNotFound, lockerID)
+	}
 	if err != nil {
 		return Certificate{}, fmt.Errorf("record certificate: %w", err)
 	}
@@ -286,15 +198,31 @@ func (r *Registry) RevokeCertificates(ctx context.Context, lockerID string) (int
 	if _, err := r.Get(ctx, lockerID); err != nil {
 		return 0, err
 	}
-	rows, err := r.pool.Query(ctx, `UPDATE fleet_certificates SET revoked_at = now()
+	serials, err := revokeAll(ctx, r.pool, lockerID)
+	if err != nil {
+		return 0, err
+	}
+	r.applyRevocation(lockerID, serials)
+	return len(serials), nil
+}
+
+// revokeAll marks every unrevoked certificate of a locker revoked and returns
+// their serials; the caller applies them with applyRevocation after the commit.
+func revokeAll(ctx context.Context, q querier, lockerID string) ([]string, error) {
+	rows, err := q.Query(ctx, `UPDATE fleet_certificates SET revoked_at = now()
 		WHERE locker_id = $1 AND revoked_at IS NULL RETURNING serial`, lockerID)
 	if err != nil {
-		return 0, fmt.Errorf("revoke: %w", err)
+		return nil, fmt.Errorf("revoke: %w", err)
 	}
 	serials, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return 0, fmt.Errorf("revoke: %w", err)
+		return nil, fmt.Errorf("revoke: %w", err)
 	}
+	return serials, nil
+}
+
+// applyRevocation refuses the serials from now on and closes the locker's connection.
+func (r *Registry) applyRevocation(lockerID string, serials []string) {
 	r.mu.Lock()
 	for _, s := range serials {
 		r.revoked[s] = struct{}{}
@@ -305,7 +233,6 @@ func (r *Registry) RevokeCertificates(ctx context.Context, lockerID string) (int
 		conns.Kick(lockerID)
 	}
 	r.log.Info("certificates revoked", "locker", lockerID, "count", len(serials))
-	return len(serials), nil
 }
 
 // Renew signs a new CSR for a locker that proved its identity with its current,

@@ -41,14 +41,15 @@ func TestCreateValidates(t *testing.T) {
 		{ID: "L1", Cells: 0},
 		{ID: "L1", Cells: 5000},
 	} {
-		_, err := r.Create(ctx, bad)
+		_, _, err := r.Create(ctx, bad)
 		require.ErrorIs(t, err, fleet.ErrInvalid, "%+v", bad)
 	}
-	l, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 20, Model: "m", Segment: "north"})
+	l, _, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 20, Segment: "north"})
 	require.NoError(t, err)
 	require.Equal(t, "L1", l.ID)
 	require.True(t, l.Enabled)
-	_, err = r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 20})
+	require.Equal(t, []string{"north"}, l.Segments, "segment is a shorthand for one segment")
+	_, _, err = r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 20})
 	require.ErrorIs(t, err, fleet.ErrExists)
 	require.NoError(t, r.Authorize("L1"))
 	require.ErrorIs(t, r.Authorize("L2"), fleet.ErrNotFound)
@@ -59,7 +60,7 @@ func TestRevokeCoversEveryCertificateAndSurvivesReload(t *testing.T) {
 	ctx := context.Background()
 	k := &kicks{}
 	r.SetConnections(k)
-	_, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 4})
+	_, _, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 4})
 	require.NoError(t, err)
 	var serials []string
 	for i := 0; i < 2; i++ {
@@ -85,7 +86,7 @@ func TestRevokeCoversEveryCertificateAndSurvivesReload(t *testing.T) {
 func TestEnrollTokenIsOneTime(t *testing.T) {
 	r, _ := newRegistry(t)
 	ctx := context.Background()
-	_, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 4})
+	_, _, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 4})
 	require.NoError(t, err)
 	tok, err := r.CreateEnrollToken(ctx, "L1", time.Hour)
 	require.NoError(t, err)
@@ -111,7 +112,7 @@ func TestEnrollTokenIsOneTime(t *testing.T) {
 func TestPresenceIsRecorded(t *testing.T) {
 	r, _ := newRegistry(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 4})
+	_, _, err := r.Create(ctx, fleet.NewLocker{ID: "L1", Cells: 4})
 	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()

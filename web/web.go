@@ -65,6 +65,7 @@ func NewAPI(d Deps) *API {
 		route{"GET", "/api/v1/ca.crt", true, a.caCert},
 	)
 	a.routes = append(a.routes, a.lockerRoutes()...)
+	a.routes = append(a.routes, a.modelRoutes()...)
 	a.routes = append(a.routes, a.twinRoutes()...)
 	a.routes = append(a.routes, a.sessionRoutes()...)
 	for _, r := range a.routes {
@@ -88,7 +89,7 @@ func NewAPI(d Deps) *API {
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r))
 	a.mux.ServeHTTP(w, r)
 }
 

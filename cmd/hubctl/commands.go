@@ -27,56 +27,34 @@ var version string
 // commands is every hubctl command, in the order help lists them.
 var commands = []command{
 	{
-		name: "locker add", args: "ID --cells N [--model M] [--segment S]", nargs: 1,
+		name: "locker add", args: "ID (--cells N | --model M) [--address A] [--time-zone TZ] [--lat X --lon Y] [--segments S,…] [--carriers C,…]", nargs: 1,
 		summary: "register a locker",
+		doc: "Registers a locker. With --model, its cells are the model's layout; without, --cells N gives\n" +
+			"N cells in columns of 10 (A01–A10, B01–B10, …) of size M.",
 		setup: func(fs *flag.FlagSet) runFunc {
-			model := fs.String("model", "", "locker `model`")
-			cells := fs.Int("cells", 0, "number of cells (`N`, required)")
-			segment := fs.String("segment", "", "network `segment` the locker belongs to")
+			f := registerLockerFlags(fs)
+			segment := fs.String("segment", "", "one network `segment` (a shorthand for --segments S)")
 			return func(ctx context.Context, c *cli, args []string) error {
-				if err := checkID(args[0]); err != nil {
-					return err
-				}
-				if *cells < 1 {
-					return usagef("locker add: --cells N is required and must be at least 1")
-				}
-				api, err := c.client()
-				if err != nil {
-					return err
-				}
-				l, err := api.CreateLocker(ctx, apiclient.NewLocker{ID: args[0], Model: *model, Cells: *cells, Segment: *segment})
-				if err != nil {
-					return fmt.Errorf("locker add %s: %w", args[0], err)
-				}
-				if c.g.json {
-					return c.printRaw()
-				}
-				fmt.Fprintf(c.stdout, "Locker %s registered.\n", l.ID)
-				return writeLocker(c.stdout, l, c.loc)
+				return c.lockerAdd(ctx, args[0], *segment, f)
 			}
 		},
 	},
 	{
-		name: "locker list", nargs: 0,
-		summary: "list the registered lockers",
+		name: "locker list", args: "[--segment S] [--model M] [--carrier C] [--status online|offline] [--q TEXT]", nargs: 0,
+		summary: "list the registered lockers, filtered",
+		doc: "Lists lockers in ID order, 100 at a time unless --limit says otherwise; --offset pages on.\n" +
+			"--q finds lockers whose ID or address holds TEXT, in any case.",
 		setup: func(fs *flag.FlagSet) runFunc {
+			var f apiclient.LockerFilter
+			fs.StringVar(&f.Segment, "segment", "", "only lockers in `segment`")
+			fs.StringVar(&f.Model, "model", "", "only lockers of `model`")
+			fs.StringVar(&f.Carrier, "carrier", "", "only lockers `carrier` may use")
+			fs.StringVar(&f.Status, "status", "", "only `online` or offline lockers")
+			fs.StringVar(&f.Query, "q", "", "only lockers whose ID or address contains `text`")
+			fs.IntVar(&f.Limit, "limit", 0, "at most `N` lockers (hub default 100, at most 10000)")
+			fs.IntVar(&f.Offset, "offset", 0, "skip the first `N` lockers")
 			return func(ctx context.Context, c *cli, args []string) error {
-				api, err := c.client()
-				if err != nil {
-					return err
-				}
-				ls, err := api.Lockers(ctx)
-				if err != nil {
-					return fmt.Errorf("locker list: %w", err)
-				}
-				if c.g.json {
-					return c.printRaw()
-				}
-				if len(ls) == 0 {
-					fmt.Fprintln(c.stderr, "No lockers registered yet: add one with `hubctl locker add ID --cells N`.")
-					return nil
-				}
-				return writeLockerTable(c.stdout, ls, c.loc)
+				return c.lockerList(ctx, f)
 			}
 		},
 	},
@@ -85,22 +63,83 @@ var commands = []command{
 		summary: "show one locker",
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, c *cli, args []string) error {
-				if err := checkID(args[0]); err != nil {
-					return err
-				}
-				api, err := c.client()
-				if err != nil {
-					return err
-				}
-				l, err := api.Locker(ctx, args[0])
-				if err != nil {
-					return fmt.Errorf("locker show %s: %w", args[0], err)
-				}
-				if c.g.json {
-					return c.printRaw()
-				}
-				return writeLocker(c.stdout, l, c.loc)
+				return c.lockerShow(ctx, args[0])
 			}
+		},
+	},
+	{
+		name: "locker update", args: "ID [--model M] [--cells N] [--address A] [--time-zone TZ] [--lat X --lon Y] [--segments S,…] [--carriers C,…] [--enable|--disable]", nargs: 1,
+		summary: "change a locker",
+		doc: "Changes what the flags say and nothing else. An empty value clears a field: --model \"\"\n" +
+			"(the cells stay), --time-zone \"\", --lat \"\" --lon \"\", --segments \"\". --disable revokes every\n" +
+			"certificate of the locker and closes its connection; --enable lets it have new ones.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			f := registerLockerFlags(fs)
+			enable := fs.Bool("enable", false, "enable the locker")
+			disable := fs.Bool("disable", false, "disable the locker: revoke its certificates, close its connection")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.lockerUpdate(ctx, args[0], f, *enable, *disable)
+			}
+		},
+	},
+	{
+		name: "locker delete", args: "ID", nargs: 1,
+		summary: "delete a locker, revoking its certificates",
+		doc:     "Deletes the locker and its cells, revokes every certificate of it and closes its connection.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.lockerDelete(ctx, args[0])
+			}
+		},
+	},
+	{
+		name: "locker import", args: "FILE.csv", nargs: 1,
+		summary: "register the lockers of a CSV file, all or none",
+		doc: "Registers every locker of the CSV file (- for standard input) in one go: when a line is wrong,\n" +
+			"none is registered and the error names the line and column. The first line names the columns:\n" +
+			"  id,model,cells,address,time_zone,lat,lon,segments,carriers\n" +
+			"Only id is required; segments and carriers are separated by '|'. At most 20,000 lockers, 10 MiB.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.lockerImport(ctx, args[0])
+			}
+		},
+	},
+	{
+		name: "model add", args: "ID --manufacturer M --name N --layout A:SSMMLL,B:MMMM [--capabilities screen,keypad]", nargs: 1,
+		summary: "add a locker model",
+		doc: "Adds a locker model. --layout lists each column as LETTERS:SIZES, the sizes of its cells\n" +
+			"from row 01 down (S, M, L, XL): \"A:SSMMLL,B:MMMM\" is A01–A06 and B01–B04.\n" +
+			"Capabilities: camera, keypad, pos, scanner, screen.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			manufacturer := fs.String("manufacturer", "", "who makes it (`name`)")
+			name := fs.String("name", "", "the model's `name`")
+			layout := fs.String("layout", "", "cell `layout`, e.g. A:SSMMLL,B:MMMM")
+			caps := fs.String("capabilities", "", "hardware, comma-separated: `list` of camera, keypad, pos, scanner, screen")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.modelAdd(ctx, args[0], *manufacturer, *name, *layout, *caps)
+			}
+		},
+	},
+	{
+		name: "model list", nargs: 0,
+		summary: "list the locker models",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.modelList(ctx) }
+		},
+	},
+	{
+		name: "model show", args: "ID", nargs: 1,
+		summary: "show one locker model and its layout",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.modelShow(ctx, args[0]) }
+		},
+	},
+	{
+		name: "model delete", args: "ID", nargs: 1,
+		summary: "delete a locker model no locker uses",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.modelDelete(ctx, args[0]) }
 		},
 	},
 	{

@@ -62,10 +62,15 @@ func TestHubctlEndToEnd(t *testing.T) {
 	with := func(base []string, args ...string) []string { return append(append([]string{}, args...), base...) }
 
 	t.Run("locker add", func(t *testing.T) {
-		out := ok(t, with(local, "locker", "add", "L1", "--cells", "12", "--model", "KX-12", "--segment", "north")...)
+		out := ok(t, with(local, "model", "add", "kx-12", "--manufacturer", "KEBA", "--name", "KePol 12",
+			"--layout", "A:SSSSMMMM,B:MMLL", "--capabilities", "screen,keypad")...)
+		require.Contains(t, out, "Model kx-12 added.")
+		require.Contains(t, out, "Cells         12 (S 4, M 6, L 2)\n")
+
+		out = ok(t, with(local, "locker", "add", "L1", "--model", "kx-12", "--segment", "north")...)
 		require.Contains(t, out, "Locker L1 registered.")
-		require.Contains(t, out, "Cells         12\n")
-		require.Contains(t, out, "Segment       north\n")
+		require.Contains(t, out, "Cells         12\n", "from the model's layout")
+		require.Contains(t, out, "Segments      north\n")
 
 		// Flags first, remote credentials, raw JSON.
 		out = ok(t, with(remote, "locker", "add", "--cells", "4", "--json", "L2")...)
@@ -82,8 +87,8 @@ func TestHubctlEndToEnd(t *testing.T) {
 		out := ok(t, with(local, "locker", "list")...)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		require.Len(t, lines, 3, out)
-		require.Regexp(t, `^ID\s+MODEL\s+CELLS\s+SEGMENT\s+ONLINE\s+CONNECTED\s+DISCONNECTED$`, lines[0])
-		require.Regexp(t, `^L1\s+KX-12\s+12\s+north\s+no\s+-\s+-$`, lines[1])
+		require.Regexp(t, `^ID\s+MODEL\s+CELLS\s+SEGMENTS\s+ONLINE\s+CONNECTED\s+DISCONNECTED$`, lines[0])
+		require.Regexp(t, `^L1\s+kx-12\s+12\s+north\s+no\s+-\s+-$`, lines[1])
 		require.Regexp(t, `^L2\s+-\s+4\s+-\s+no\s+-\s+-$`, lines[2])
 
 		out = ok(t, with(local, "locker", "list", "--json")...)
@@ -93,7 +98,8 @@ func TestHubctlEndToEnd(t *testing.T) {
 
 		out = ok(t, with(local, "locker", "show", "L1")...)
 		require.Contains(t, out, "ID            L1\n")
-		require.Contains(t, out, "Model         KX-12\n")
+		require.Contains(t, out, "Model         kx-12\n")
+		require.Contains(t, out, "Cells         12 (S 4, M 6, L 2)\n")
 		require.Contains(t, out, "Online        no\n")
 	})
 
@@ -233,6 +239,68 @@ func TestHubctlEndToEnd(t *testing.T) {
 		fails(t, exitFail, []string{"locker", "list", "--server", h.HTTPURL, "--token", "wrong"},
 			"HTTP 401", "check --token/HUBCTL_TOKEN")
 		fails(t, exitUsage, with(local, "locker", "add", "L9"), "--cells N is required")
+	})
+
+	t.Run("fleet model", func(t *testing.T) {
+		out := ok(t, with(local, "model", "list")...)
+		require.Regexp(t, `(?m)^kx-12\s+KEBA\s+KePol 12\s+12\s+S 4, M 6, L 2\s+keypad,screen$`, out)
+		out = ok(t, with(local, "model", "show", "kx-12")...)
+		require.Contains(t, out, "Layout        A:SSSSMMMM,B:MMLL\n")
+		fails(t, exitFail, with(local, "model", "delete", "kx-12"), "model delete kx-12:", "used by 1 lockers", "HTTP 409")
+		fails(t, exitUsage, with(local, "model", "add", "kx-x", "--manufacturer", "M", "--name", "N", "--layout", "A:SSQ"), "--layout")
+		fails(t, exitFail, with(local, "model", "add", "kx-x", "--manufacturer", "M", "--name", "N", "--layout", "A:S", "--capabilities", "fax"),
+			"capabilities", "HTTP 400")
+
+		out = ok(t, with(local, "locker", "update", "L3", "--address", "Hauptstraße 5, Berlin", "--segments", "north,pilot",
+			"--carriers", "dhl", "--time-zone", "Europe/Berlin", "--lat", "52.5", "--lon", "13.4")...)
+		require.Contains(t, out, "Locker L3 updated.")
+		require.Contains(t, out, "Address       Hauptstraße 5, Berlin\n")
+		require.Contains(t, out, "Location      52.5, 13.4\n")
+		require.Contains(t, out, "Segments      north, pilot\n")
+		fails(t, exitFail, with(local, "locker", "update", "L3", "--time-zone", "Mars/Base"), "time_zone", "HTTP 400")
+		fails(t, exitFail, with(local, "locker", "update", "L3", "--lat", "91", "--lon", "0"), "lat", "HTTP 400")
+		fails(t, exitFail, with(local, "locker", "update", "NOPE", "--address", "x"), "HTTP 404")
+
+		ids := func(args ...string) []string {
+			t.Helper()
+			out := ok(t, with(local, append([]string{"locker", "list", "--json"}, args...)...)...)
+			var page apiclient.LockerPage
+			require.NoError(t, json.Unmarshal([]byte(out), &page))
+			var ids []string
+			for _, l := range page.Lockers {
+				ids = append(ids, l.ID)
+			}
+			return ids
+		}
+		require.Equal(t, []string{"L1", "L3"}, ids("--segment", "north"))
+		require.Equal(t, []string{"L3"}, ids("--segment", "pilot"))
+		require.Equal(t, []string{"L1"}, ids("--model", "kx-12"))
+		require.Equal(t, []string{"L3"}, ids("--carrier", "dhl"))
+		require.Equal(t, []string{"L3"}, ids("--q", "BERLIN"))
+		require.Equal(t, []string{"L1", "L2", "L3", "L4"}, ids("--status", "offline"))
+		require.Empty(t, ids("--status", "online"))
+		require.Equal(t, []string{"L2", "L3"}, ids("--limit", "2", "--offset", "1"))
+
+		dir := t.TempDir()
+		bad := filepath.Join(dir, "bad.csv")
+		require.NoError(t, os.WriteFile(bad, []byte("id,model,cells,lat,lon\nI1,kx-12,,,\nI2,,4,91,0\n"), 0o644))
+		fails(t, exitFail, with(local, "locker", "import", bad), "line 3, column lat", "nothing was imported")
+		require.Len(t, ids(), 4, "nothing was imported")
+		good := filepath.Join(dir, "good.csv")
+		require.NoError(t, os.WriteFile(good, []byte("id,model,cells,address,time_zone,lat,lon,segments,carriers\n"+
+			"I1,kx-12,,\"Ring 1, Wien\",Europe/Vienna,48.2,16.37,vienna|pilot,post|dhl\n"+
+			"I2,,4,,,,,,\n"), 0o644))
+		require.Equal(t, "Imported 2 lockers.\n", ok(t, with(local, "locker", "import", good)...))
+		require.Equal(t, []string{"I1", "L3"}, ids("--segment", "pilot"))
+		out = ok(t, with(local, "locker", "show", "I2")...)
+		require.Contains(t, out, "Cells         4 (M 4)\n")
+
+		require.Equal(t, "Locker L2 deleted. Revoked 1 certificate of L2.\n", ok(t, with(local, "locker", "delete", "L2")...))
+		fails(t, exitFail, with(local, "locker", "show", "L2"), "HTTP 404")
+		fails(t, exitFail, with(local, "locker", "delete", "L2"), "HTTP 404")
+		ok(t, with(local, "locker", "delete", "L1")...)
+		ok(t, with(local, "locker", "delete", "I1")...)
+		require.Equal(t, "Model kx-12 deleted.\n", ok(t, with(local, "model", "delete", "kx-12")...), "no locker uses it any more")
 	})
 
 	t.Run("version", func(t *testing.T) {

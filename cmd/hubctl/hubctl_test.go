@@ -69,7 +69,7 @@ func TestParse(t *testing.T) {
 
 		{name: "no command", args: nil, wantErr: "missing command"},
 		{name: "unknown command", args: []string{"lockers"}, wantErr: `unknown command "lockers"`},
-		{name: "missing subcommand", args: []string{"locker"}, wantErr: "locker: missing subcommand (add, list, show)"},
+		{name: "missing subcommand", args: []string{"locker"}, wantErr: "locker: missing subcommand (add, list, show, update, delete, import)"},
 		{name: "unknown subcommand", args: []string{"cert", "renew", "L1"}, wantErr: `cert: unknown subcommand "renew" (issue, revoke)`},
 		{name: "missing ID", args: []string{"locker", "add", "--cells", "3"}, wantErr: "locker add: missing ID"},
 		{name: "missing PATH", args: []string{"api", "GET"}, wantErr: "api: missing PATH"},
@@ -136,8 +136,8 @@ func TestRunErrorsAreOneLine(t *testing.T) {
 		code int
 		want string
 	}{
-		{"usage", nil, []string{"locker", "add"}, exitUsage, "hubctl: locker add: missing ID (usage: hubctl locker add ID --cells N [--model M] [--segment S])"},
-		{"cells required", nil, []string{"locker", "add", "L1"}, exitUsage, "hubctl: locker add: --cells N is required and must be at least 1"},
+		{"usage", nil, []string{"locker", "add"}, exitUsage, "hubctl: locker add: missing ID (usage: hubctl locker add ID (--cells N | --model M) [--address A]"},
+		{"cells required", nil, []string{"locker", "add", "L1"}, exitUsage, "hubctl: locker add: --cells N is required without --model, and must be at least 1"},
 		{"bad locker ID", nil, []string{"cert", "issue", "../L1"}, exitUsage, `character '.' at 0 is not allowed`},
 		{"bad ttl", nil, []string{"enroll-token", "L1", "--ttl", "0s"}, exitUsage, "--ttl must be at least 1s"},
 		{"bad method", nil, []string{"api", "GE T", "/x"}, exitUsage, `api: "GE T" is not an HTTP method`},
@@ -231,15 +231,15 @@ func TestWriteLockerTable(t *testing.T) {
 	disc := time.Date(2025, 11, 23, 11, 30, 5, 0, time.UTC)
 	var buf bytes.Buffer
 	require.NoError(t, writeLockerTable(&buf, []apiclient.Locker{
-		{ID: "L1", Model: "KX-40", Cells: 40, Segment: "north", Enabled: true, Online: true, ConnectedAt: &conn},
+		{ID: "L1", Model: "kx-40", Cells: 40, Segments: []string{"north", "pilot"}, Enabled: true, Online: true, ConnectedAt: &conn},
 		{ID: "L2-long-id", Cells: 8, Enabled: true, ConnectedAt: &conn, DisconnectedAt: &disc},
-		{ID: "L3", Model: "KX-40", Cells: 40, Segment: "south"},
+		{ID: "L3", Model: "kx-40", Cells: 40, Segments: []string{"south"}},
 	}, time.UTC))
 	want := "" +
-		"ID          MODEL  CELLS  SEGMENT  ONLINE         CONNECTED                DISCONNECTED\n" +
-		"L1          KX-40  40     north    yes            2025-11-23 10:00:00 UTC  -\n" +
-		"L2-long-id  -      8      -        no             2025-11-23 10:00:00 UTC  2025-11-23 11:30:05 UTC\n" +
-		"L3          KX-40  40     south    no (disabled)  -                        -\n"
+		"ID          MODEL  CELLS  SEGMENTS     ONLINE         CONNECTED                DISCONNECTED\n" +
+		"L1          kx-40  40     north,pilot  yes            2025-11-23 10:00:00 UTC  -\n" +
+		"L2-long-id  -      8      -            no             2025-11-23 10:00:00 UTC  2025-11-23 11:30:05 UTC\n" +
+		"L3          kx-40  40     south        no (disabled)  -                        -\n"
 	require.Equal(t, want, buf.String())
 }
 
@@ -247,19 +247,26 @@ func TestWriteLocker(t *testing.T) {
 	conn := time.Date(2025, 11, 23, 10, 0, 0, 0, time.UTC)
 	var buf bytes.Buffer
 	require.NoError(t, writeLocker(&buf, apiclient.Locker{
-		ID: "L1", Model: "KX-40", Cells: 40, Enabled: true, Online: true, ConnectedAt: &conn,
-		CreatedAt: time.Date(2025, 11, 1, 8, 0, 0, 0, time.UTC),
-	}, time.UTC))
+		ID: "L1", Model: "kx-40", Cells: 4, Enabled: true, Online: true, ConnectedAt: &conn,
+		Address: "Hauptstraße 1, Berlin", TimeZone: "Europe/Berlin", Lat: ptr(52.52), Lon: ptr(13.405),
+		Segments: []string{"berlin", "pilot"}, Carriers: []string{},
+		CreatedAt: time.Date(2025, 11, 1, 8, 0, 0, 0, time.UTC), UpdatedAt: time.Date(2025, 11, 2, 8, 0, 0, 0, time.UTC),
+	}, []apiclient.Cell{{Name: "A01", Size: "S"}, {Name: "A02", Size: "M"}, {Name: "A03", Size: "XL"}, {Name: "B01", Size: "S"}}, time.UTC))
 	want := "" +
 		"ID            L1\n" +
-		"Model         KX-40\n" +
-		"Cells         40\n" +
-		"Segment       -\n" +
+		"Model         kx-40\n" +
+		"Cells         4 (S 2, M 1, XL 1)\n" +
+		"Address       Hauptstraße 1, Berlin\n" +
+		"Time zone     Europe/Berlin\n" +
+		"Location      52.52, 13.405\n" +
+		"Segments      berlin, pilot\n" +
+		"Carriers      -\n" +
 		"Enabled       yes\n" +
 		"Online        yes\n" +
 		"Connected     2025-11-23 10:00:00 UTC\n" +
 		"Disconnected  -\n" +
-		"Created       2025-11-01 08:00:00 UTC\n"
+		"Created       2025-11-01 08:00:00 UTC\n" +
+		"Updated       2025-11-02 08:00:00 UTC\n"
 	require.Equal(t, want, buf.String())
 }
 
