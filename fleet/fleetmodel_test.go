@@ -594,3 +594,32 @@ func TestMigrationKeepsExistingLockers(t *testing.T) {
 	_, err = r.DeleteModel(ctx, "KX-12")
 	require.ErrorIs(t, err, fleet.ErrInUse)
 }
+
+// TestNoCertificateForAGoneLocker: the certificate is recorded only while the
+// locker's row is there and enabled, whatever memory said a moment before (a
+// delete or disable committing meanwhile must not miss it).
+func TestNoCertificateForAGoneLocker(t *testing.T) {
+	pool := pgtest.Pool(t, fleet.Migrations())
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	require.NoError(t, err)
+	r := fleet.NewRegistry(pool, ca, discard())
+	ctx := context.Background()
+	require.NoError(t, r.Load(ctx))
+	for _, id := range []string{"L1", "L2"} {
+		_, _, err = r.Create(ctx, fleet.NewLocker{ID: id, Cells: 1})
+		require.NoError(t, err)
+	}
+	_, err = pool.Exec(ctx, `DELETE FROM fleet_lockers WHERE id = 'L1'`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE fleet_lockers SET enabled = false WHERE id = 'L2'`)
+	require.NoError(t, err)
+	for _, id := range []string{"L1", "L2"} {
+		csr, _, err := pki.NewKeyAndCSR(id)
+		require.NoError(t, err)
+		_, err = r.IssueCertificate(ctx, id, csr)
+		require.ErrorIs(t, err, fleet.ErrNotFound, id)
+	}
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM fleet_certificates`).Scan(&n))
+	require.Zero(t, n)
+}
