@@ -94,6 +94,7 @@ type App struct {
 	Pool       *pgxpool.Pool
 	Registry   *fleet.Registry
 	Twins      *fleet.Twins
+	Overview   *fleet.Overview
 	Broker     *broker.Broker
 	Access     *access.Store
 	AdminToken string
@@ -174,6 +175,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.cancel = cancel
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Registry.Run(runCtx) }()
+	if err := a.startTwins(ctx, runCtx); err != nil {
+		return err
+	}
 
 	ticketKeys, err := pki.LoadOrRotateTicketKeys(cfg.DataDir, time.Now(), ticketKeyRotation)
 	if err != nil {
@@ -186,14 +190,12 @@ func (a *App) Start(ctx context.Context) error {
 		TLS:            &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool()},
 		Logger:         a.log.With("component", "broker"),
 		Registerer:     a.Metrics,
-	}, a.Registry, a.Registry)
+	}, a.Registry, presence{a.Registry, a.Overview})
 	if err != nil {
 		return err
 	}
 	a.Registry.SetConnections(a.Broker)
-	if err := a.startTwins(ctx, runCtx); err != nil {
-		return err
-	}
+	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
 	}
@@ -201,12 +203,14 @@ func (a *App) Start(ctx context.Context) error {
 	go func() { defer a.wg.Done(); a.rotateTicketKeys(runCtx) }()
 
 	deps := web.Deps{
-		Registry: a.Registry,
-		Twins:    a.Twins,
-		Access:   accessStore,
-		CAPEM:    ca.CertPEM,
-		Gatherer: a.Metrics,
-		Logger:   a.log.With("component", "web"),
+		Registry:   a.Registry,
+		Twins:      a.Twins,
+		Overview:   a.Overview,
+		Access:     accessStore,
+		CAPEM:      ca.CertPEM,
+		Gatherer:   a.Metrics,
+		Registerer: a.Metrics,
+		Logger:     a.log.With("component", "web"),
 		Ready: []web.Check{
 			{Name: "database", Fn: func(ctx context.Context) error { return a.Pool.Ping(ctx) }},
 			{Name: "migrations", Fn: func(ctx context.Context) error {

@@ -103,3 +103,23 @@ func TestDesiredWithIfMatch(t *testing.T) {
 }
 
 func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+// TestDesiredReachesTheLocker: a locker gets its desired configuration when it
+// subscribes and when it changes, until it reports the version applied.
+func TestDesiredReachesTheLocker(t *testing.T) {
+	h := hubtest.Start(t)
+	cert := h.Locker("L1")
+	if _, err := exec.LookPath("mosquitto_sub"); err != nil {
+		t.Skip("mosquitto_sub is missing: apt-get install mosquitto-clients")
+	}
+	status, _ := call(t, "PUT", h.HTTPURL+"/api/v1/lockers/L1/desired", h.AdminToken, `{"config":{"display":"Welcome"}}`)
+	require.Equal(t, 200, status)
+
+	host, port, _ := strings.Cut(h.MQTTAddr, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "mosquitto_sub", "-V", "mqttv5", "-h", host, "-p", port, "--cafile", cert.CAFile,
+		"--cert", cert.CertFile, "--key", cert.KeyFile, "-i", "L1", "-t", "lockers/L1/desired", "-C", "1").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.JSONEq(t, `{"version":1,"config":{"display":"Welcome"}}`, strings.TrimSpace(string(out)), "sent on subscription")
+}

@@ -35,11 +35,14 @@ type Check struct {
 type Deps struct {
 	Registry *fleet.Registry
 	Twins    *fleet.Twins
-	Access   *access.Store
-	CAPEM    []byte
-	Ready    []Check
-	Gatherer prometheus.Gatherer
-	Logger   *slog.Logger
+	Overview *fleet.Overview
+	// Registerer takes the web metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	Access     *access.Store
+	CAPEM      []byte
+	Ready      []Check
+	Gatherer   prometheus.Gatherer
+	Logger     *slog.Logger
 }
 
 type route struct {
@@ -54,19 +57,22 @@ type API struct {
 	mux    *http.ServeMux
 	routes []route
 	logins *loginLimits
+	sm     *streamMetrics
 }
 
 // NewAPI builds the API handler.
 func NewAPI(d Deps) *API {
-	a := &API{d: d, mux: http.NewServeMux(), logins: newLoginLimits()}
+	a := &API{d: d, mux: http.NewServeMux(), logins: newLoginLimits(), sm: newStreamMetrics(d.Registerer)}
 	// Each file of this package that serves an area lists its own routes.
 	a.routes = append(a.routes,
 		route{"GET", "/api/v1/openapi.json", true, a.openAPI},
 		route{"GET", "/api/v1/ca.crt", true, a.caCert},
 	)
 	a.routes = append(a.routes, a.lockerRoutes()...)
-	a.routes = append(a.routes, a.modelRoutes()...)
 	a.routes = append(a.routes, a.twinRoutes()...)
+	a.routes = append(a.routes, a.streamRoutes()...)
+	a.routes = append(a.routes, a.overviewRoutes()...)
+	a.routes = append(a.routes, a.modelRoutes()...)
 	a.routes = append(a.routes, a.sessionRoutes()...)
 	for _, r := range a.routes {
 		h := r.h

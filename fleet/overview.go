@@ -1,0 +1,329 @@
+package fleet
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// Presence values of a Row.
+const (
+	PresenceOnline  = "online"
+	PresenceOffline = "offline"
+	// PresenceUnknown: not connected yet since the hub started, within the
+	// reconnect window; not counted offline (DESIGN decision 4).
+	PresenceUnknown = "unknown"
+)
+
+// ReconnectWindow is how long after a start a locker that is not back yet
+// counts as unknown rather than offline: lockersim's backoff cap.
+const ReconnectWindow = 30 * time.Second
+
+// Row is one locker in the fleet overview: what it is and the gist of its twin.
+type Row struct {
+	ID        string         `json:"id"`
+	Model     string         `json:"model"`
+	Address   string         `json:"address"`
+	Segments  []string       `json:"segments"`
+	Carriers  []string       `json:"carriers"`
+	Enabled   bool           `json:"enabled"`
+	Online    bool           `json:"online"`
+	Presence  string         `json:"presence"`
+	OpenDoors int            `json:"open_doors"`
+	OnBattery bool           `json:"on_battery"`
+	FreeCells map[string]int `json:"free_cells"`
+	Cells     int            `json:"cells"`
+	Firmware  string         `json:"firmware,omitempty"`
+	Version   int64          `json:"version"`
+	Deleted   bool           `json:"deleted,omitempty"` // in a delta: the locker is gone
+}
+
+// RowFilter selects rows; empty fields match everything.
+type RowFilter struct {
+	Segment string `json:"segment,omitempty"`
+	Model   string `json:"model,omitempty"`
+	Carrier string `json:"carrier,omitempty"`
+	Status  string `json:"status,omitempty"` // online, offline, unknown
+	Query   string `json:"q,omitempty"`      // substring of ID or address, any case
+}
+
+// Match reports whether a row passes the filter.
+func (f RowFilter) Match(r Row) bool {
+	switch {
+	case r.Deleted:
+		return false
+	case f.Segment != "" && !slices.Contains(r.Segments, f.Segment):
+		return false
+	case f.Carrier != "" && !slices.Contains(r.Carriers, f.Carrier):
+		return false
+	case f.Model != "" && r.Model != f.Model:
+		return false
+	case f.Status != "" && r.Presence != f.Status:
+		return false
+	}
+	if q := strings.ToLower(strings.TrimSpace(f.Query)); q != "" {
+		return strings.Contains(strings.ToLower(r.ID), q) || strings.Contains(strings.ToLower(r.Address), q)
+	}
+	return true
+}
+
+// Summary aggregates the rows of a filter.
+type Summary struct {
+	Lockers   int            `json:"lockers"`
+	Online    int            `json:"online"`
+	Offline   int            `json:"offline"`
+	Unknown   int            `json:"unknown"`
+	OnBattery int            `json:"on_battery"`
+	OpenDoors int            `json:"open_doors"`
+	FreeCells map[string]int `json:"free_cells"`
+}
+
+// Overview keeps a Row for every locker, current with the registry, presence
+// and the twins, for the fleet pages and the live stream. Subscribers hear of
+// every changed row on the goroutine that changed it: they must not block.
+type Overview struct {
+	reg   *Registry
+	twins *Twins
+	log   *slog.Logger
+	start time.Time
+
+	mu      sync.RWMutex
+	lockers map[string]Locker
+	sizes   map[string]map[string]string // locker → cell → size
+	online  map[string]bool
+	seen    map[string]bool // connected at least once since the start
+	rows    map[string]Row
+	subs    map[int]func(Row)
+	nextSub int
+}
+
+// NewOverview returns an overview; Load it before use.
+func NewOverview(reg *Registry, twins *Twins, log *slog.Logger) *Overview {
+	o := &Overview{reg: reg, twins: twins, log: log, start: time.Now(),
+		lockers: map[string]Locker{}, sizes: map[string]map[string]string{}, online: map[string]bool{}, seen: map[string]bool{},
+		rows: map[string]Row{}, subs: map[int]func(Row){}}
+	reg.OnChange(o.registryChanged)
+	twins.Observe(func(t *Twin, _ TwinChange) { o.update(t.LockerID) })
+	return o
+}
+
+// Load reads every locker and its cells.
+func (o *Overview) Load(ctx context.Context) error {
+	ls, _, err := o.reg.List(ctx, LockerFilter{})
+	if err != nil {
+		return err
+	}
+	cells, err := o.reg.AllCells(ctx)
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	for _, l := range ls {
+		o.lockers[l.ID] = l
+		o.sizes[l.ID] = sizeMap(cells[l.ID])
+		o.online[l.ID] = o.reg.Online(l.ID)
+		o.seen[l.ID] = o.online[l.ID]
+	}
+	o.mu.Unlock()
+	for _, l := range ls {
+		o.update(l.ID)
+	}
+	return nil
+}
+
+func sizeMap(cells []Cell) map[string]string {
+	m := make(map[string]string, len(cells))
+	for _, c := range cells {
+		m[c.Name] = c.Size
+	}
+	return m
+}
+
+func (o *Overview) registryChanged(c Change) {
+	if c.Entity != EntityLocker {
+		return
+	}
+	if c.Action == ActionDelete {
+		o.mu.Lock()
+		delete(o.lockers, c.ID)
+		delete(o.sizes, c.ID)
+		delete(o.rows, c.ID)
+		o.mu.Unlock()
+		o.publish(Row{ID: c.ID, Deleted: true})
+		return
+	}
+	l, ok := c.After.(Locker)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cells, err := o.reg.Cells(ctx, l.ID)
+	if err != nil {
+		o.log.Warn("overview: reading cells failed", "locker", l.ID, "error", err)
+	}
+	o.mu.Lock()
+	o.lockers[l.ID] = l
+	if err == nil {
+		o.sizes[l.ID] = sizeMap(cells)
+	}
+	o.mu.Unlock()
+	o.update(l.ID)
+}
+
+// SetOnline records a presence change (the app calls it with the registry's).
+func (o *Overview) SetOnline(lockerID string, online bool) {
+	o.mu.Lock()
+	o.online[lockerID] = online
+	o.seen[lockerID] = o.seen[lockerID] || online
+	o.mu.Unlock()
+	o.update(lockerID)
+}
+
+// update recomputes a locker's row and tells the subscribers.
+func (o *Overview) update(id string) {
+	tw := o.twins.Get(id)
+	o.mu.Lock()
+	l, ok := o.lockers[id]
+	if !ok {
+		o.mu.Unlock()
+		return
+	}
+	r := Row{ID: id, Model: l.Model, Address: l.Address, Segments: l.Segments, Carriers: l.Carriers, Enabled: l.Enabled,
+		Online: o.online[id], FreeCells: map[string]int{}, Cells: l.Cells}
+	switch {
+	case r.Online:
+		r.Presence = PresenceOnline
+	case !o.seen[id] && time.Since(o.start) < ReconnectWindow:
+		r.Presence = PresenceUnknown
+	default:
+		r.Presence = PresenceOffline
+	}
+	if tw != nil {
+		sizes := o.sizes[id]
+		for name, c := range tw.Reported.Cells {
+			if c.Door == protocol.DoorOpen {
+				r.OpenDoors++
+			}
+			size, known := sizes[name]
+			if known && c.Occupied != nil && !*c.Occupied && c.Door != protocol.DoorOpen && c.Lock != protocol.LockJammed {
+				r.FreeCells[size]++
+			}
+		}
+		r.OnBattery = tw.Reported.Mains != nil && !*tw.Reported.Mains
+		r.Firmware = tw.Reported.Firmware
+		r.Version = tw.Version
+	}
+	o.rows[id] = r
+	o.mu.Unlock()
+	o.publish(r)
+}
+
+func (o *Overview) publish(r Row) {
+	o.mu.RLock()
+	subs := make([]func(Row), 0, len(o.subs))
+	for _, fn := range o.subs {
+		subs = append(subs, fn)
+	}
+	o.mu.RUnlock()
+	for _, fn := range subs {
+		fn(r)
+	}
+}
+
+// Subscribe calls fn with every changed row until cancel is called.
+func (o *Overview) Subscribe(fn func(Row)) (cancel func()) {
+	o.mu.Lock()
+	id := o.nextSub
+	o.nextSub++
+	o.subs[id] = fn
+	o.mu.Unlock()
+	return func() {
+		o.mu.Lock()
+		delete(o.subs, id)
+		o.mu.Unlock()
+	}
+}
+
+// Rows returns the rows passing f, ordered by locker ID. Presence "unknown"
+// turns into "offline" once the reconnect window has passed.
+func (o *Overview) Rows(f RowFilter) []Row {
+	o.refreshUnknown()
+	o.mu.RLock()
+	out := make([]Row, 0, len(o.rows))
+	for _, r := range o.rows {
+		if f.Match(r) {
+			out = append(out, r)
+		}
+	}
+	o.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Row) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Summary aggregates the rows passing f.
+func (o *Overview) Summary(f RowFilter) Summary {
+	o.refreshUnknown()
+	s := Summary{FreeCells: map[string]int{}}
+	for _, size := range Sizes {
+		s.FreeCells[size] = 0
+	}
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for _, r := range o.rows {
+		if !f.Match(r) {
+			continue
+		}
+		s.Lockers++
+		switch r.Presence {
+		case PresenceOnline:
+			s.Online++
+		case PresenceOffline:
+			s.Offline++
+		default:
+			s.Unknown++
+		}
+		if r.OnBattery {
+			s.OnBattery++
+		}
+		s.OpenDoors += r.OpenDoors
+		for size, n := range r.FreeCells {
+			s.FreeCells[size] += n
+		}
+	}
+	return s
+}
+
+// refreshUnknown moves lockers from unknown to offline once the window after
+// the start has passed (once; later changes come through update).
+func (o *Overview) refreshUnknown() {
+	if time.Since(o.start) < ReconnectWindow {
+		return
+	}
+	o.mu.RLock()
+	var stale []string
+	for id, r := range o.rows {
+		if r.Presence == PresenceUnknown {
+			stale = append(stale, id)
+		}
+	}
+	o.mu.RUnlock()
+	for _, id := range stale {
+		o.update(id)
+	}
+}
+
+// Run turns the lockers that did not come back within the reconnect window
+// from unknown to offline, then returns (or when ctx ends first).
+func (o *Overview) Run(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(o.start.Add(ReconnectWindow)) + 100*time.Millisecond):
+		o.refreshUnknown()
+	}
+}
