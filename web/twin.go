@@ -16,6 +16,7 @@ func (a *API) twinRoutes() []route {
 		{"GET", "/api/v1/lockers/{id}/twin", false, a.getTwin},
 		{"PUT", "/api/v1/lockers/{id}/desired", false, a.putDesired},
 		{"GET", "/api/v1/lockers/{id}/events", false, a.listEvents},
+		{"GET", "/api/v1/lockers/{id}/connectivity", false, a.listConnectivity},
 	}
 }
 
@@ -98,20 +99,42 @@ func (a *API) putDesired(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]int64{"version": v})
 }
 
-func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+// lockerAndLimit checks the locker exists and reads ?limit= (default def).
+func (a *API) lockerAndLimit(w http.ResponseWriter, r *http.Request, def int) (string, int, bool) {
 	id := r.PathValue("id")
 	if _, err := a.d.Registry.Get(r.Context(), id); err != nil {
 		a.domainError(w, r, err)
-		return
+		return "", 0, false
 	}
-	limit := 100
+	limit := def
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "invalid", "limit must be a number")
-			return
+			return "", 0, false
 		}
 		limit = n
+	}
+	return id, limit, true
+}
+
+func (a *API) listConnectivity(w http.ResponseWriter, r *http.Request) {
+	id, limit, ok := a.lockerAndLimit(w, r, 50)
+	if !ok {
+		return
+	}
+	ps, err := a.d.Registry.Connectivity(r.Context(), id, limit)
+	if err != nil {
+		a.domainError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"periods": ps})
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+	id, limit, ok := a.lockerAndLimit(w, r, 100)
+	if !ok {
+		return
 	}
 	evs, err := a.d.Twins.Events(r.Context(), id, limit)
 	if err != nil {

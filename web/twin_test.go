@@ -62,6 +62,14 @@ func TestTwinFollowsTheLockerAndKeepsHistory(t *testing.T) {
 	cells = then["reported"].(map[string]any)["cells"].(map[string]any)
 	require.Equal(t, "closed", cells["A01"].(map[string]any)["door"])
 
+	// Each mosquitto_pub was a session: the history has them, newest first.
+	hubtest.Eventually(t, 3*time.Second, "connectivity recorded", func() bool {
+		_, body := call(t, "GET", h.HTTPURL+"/api/v1/lockers/L1/connectivity", h.AdminToken, "")
+		ps, _ := body["periods"].([]any)
+		return len(ps) == 4 && ps[0].(map[string]any)["online"] == false && ps[0].(map[string]any)["to"] == nil &&
+			ps[1].(map[string]any)["online"] == true && ps[1].(map[string]any)["to"] != nil
+	})
+
 	// A malformed report is answered (0x99), never stored, and changes nothing.
 	out = mosquittoPub(t, h, cert, "L1", "state", `{"boot":1,"seq":3,"ts":1,"cells":{"A01":{"door":"ajar"}}}`)
 	require.Contains(t, out, "RC:153")
