@@ -22,6 +22,7 @@ func (a *App) startTwins(ctx, runCtx context.Context) error {
 	if err := a.Overview.Load(ctx); err != nil {
 		return err
 	}
+	a.Twins.SetLayout(a.Overview.HasCell)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Overview.Run(runCtx) }()
 	return nil

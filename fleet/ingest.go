@@ -76,6 +76,7 @@ type Twins struct {
 
 	queue     chan item
 	observers []Observer
+	hasCell   func(lockerID, cell string) bool // nil: every cell name is taken
 
 	batchMax  int
 	batchWait time.Duration
@@ -105,6 +106,11 @@ func NewTwins(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, c
 	t.m = newTwinMetrics(reg, func() float64 { return float64(len(t.queue)) })
 	return t
 }
+
+// SetLayout tells the twins which cells a locker has: reports about other
+// cells are ignored (and counted), so a confused locker cannot fill its twin
+// with cells that do not exist. Call it before Run.
+func (t *Twins) SetLayout(hasCell func(lockerID, cell string) bool) { t.hasCell = hasCell }
 
 // Observe adds an observer of committed changes. Call it before Run.
 func (t *Twins) Observe(o Observer) { t.observers = append(t.observers, o) }
@@ -310,8 +316,13 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 		for i, it := range batch {
 			switch {
 			case it.state != nil:
+				t.dropUnknownCells(it.in.LockerID, it.state)
 				twin(it.in.LockerID).applyState(*it.state, change(it.in.LockerID))
 			case it.event != nil && fresh[eventKey{it.in.LockerID, it.event.ID}]:
+				if it.event.Cell != "" && t.hasCell != nil && !t.hasCell(it.in.LockerID, it.event.Cell) {
+					t.m.unknownCells.Inc()
+					continue // stored as reported, but not in the twin
+				}
 				twin(it.in.LockerID).applyEvent(*it.event, change(it.in.LockerID))
 			case it.desired != nil:
 				j := it.desired
@@ -418,6 +429,20 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 	return nil
 }
 
+// dropUnknownCells removes the cells a locker does not have from its report.
+func (t *Twins) dropUnknownCells(lockerID string, s *protocol.State) {
+	if t.hasCell == nil {
+		return
+	}
+	for name := range s.Cells {
+		if !t.hasCell(lockerID, name) {
+			t.m.unknownCells.Inc()
+			t.log.Warn("state names a cell the locker does not have; ignored", "locker", lockerID, "cell", name)
+			delete(s.Cells, name)
+		}
+	}
+}
+
 func insertEvents(ctx context.Context, tx pgx.Tx, batch []item) (map[eventKey]bool, error) {
 	var lockers, ids, types, cells, causes []string
 	var boots, seqs []int64
@@ -465,6 +490,7 @@ type twinMetrics struct {
 	failures      prometheus.Counter
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
+	unknownCells  prometheus.Counter
 }
 
 func newTwinMetrics(reg prometheus.Registerer, depth func() float64) *twinMetrics {
@@ -481,7 +507,9 @@ func newTwinMetrics(reg prometheus.Registerer, depth func() float64) *twinMetric
 			Name: "lockerhub_fleet_batch_messages", Help: "Messages per twin writer transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
 	}
-	reg.MustRegister(m.messages, m.failures, m.commitSeconds, m.batchSize,
+	m.unknownCells = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lockerhub_fleet_unknown_cells_total", Help: "Cells in state reports or events that the locker's layout does not have (ignored in the twin)."})
+	reg.MustRegister(m.messages, m.failures, m.commitSeconds, m.batchSize, m.unknownCells,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lockerhub_fleet_ingest_queue_depth", Help: "Device messages waiting for the twin writer."}, depth))
 	return m

@@ -176,6 +176,19 @@ func (o *Overview) registryChanged(c Change) {
 	o.update(l.ID)
 }
 
+// HasCell reports whether a locker's layout has the cell (true while the
+// layout is not known, so nothing is lost to a registry still loading).
+func (o *Overview) HasCell(lockerID, cell string) bool {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	sizes, ok := o.sizes[lockerID]
+	if !ok || len(sizes) == 0 {
+		return true
+	}
+	_, has := sizes[cell]
+	return has
+}
+
 // SetOnline records a presence change (the app calls it with the registry's).
 func (o *Overview) SetOnline(lockerID string, online bool) {
 	o.mu.Lock()

@@ -131,3 +131,15 @@ func TestDesiredReachesTheLocker(t *testing.T) {
 	require.NoError(t, err, string(out))
 	require.JSONEq(t, `{"version":1,"config":{"display":"Welcome"}}`, strings.TrimSpace(string(out)), "sent on subscription")
 }
+
+func TestReportsAboutCellsTheLockerLacksAreIgnored(t *testing.T) {
+	h := hubtest.Start(t)
+	cert := h.Locker("L1") // 10 cells, A01–A10
+	out := mosquittoPub(t, h, cert, "L1", "state", `{"boot":1,"seq":1,"ts":1795389000000,"cells":{"A01":{"door":"closed"},"Z99":{"door":"open"}}}`)
+	require.Contains(t, out, "RC:0", "the rest of the report is taken")
+	_, twin := call(t, "GET", h.HTTPURL+"/api/v1/lockers/L1/twin", h.AdminToken, "")
+	cells := twin["reported"].(map[string]any)["cells"].(map[string]any)
+	require.Contains(t, cells, "A01")
+	require.NotContains(t, cells, "Z99")
+	require.Equal(t, 1.0, h.Metric("lockerhub_fleet_unknown_cells_total"))
+}
