@@ -45,7 +45,7 @@ postgres:
 	scripts/ensure-postgres.sh
 
 tools:
-	scripts/ensure-tools.sh mosquitto-clients
+	scripts/ensure-tools.sh mosquitto-clients chromium
 
 test: postgres tools
 	$(GO) vet ./...

@@ -183,6 +183,7 @@ lockerhub is running$([[ -n $n ]] && echo ", $n of $LOCKERS simulated lockers co
   MQTT (lockers)      $MQTT_URL   (mTLS: a client certificate per locker)
   device HTTPS        $DEVICE_URL   (enrolment)
   admin token         $DATA/admin.token
+  dashboard login     admin / $DATA/admin.password
   lockersim control   http://$CONTROL
   logs                $HUB_LOG, $SIM_LOG
 

@@ -82,7 +82,8 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
-	require.Contains(t, string(page), `<div class="n">1</div>lockers registered`)
+	require.Contains(t, string(page), `<script type="module" src="/assets/app.js">`, "the dashboard")
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'self'")
 
 	resp, err = http.Get(h.HTTPURL + "/metrics")
 	require.NoError(t, err)

@@ -86,7 +86,8 @@ func NewAPI(d Deps) *API {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	a.mux.HandleFunc("GET /readyz", a.readyz)
-	a.mux.HandleFunc("GET /{$}", a.index)
+	a.mux.HandleFunc("GET /{$}", a.dashboardIndex) // web/dashboard.go
+	a.mux.HandleFunc("GET /assets/{file...}", a.dashboardAsset)
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)

@@ -1,0 +1,106 @@
+// lockerhub dashboard: a single page with hash routes.
+//   #/login            log in
+//   #/?segment=…       fleet overview (filters in the query)
+//   #/lockers/ID       one locker
+import { api, get, setCSRF, onLoggedOut } from './api.js';
+import { mountLogin } from './login.js';
+import { mountFleet } from './fleet.js';
+import { mountLocker } from './locker.js';
+import { esc, fmtDuration } from './util.js';
+
+const app = document.getElementById('app');
+const topbar = document.getElementById('topbar');
+let user = null;
+let view = null;
+let notice = '';
+
+function parseHash() {
+  const h = location.hash.replace(/^#/, '') || '/';
+  const i = h.indexOf('?');
+  const path = i < 0 ? h : h.slice(0, i);
+  return { path, params: new URLSearchParams(i < 0 ? '' : h.slice(i + 1)) };
+}
+
+// ctx is what views may use of the shell.
+const ctx = {
+  setLive(s) {
+    const el = document.getElementById('live');
+    if (!el) return;
+    const labels = {
+      live: ['s-live', 'Live'],
+      connecting: ['s-connecting', 'Connecting…'],
+      retrying: ['s-down', `Reconnecting${s.inMs ? ` in ${fmtDuration(s.inMs + 999)}` : '…'}`],
+      polling: ['s-polling', 'Live updates unavailable — refreshing every 10 s'],
+      off: ['', ''],
+    };
+    const [cls, text] = labels[s.state] || labels.off;
+    el.className = `live ${cls}`;
+    el.textContent = text;
+    el.title = s.reason ? `Last close: ${s.reason}` : '';
+  },
+  user: () => user,
+};
+
+function showShell(on) {
+  topbar.hidden = !on;
+  if (on && user) {
+    document.getElementById('who').innerHTML = `<span class="who-name">${esc(user.user)}</span> <span class="role">${esc(user.role)}</span>`;
+  }
+}
+
+function route() {
+  const { path, params } = parseHash();
+  if (view) { view.unmount(); view = null; }
+  ctx.setLive({ state: 'off' });
+  if (!user) {
+    showShell(false);
+    const next = path === '/login' ? (params.get('next') || '#/') : location.hash || '#/';
+    view = mountLogin(app, { notice, next, onLogin: loggedIn });
+    notice = '';
+    return;
+  }
+  if (path === '/login') { location.replace('#/'); return; }
+  showShell(true);
+  const m = path.match(/^\/lockers\/([^/]+)$/);
+  document.getElementById('nav-fleet').classList.toggle('active', !m);
+  if (m) view = mountLocker(app, ctx, decodeURIComponent(m[1]));
+  else view = mountFleet(app, ctx, params);
+  app.focus({ preventScroll: true });
+}
+
+function loggedIn(info, next) {
+  user = info;
+  setCSRF(info.csrf_token);
+  if (next && next !== location.hash) location.hash = next;
+  else route();
+}
+
+onLoggedOut(() => {
+  if (!user) return;
+  user = null;
+  setCSRF('');
+  notice = 'Your session has ended. Please log in again.';
+  route();
+});
+
+document.getElementById('logout').addEventListener('click', async () => {
+  try { await api('DELETE', '/api/v1/session'); } catch { /* ended anyway */ }
+  user = null;
+  setCSRF('');
+  notice = 'You are logged out.';
+  if (location.hash === '#/login') route();
+  else location.hash = '#/login';
+});
+
+window.addEventListener('hashchange', route);
+
+(async function start() {
+  try {
+    const info = await get('/api/v1/session', { quiet401: true });
+    user = info;
+    setCSRF(info.csrf_token);
+  } catch {
+    user = null;
+  }
+  route();
+})();
