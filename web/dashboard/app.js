@@ -6,6 +6,7 @@ import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
 import { mountLocker } from './locker.js';
+import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
 const app = document.getElementById('app');
@@ -13,6 +14,16 @@ const topbar = document.getElementById('topbar');
 let user = null;
 let view = null;
 let notice = '';
+let stream = null; // one WebSocket for the whole tab, while logged in
+
+function startStream() {
+  if (!stream) { stream = new Stream(); stream.start(); }
+  return stream;
+}
+
+function stopStream() {
+  if (stream) { stream.stop(); stream = null; }
+}
 
 function parseHash() {
   const h = location.hash.replace(/^#/, '') || '/';
@@ -39,6 +50,7 @@ const ctx = {
     el.title = s.reason ? `Last close: ${s.reason}` : '';
   },
   user: () => user,
+  stream: startStream,
 };
 
 function showShell(on) {
@@ -70,6 +82,7 @@ function route() {
 
 function loggedIn(info, next) {
   user = info;
+  stopStream(); // a socket of a former session would carry its cookie's fate
   setCSRF(info.csrf_token);
   if (next && next !== location.hash) location.hash = next;
   else route();
@@ -78,6 +91,7 @@ function loggedIn(info, next) {
 onLoggedOut(() => {
   if (!user) return;
   user = null;
+  stopStream();
   setCSRF('');
   notice = 'Your session has ended. Please log in again.';
   route();
@@ -86,6 +100,7 @@ onLoggedOut(() => {
 document.getElementById('logout').addEventListener('click', async () => {
   try { await api('DELETE', '/api/v1/session'); } catch { /* ended anyway */ }
   user = null;
+  stopStream();
   setCSRF('');
   notice = 'You are logged out.';
   if (location.hash === '#/login') route();

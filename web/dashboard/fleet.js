@@ -8,7 +8,7 @@
 // stream cannot be opened the page falls back to the REST API
 // (/api/v1/fleet/summary, /api/v1/lockers), refreshed every 10 s.
 import { get, query } from './api.js';
-import { Stream, Frame } from './stream.js';
+import { Frame } from './stream.js';
 import { esc, naturalCompare, num, debounce, fmtTime, SIZES } from './util.js';
 
 const ROW_H = 44;
@@ -106,6 +106,8 @@ export function mountFleet(root, ctx, params) {
   let loaded = false;
   let mode = 'stream'; // or 'poll'
   let pollTimer = null;
+  let polling = false;
+  let pollAgain = false;
   let snapshotTimer = null;
   let gone = false;
   const slots = [];
@@ -159,21 +161,18 @@ export function mountFleet(root, ctx, params) {
     frame.schedule();
   }
 
-  const stream = new Stream({
-    onMessage,
-    onState(s) {
-      if (gone) return;
-      if (s.state === 'live') {
-        ctx.setLive(s);
-        clearTimeout(snapshotTimer);
-        snapshotTimer = setTimeout(() => { if (!loaded) startPolling(); }, SNAPSHOT_WAIT_MS);
-      } else if (s.state === 'retrying' && !s.everOpened) {
-        startPolling();
-      } else if (mode !== 'poll') {
-        ctx.setLive(s);
-      }
-    },
-  });
+  function onState(s) {
+    if (gone) return;
+    if (s.state === 'live') {
+      ctx.setLive(s);
+      clearTimeout(snapshotTimer);
+      snapshotTimer = setTimeout(() => { if (!loaded) startPolling(); }, SNAPSHOT_WAIT_MS);
+    } else if (s.state === 'retrying' && !s.everOpened) {
+      startPolling();
+    } else if (mode !== 'poll') {
+      ctx.setLive(s);
+    }
+  }
 
   function filterForServer() {
     const out = {};
@@ -182,7 +181,7 @@ export function mountFleet(root, ctx, params) {
   }
 
   function watch() {
-    stream.watch({ watch: 'fleet', filter: filterForServer() });
+    ctx.stream().watch({ watch: 'fleet', filter: filterForServer() });
   }
 
   // REST fallback.
@@ -192,7 +191,7 @@ export function mountFleet(root, ctx, params) {
       mode = 'poll';
       ctx.setLive({ state: 'polling' });
     }
-    if (!pollTimer) poll();
+    if (!pollTimer && !polling) poll();
   }
 
   function stopPolling() {
@@ -205,11 +204,15 @@ export function mountFleet(root, ctx, params) {
   async function poll() {
     clearTimeout(pollTimer);
     pollTimer = null;
+    if (polling) { pollAgain = true; return; }
+    polling = true;
     try {
       await loadREST();
     } catch (e) {
       if (!gone) showError(e.message);
     }
+    polling = false;
+    if (pollAgain) { pollAgain = false; poll(); return; }
     if (!gone && mode === 'poll') pollTimer = setTimeout(poll, POLL_MS);
   }
 
@@ -473,14 +476,14 @@ export function mountFleet(root, ctx, params) {
 
   renderCards();
   frame.schedule();
+  const release = ctx.stream().use({ onMessage, onState });
   watch();
-  stream.start();
   loadModels();
 
   return {
     unmount() {
       gone = true;
-      stream.stop();
+      release();
       clearTimeout(pollTimer);
       clearTimeout(snapshotTimer);
       clearInterval(clock);

@@ -5,7 +5,7 @@
 // …/connectivity, and the stream ({"watch":"locker","id":…}), whose snapshot
 // and deltas carry the whole twin. Without the stream the page polls.
 import { get, APIError } from './api.js';
-import { Stream, Frame } from './stream.js';
+import { Frame } from './stream.js';
 import { esc, fmtTime, fmtDuration, since, humanize, naturalCompare, debounce, SIZES } from './util.js';
 
 const POLL_MS = 5000;
@@ -128,7 +128,7 @@ export function mountLocker(root, ctx, id) {
     frame.schedule();
   }
 
-  const stream = new Stream({
+  const handlers = {
     onMessage(m) { if (m.twin) setTwin(m.twin); },
     onState(s) {
       if (gone) return;
@@ -136,7 +136,8 @@ export function mountLocker(root, ctx, id) {
       else if (s.state === 'live') { stopPolling(); ctx.setLive(s); }
       else if (mode !== 'poll') ctx.setLive(s);
     },
-  });
+  };
+  let release = () => {};
 
   function startPolling() {
     if (mode === 'poll' || gone) return;
@@ -154,7 +155,7 @@ export function mountLocker(root, ctx, id) {
   }
   function stop() {
     gone = true;
-    stream.stop();
+    release();
     clearTimeout(pollTimer);
   }
 
@@ -342,8 +343,8 @@ export function mountLocker(root, ctx, id) {
     loadTwin();
     loadEvents();
     loadConnectivity();
-    stream.watch({ watch: 'locker', id });
-    stream.start();
+    release = ctx.stream().use(handlers);
+    ctx.stream().watch({ watch: 'locker', id });
   });
 
   return { unmount() { stop(); clearInterval(ageTimer); } };

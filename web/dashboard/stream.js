@@ -1,14 +1,15 @@
-// One WebSocket per page to /api/v1/stream (authenticated by the session
-// cookie). The page says what it watches ({"watch":"fleet","filter":{…}} or
-// {"watch":"locker","id":…}) at any time; the hub answers with a snapshot and
-// then deltas. The socket reconnects with exponential backoff and full jitter
-// and re-sends what the page watches. Deltas that arrive between a change of
-// watch and its snapshot belong to the old watch and are dropped.
+// One WebSocket per browser tab to /api/v1/stream (authenticated by the
+// session cookie), shared by the views. The view on screen says what it
+// watches ({"watch":"fleet","filter":{…}} or {"watch":"locker","id":…}) at any
+// time, over the same socket; the hub answers with a snapshot and then deltas.
+// The socket reconnects with exponential backoff and full jitter and re-sends
+// what is watched. Deltas that arrive between a change of watch and its
+// snapshot belong to the old watch and are dropped.
 
 export class Stream {
-  constructor({ onMessage, onState }) {
-    this.onMessage = onMessage;
-    this.onState = onState || (() => {});
+  constructor() {
+    this.handlers = null;
+    this.last = { state: 'connecting', everOpened: false };
     this.want = null;
     this.ws = null;
     this.stopped = true;
@@ -21,6 +22,21 @@ export class Stream {
   start() {
     this.stopped = false;
     this.connect();
+  }
+
+  // use makes h ({onMessage, onState}) the receiver of messages and state
+  // changes, tells it the current state at once, and returns a release func.
+  use(h) {
+    this.handlers = h;
+    h.onState?.(this.last);
+    return () => { if (this.handlers === h) this.handlers = null; };
+  }
+
+  onMessage(m) { this.handlers?.onMessage?.(m); }
+
+  onState(s) {
+    this.last = s;
+    this.handlers?.onState?.(s);
   }
 
   stop() {

@@ -150,6 +150,11 @@ func TestLockerPage(t *testing.T) {
 		`document.querySelector('#events').innerText.includes("Door forced") || document.querySelector('#events').innerText.includes("Door opened")`)
 	require.Contains(t, b.text("#f-power"), "Mains")
 	b.screenshot("locker")
+
+	// Back to the fleet: the tab keeps its one WebSocket and switches what it watches.
+	b.run("back to the fleet", chromedp.Click(chromedp.CSS(".back")), chromedp.WaitVisible(chromedp.CSS("#cards")))
+	b.waitJS("the fleet list again", 5*time.Second, rowJS("L-00001")+`.includes("1 open")`)
+	require.Equal(t, 1.0, h.Metric("lockerhub_web_stream_clients"), "one stream per browser tab")
 }
 
 // TestTabletWidth: the fleet page at a tablet's width keeps its essentials.
