@@ -1,10 +1,13 @@
 package dashboardtest_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -168,4 +171,35 @@ func TestTabletWidth(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, overflow, "no horizontal scrolling at 820 px")
 	b.screenshot("fleet-tablet")
+}
+
+// TestWithoutWebSocket: where the stream cannot be opened (a proxy that
+// refuses WebSockets), the fleet page says so and polls the REST API.
+func TestWithoutWebSocket(t *testing.T) {
+	h := hubtest.Start(t)
+	s := sim(t, h, "W-", "west", 2)
+	b := newBrowser(t, h, 1280, 800)
+	b.run("break WebSocket", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+			Source: `window.WebSocket = class { constructor() { throw new Error("WebSockets are blocked here") } }`,
+		})
+		return err
+	}))
+	b.login("admin", h.AdminPassword)
+	b.waitJS("the lockers, from the REST API", 10*time.Second, `document.querySelectorAll('[data-locker][data-presence="online"]').length === 2`)
+	require.Contains(t, b.text("#live"), "unavailable")
+	require.Equal(t, "2", b.text("#sum-online"))
+
+	// A filter asks the API again at once (else every 10 s).
+	s.Locker("W-00001").GoOffline(time.Hour)
+	hubtest.Eventually(t, 5*time.Second, "the hub sees W-00001 offline", func() bool {
+		l, err := h.Admin.Locker(context.Background(), "W-00001")
+		return err == nil && !l.Online
+	})
+	b.selectValue("#f-status", "offline")
+	b.waitJS("filtered over REST", 5*time.Second,
+		`[...document.querySelectorAll('[data-locker]')].map(e => e.innerText).join() .includes("W-00001") && document.querySelectorAll('[data-locker]').length === 1`)
+	require.Contains(t, b.text("#vlist"), "Offline")
+	b.setValue("#f-q", "nothing-like-this")
+	b.waitJS("search works without the stream", 5*time.Second, `document.querySelector('#empty').innerText.includes("No lockers match")`)
 }
