@@ -108,7 +108,7 @@ export function mountLocker(root, ctx, id) {
     frame.schedule();
   }
   const eventsSoon = debounce(loadEvents, 300);
-  const connSoon = debounce(loadConnectivity, 300);
+  const connSoon = debounce(loadConnectivity, 500);
   const infoSoon = debounce(loadInfo, 300);
 
   function setTwin(t) {
@@ -119,11 +119,13 @@ export function mountLocker(root, ctx, id) {
     dirty.head = dirty.cells = true;
     const c = t.connectivity ? `${t.connectivity.online}|${t.connectivity.since}` : '';
     if (c !== lastConn) {
-      if (lastConn) { connSoon(); infoSoon(); }
+      if (lastConn) infoSoon();
       lastConn = c;
       dirty.conn = true;
     }
-    if (lastVersion >= 0 && v !== lastVersion) eventsSoon();
+    // Any later message may come with new events or a connection change (a
+    // quick reconnect can leave "online" as it was): fetch both, debounced.
+    if (lastVersion >= 0) { eventsSoon(); connSoon(); }
     lastVersion = v;
     frame.schedule();
   }
@@ -276,22 +278,28 @@ export function mountLocker(root, ctx, id) {
     const now = Date.now();
     const from = now - DAY;
     let onMs = 0;
+    let knownMs = 0;
+    let earliest = now;
     const segs = [];
     for (const p of periods) {
       const a = Math.max(from, new Date(p.from).getTime());
       const b = Math.min(now, p.to ? new Date(p.to).getTime() : now);
       if (b <= a) continue;
+      earliest = Math.min(earliest, a);
+      knownMs += b - a;
       if (p.online) onMs += b - a;
       segs.push(`<span class="seg ${p.online ? 'on' : 'off'}" data-left="${((a - from) / DAY) * 100}" data-width="${((b - a) / DAY) * 100}" title="${p.online ? 'Online' : 'Offline'} ${esc(fmtTime(p.from))} – ${p.to ? esc(fmtTime(p.to)) : 'now'}"></span>`);
     }
-    const pct = Math.round((onMs / DAY) * 1000) / 10;
+    // Of the time the history covers: a locker registered an hour ago has no 23 h of outage.
+    const pct = knownMs ? Math.round((onMs / knownMs) * 1000) / 10 : 0;
+    const span = earliest > from ? `since ${fmtTime(new Date(earliest).toISOString())}` : 'of the last 24 h';
     const rowsHTML = periods.slice(0, 50).map((p) => {
       const end = p.to ? new Date(p.to).getTime() : now;
       return `<tr><td>${p.online ? '<span class="badge on"><span class="dot on" aria-hidden="true"></span>Online</span>' : '<span class="badge off"><span class="dot off" aria-hidden="true"></span>Offline</span>'}</td><td>${esc(fmtTime(p.from))}</td><td>${p.to ? esc(fmtTime(p.to)) : '<b>now</b>'}</td><td class="num">${esc(fmtDuration(end - new Date(p.from).getTime()))}</td></tr>`;
     }).join('');
     el.innerHTML = `
-      <div class="strip" role="img" aria-label="Online ${pct}% of the last 24 hours">${segs.join('')}</div>
-      <div class="strip-axis"><span>24 h ago</span><span>Online ${pct}% of the last 24 h</span><span>now</span></div>
+      <div class="strip" role="img" aria-label="Online ${pct}% ${esc(span)}">${segs.join('')}</div>
+      <div class="strip-axis"><span>24 h ago</span><span>Online ${pct}% ${esc(span)}</span><span>now</span></div>
       ${rowsHTML ? `<div class="table-scroll"><table class="periods"><thead><tr><th>State</th><th>From</th><th>To</th><th class="num">Duration</th></tr></thead><tbody>${rowsHTML}</tbody></table></div>` : '<p class="muted">No periods recorded yet.</p>'}`;
     placeSegments(el);
   }

@@ -152,6 +152,14 @@ func TestLockerPage(t *testing.T) {
 	b.waitJS("the event timeline shows the forced door", 5*time.Second,
 		`document.querySelector('#events').innerText.includes("Door forced") || document.querySelector('#events').innerText.includes("Door opened")`)
 	require.Contains(t, b.text("#f-power"), "Mains")
+
+	// A short outage shows in the connection history.
+	s.Locker("L-00001").GoOffline(1500 * time.Millisecond)
+	b.waitJS("offline on the locker page", 5*time.Second, `document.querySelector('#l-status').innerText.includes("Offline")`)
+	b.waitJS("online again, with the outage in the history", 15*time.Second, `(() => {
+		const rows = [...document.querySelectorAll('#conn tbody tr')].map(r => r.innerText);
+		return document.querySelector('#l-status').innerText.includes("Online") && rows.length >= 3
+			&& rows[0].includes("Online") && rows[0].includes("now") && rows[1].includes("Offline") })()`)
 	b.screenshot("locker")
 
 	// Back to the fleet: the tab keeps its one WebSocket and switches what it watches.
