@@ -34,6 +34,7 @@ type Row struct {
 	Enabled   bool           `json:"enabled"`
 	Online    bool           `json:"online"`
 	Presence  string         `json:"presence"`
+	Since     *time.Time     `json:"since,omitempty"` // of the current presence
 	OpenDoors int            `json:"open_doors"`
 	OnBattery bool           `json:"on_battery"`
 	FreeCells map[string]int `json:"free_cells"`
@@ -97,6 +98,7 @@ type Overview struct {
 	sizes   map[string]map[string]string // locker → cell → size
 	online  map[string]bool
 	seen    map[string]bool // connected at least once since the start
+	since   map[string]time.Time
 	rows    map[string]Row
 	subs    map[int]func(Row)
 	nextSub int
@@ -105,7 +107,7 @@ type Overview struct {
 // NewOverview returns an overview; Load it before use.
 func NewOverview(reg *Registry, twins *Twins, log *slog.Logger) *Overview {
 	o := &Overview{reg: reg, twins: twins, log: log, start: time.Now(),
-		lockers: map[string]Locker{}, sizes: map[string]map[string]string{}, online: map[string]bool{}, seen: map[string]bool{},
+		lockers: map[string]Locker{}, sizes: map[string]map[string]string{}, online: map[string]bool{}, seen: map[string]bool{}, since: map[string]time.Time{},
 		rows: map[string]Row{}, subs: map[int]func(Row){}}
 	reg.OnChange(o.registryChanged)
 	twins.Observe(func(t *Twin, _ TwinChange) { o.update(t.LockerID) })
@@ -128,6 +130,11 @@ func (o *Overview) Load(ctx context.Context) error {
 		o.sizes[l.ID] = sizeMap(cells[l.ID])
 		o.online[l.ID] = o.reg.Online(l.ID)
 		o.seen[l.ID] = o.online[l.ID]
+		if at := l.DisconnectedAt; at != nil && !o.online[l.ID] {
+			o.since[l.ID] = *at
+		} else if at := l.ConnectedAt; at != nil && o.online[l.ID] {
+			o.since[l.ID] = *at
+		}
 	}
 	o.mu.Unlock()
 	for _, l := range ls {
@@ -194,6 +201,7 @@ func (o *Overview) SetOnline(lockerID string, online bool) {
 	o.mu.Lock()
 	o.online[lockerID] = online
 	o.seen[lockerID] = o.seen[lockerID] || online
+	o.since[lockerID] = time.Now()
 	o.mu.Unlock()
 	o.update(lockerID)
 }
@@ -209,6 +217,9 @@ func (o *Overview) update(id string) {
 	}
 	r := Row{ID: id, Model: l.Model, Address: l.Address, Segments: l.Segments, Carriers: l.Carriers, Enabled: l.Enabled,
 		Online: o.online[id], FreeCells: map[string]int{}, Cells: l.Cells}
+	if at, ok := o.since[id]; ok {
+		r.Since = &at
+	}
 	switch {
 	case r.Online:
 		r.Presence = PresenceOnline
@@ -247,6 +258,14 @@ func (o *Overview) publish(r Row) {
 	for _, fn := range subs {
 		fn(r)
 	}
+}
+
+// Row returns one locker's row.
+func (o *Overview) Row(id string) (Row, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	r, ok := o.rows[id]
+	return r, ok
 }
 
 // Subscribe calls fn with every changed row until cancel is called.

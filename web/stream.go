@@ -208,10 +208,8 @@ func (a *API) twinView(id string) fleet.TwinView {
 	} else {
 		v = (&fleet.Twin{LockerID: id}).View()
 	}
-	for _, r := range a.d.Overview.Rows(fleet.RowFilter{Query: id}) {
-		if r.ID == id {
-			v.Connectivity.Online = r.Online
-		}
+	if r, ok := a.d.Overview.Row(id); ok {
+		v.Connectivity.Online, v.Connectivity.Since = r.Online, r.Since
 	}
 	return v
 }

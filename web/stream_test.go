@@ -113,6 +113,8 @@ func TestStreamSendsSnapshotThenDeltas(t *testing.T) {
 	sendWatch(t, ws, `{"watch":"locker","id":"L1"}`)
 	snap = snapshotOf(t, ws)
 	require.Equal(t, "open", snap.Twin["reported"].(map[string]any)["cells"].(map[string]any)["A01"].(map[string]any)["door"])
+	require.Equal(t, false, snap.Twin["connectivity"].(map[string]any)["online"])
+	require.NotEmpty(t, snap.Twin["connectivity"].(map[string]any)["since"], "offline since the disconnect")
 
 	status, body := call(t, "GET", h.HTTPURL+"/api/v1/fleet/summary?segment=test", h.AdminToken, "")
 	require.Equal(t, 200, status)
