@@ -19,7 +19,6 @@ import (
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
-	"github.com/lockerhub/lockerhub/pki"
 )
 
 // TestShutdownIsOrderedAndLeavesNoGoroutine stops a hub with a connected
@@ -133,16 +132,8 @@ func TestDeletingTheAdminPasswordFileResetsIt(t *testing.T) {
 }
 
 func TestHTTPListenerServesTLSWhenGivenACertificate(t *testing.T) {
-	certDir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(certDir)
-	require.NoError(t, err)
-	_, err = ca.LoadOrCreateServerCert(certDir, []string{"127.0.0.1"})
-	require.NoError(t, err)
-	h := hubtest.Start(t, func(c *app.Config) {
-		c.HTTPTLSCert = filepath.Join(certDir, pki.ServerCertFile)
-		c.HTTPTLSKey = filepath.Join(certDir, pki.ServerKeyFile)
-	})
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	withTLS, client := hubtest.HTTPTLS(t)
+	h := hubtest.Start(t, withTLS)
 	resp, err := client.Get("https://" + h.App.HTTPAddr() + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -292,3 +292,22 @@ func (h *Hub) LoginAdmin() Session {
 	h.t.Helper()
 	return h.Login(access.AdminUser, h.AdminPassword)
 }
+
+// HTTPTLS gives the API listener a certificate of its own (from a separate CA
+// for 127.0.0.1) and returns the option and a client that trusts it.
+func HTTPTLS(t testing.TB) (Option, *http.Client) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.LoadOrCreateServerCert(dir, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	opt := func(c *app.Config) {
+		c.HTTPTLSCert = filepath.Join(dir, pki.ServerCertFile)
+		c.HTTPTLSKey = filepath.Join(dir, pki.ServerKeyFile)
+	}
+	return opt, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+}

@@ -2,13 +2,11 @@ package web_test
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,9 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lockerhub/lockerhub/access"
-	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
-	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/web"
 )
 
@@ -223,16 +219,8 @@ func TestFailedLoginsAreLimited(t *testing.T) {
 }
 
 func TestSessionCookieIsSecureOverTLS(t *testing.T) {
-	certDir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(certDir)
-	require.NoError(t, err)
-	_, err = ca.LoadOrCreateServerCert(certDir, []string{"127.0.0.1"})
-	require.NoError(t, err)
-	h := hubtest.Start(t, func(c *app.Config) {
-		c.HTTPTLSCert = filepath.Join(certDir, pki.ServerCertFile)
-		c.HTTPTLSKey = filepath.Join(certDir, pki.ServerKeyFile)
-	})
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	withTLS, client := hubtest.HTTPTLS(t)
+	h := hubtest.Start(t, withTLS)
 	resp, err := client.Post("https://"+h.App.HTTPAddr()+"/api/v1/session", "application/json",
 		bytes.NewReader([]byte(loginBody("admin", h.AdminPassword))))
 	require.NoError(t, err)
