@@ -1,6 +1,7 @@
 package lockersim
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lockerhub/lockerhub/protocol"
 )
 
 // BenchConfig is everything `lockersim bench` needs.
@@ -29,10 +32,12 @@ type BenchConfig struct {
 	QoS             byte          // 0 or 1
 	Rate            float64       // messages per second over all connections; 0 = as fast as acks allow
 	Inflight        int           // QoS 1: max unacknowledged per connection
-	Size            int           // payload bytes (about)
+	Payload         string        // PayloadTelemetry (default) or PayloadState
+	Size            int           // telemetry payload bytes (about)
 	Duration        time.Duration // how long to publish (or hold, with Idle)
 	MaxMessages     int64         // stop after this many messages (0 = no limit but Duration)
-	TopicTemplate   string        // {id} is replaced by the client ID
+	TopicTemplate   string        // {id} is replaced by the client ID; empty: lockers/{id}/<Payload>
+	SendLog         string        // file: one line "id seq unix_nanos" per message published (empty: none)
 	Idle            bool          // connect and hold, no publishing
 	Keepalive       time.Duration
 	Drain           time.Duration // after Duration, wait this long for outstanding PUBACKs
@@ -48,13 +53,27 @@ func DefaultBenchConfig() BenchConfig {
 		DialConcurrency: 64,
 		QoS:             1,
 		Inflight:        10,
+		Payload:         PayloadTelemetry,
 		Size:            200,
 		Duration:        10 * time.Second,
-		TopicTemplate:   "lockers/{id}/telemetry",
 		Keepalive:       60 * time.Second,
 		Drain:           5 * time.Second,
 	}
 }
+
+// What a bench publishes (--payload).
+const (
+	// PayloadTelemetry: a telemetry sample of about Size bytes.
+	PayloadTelemetry = "telemetry"
+	// PayloadState: a partial state report of one random cell among
+	// StateBenchCells (door open or closed, occupied or not) with firmware
+	// "b-<seq>", so a receiver can tell which report a twin reflects.
+	PayloadState = "state"
+)
+
+// StateBenchCells is how many cells (A01–A10) state payloads pick from: the
+// lockers must have at least that many (lockersim bench registers --cells).
+const StateBenchCells = 10
 
 // Limits that keep a bench bounded.
 const (
@@ -62,6 +81,7 @@ const (
 	MaxBenchDuration    = time.Hour
 	MaxBenchSize        = 256 << 10
 	MaxBenchInflight    = 1000
+	MaxSendLogBytes     = 256 << 20 // beyond it, lines are counted in send_log_dropped, not written
 )
 
 // BenchResult is the one JSON line a bench prints.
@@ -86,9 +106,18 @@ type BenchResult struct {
 	Errors          int64   `json:"errors"`  // failed connects, write errors, lost connections, refusals
 	FirstError      string  `json:"first_error,omitempty"`
 	ClientRSSMiB    float64 `json:"client_rss_mib"` // this process, at the end of the connect phase
+	Payload         string  `json:"payload"`
+	SendLogLines    int64   `json:"send_log_lines,omitempty"`
+	SendLogDropped  int64   `json:"send_log_dropped,omitempty"` // over MaxSendLogBytes
 }
 
 func (c *BenchConfig) check() error {
+	if c.Payload == "" {
+		c.Payload = PayloadTelemetry
+	}
+	if c.TopicTemplate == "" {
+		c.TopicTemplate = "lockers/{id}/" + c.Payload
+	}
 	if err := CheckLoopback(c.Broker); err != nil {
 		return fmt.Errorf("--broker: %w", err)
 	}
@@ -107,6 +136,8 @@ func (c *BenchConfig) check() error {
 		return fmt.Errorf("--rate %v: must be ≥ 0", c.Rate)
 	case c.MQTTVersion != MQTT311 && c.MQTTVersion != MQTT5:
 		return fmt.Errorf("--mqtt %d: must be 4 or 5", c.MQTTVersion)
+	case c.Payload != PayloadTelemetry && c.Payload != PayloadState:
+		return fmt.Errorf("--payload %q: must be %s or %s", c.Payload, PayloadTelemetry, PayloadState)
 	case !strings.Contains(c.TopicTemplate, "{id}") && c.TLS:
 		return errors.New("--topic-template must contain {id} with --tls (a locker may publish only under its own topic)")
 	}
@@ -131,6 +162,8 @@ type benchConn struct {
 type benchRun struct {
 	cfg      BenchConfig
 	log      *slog.Logger
+	sendLog  *sendLog // nil without --send-log
+	boot     uint32   // of state payloads
 	hist     latencyHist
 	sent     atomic.Int64
 	acked    atomic.Int64
@@ -160,12 +193,27 @@ func Bench(ctx context.Context, cfg BenchConfig, log *slog.Logger) (BenchResult,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &benchRun{cfg: cfg, log: log.With("component", "lockersim-bench")}
+	// State payloads carry the start time as their boot counter, so that a
+	// later run's reports are newer than an earlier run's for the same lockers
+	// (the hub ignores a report older than what its twin holds).
+	b := &benchRun{cfg: cfg, log: log.With("component", "lockersim-bench"), boot: uint32(time.Now().Unix())}
 	res := BenchResult{Mode: "publish", Protocol: int(cfg.MQTTVersion), TLS: cfg.TLS, QoS: int(cfg.QoS),
-		Pattern: "one write per message (one TLS record with --tls)"}
+		Pattern: "one write per message (one TLS record with --tls)", Payload: cfg.Payload}
 	if cfg.Idle {
 		res.Mode = "idle"
 		res.Pattern = "idle"
+	}
+	if cfg.SendLog != "" && !cfg.Idle {
+		sl, err := createSendLog(cfg.SendLog)
+		if err != nil {
+			return res, err
+		}
+		b.sendLog = sl
+		defer func() {
+			if err := sl.close(); err != nil {
+				b.fail(err)
+			}
+		}()
 	}
 
 	// Identities first (enrolment is not part of the connect time).
@@ -286,6 +334,12 @@ func Bench(ctx context.Context, cfg BenchConfig, log *slog.Logger) (BenchResult,
 	}
 	readers.Wait()
 
+	if b.sendLog != nil {
+		if err := b.sendLog.close(); err != nil {
+			b.fail(err)
+		}
+		res.SendLogLines, res.SendLogDropped = b.sendLog.lines, b.sendLog.dropped
+	}
 	res.Sent = b.sent.Load()
 	res.Acked = b.acked.Load()
 	res.Refused = b.refused.Load()
@@ -337,6 +391,9 @@ func (b *benchRun) publishLoop(ctx context.Context, c *benchConn, nConns int) {
 		next = next.Add(time.Duration(rand.Int64N(int64(interval) + 1))) // spread the connections' phases
 	}
 	gen := newPayloadGen(cfg.Size)
+	if cfg.Payload == PayloadState {
+		gen = newStateGen(b.boot)
+	}
 	for ctx.Err() == nil {
 		if cfg.MaxMessages > 0 && b.sent.Load() >= cfg.MaxMessages {
 			return
@@ -358,11 +415,13 @@ func (b *benchRun) publishLoop(ctx context.Context, c *benchConn, nConns int) {
 		}
 		payload := gen.next()
 		if cfg.QoS == 0 {
+			at := time.Now()
 			if err := c.client.Publish(c.topic, payload, 0, 0); err != nil {
 				b.fail(err)
 				return
 			}
 			b.sent.Add(1)
+			b.sendLog.write(c.id, gen.seq, at)
 			continue
 		}
 		select {
@@ -370,16 +429,85 @@ func (b *benchRun) publishLoop(ctx context.Context, c *benchConn, nConns int) {
 		case <-ctx.Done():
 			return
 		}
+		at := time.Now()
 		c.mu.Lock()
 		id := c.allocID()
-		c.sentAt[id] = time.Now()
+		c.sentAt[id] = at
 		c.mu.Unlock()
 		if err := c.client.Publish(c.topic, payload, 1, id); err != nil {
 			b.fail(err)
 			return
 		}
 		b.sent.Add(1)
+		b.sendLog.write(c.id, gen.seq, at)
 	}
+}
+
+// sendLog records when each message was published: one line "id seq
+// unix_nanos" (the time taken just before the write), for a receiver to
+// measure publish→delivery latency. Buffered; bounded by MaxSendLogBytes.
+type sendLog struct {
+	mu      sync.Mutex
+	f       *os.File
+	w       *bufio.Writer
+	bytes   int64
+	lines   int64
+	dropped int64
+	closed  bool
+	err     error
+	line    []byte
+}
+
+func createSendLog(path string) (*sendLog, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--send-log: %w", err)
+	}
+	return &sendLog{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+// write adds a line; a nil log does nothing.
+func (l *sendLog) write(id string, seq uint64, at time.Time) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	line := append(l.line[:0], id...)
+	line = append(line, ' ')
+	line = strconv.AppendUint(line, seq, 10)
+	line = append(line, ' ')
+	line = strconv.AppendInt(line, at.UnixNano(), 10)
+	line = append(line, '\n')
+	l.line = line
+	if l.closed || l.err != nil || l.bytes+int64(len(line)) > MaxSendLogBytes {
+		l.dropped++
+		return
+	}
+	if _, err := l.w.Write(line); err != nil {
+		l.err = fmt.Errorf("--send-log: %w", err)
+		l.dropped++
+		return
+	}
+	l.bytes += int64(len(line))
+	l.lines++
+}
+
+// close flushes and closes the file (once; later calls return the first error).
+func (l *sendLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	if err := l.w.Flush(); err != nil && l.err == nil {
+		l.err = fmt.Errorf("--send-log: %w", err)
+	}
+	if err := l.f.Close(); err != nil && l.err == nil {
+		l.err = fmt.Errorf("--send-log: %w", err)
+	}
+	return l.err
 }
 
 func (c *benchConn) allocID() uint16 {
@@ -395,21 +523,33 @@ func (c *benchConn) allocID() uint16 {
 }
 
 // payloadGen makes valid telemetry JSON of about size bytes, with boot, seq
-// and ts, padded with a "pad" string when size asks for more.
+// and ts, padded with a "pad" string when size asks for more; or, made by
+// newStateGen, partial state reports.
 type payloadGen struct {
-	size int
-	boot uint32
-	seq  uint64
-	pad  string
-	buf  []byte // reused: Publish copies the payload before it returns
+	state bool
+	size  int
+	boot  uint32
+	seq   uint64 // of the last payload made
+	pad   string
+	buf   []byte // reused: Publish copies the payload before it returns
 }
 
 func newPayloadGen(size int) *payloadGen {
 	return &payloadGen{size: size, boot: 1}
 }
 
+// newStateGen makes partial state reports with the given boot counter: one
+// random cell among A01–A10, door open or closed and occupied or not, and
+// firmware "b-<seq>".
+func newStateGen(boot uint32) *payloadGen {
+	return &payloadGen{state: true, boot: boot}
+}
+
 func (g *payloadGen) next() []byte {
 	g.seq++
+	if g.state {
+		return g.nextState()
+	}
 	buf := g.buf[:0]
 	buf = append(buf, `{"boot":`...)
 	buf = strconv.AppendUint(buf, uint64(g.boot), 10)
@@ -430,6 +570,30 @@ func (g *payloadGen) next() []byte {
 		buf = append(buf, '"')
 	}
 	g.buf = append(buf, '}')
+	return g.buf
+}
+
+func (g *payloadGen) nextState() []byte {
+	buf := g.buf[:0]
+	buf = append(buf, `{"boot":`...)
+	buf = strconv.AppendUint(buf, uint64(g.boot), 10)
+	buf = append(buf, `,"seq":`...)
+	buf = strconv.AppendUint(buf, g.seq, 10)
+	buf = append(buf, `,"ts":`...)
+	buf = strconv.AppendInt(buf, time.Now().UnixMilli(), 10)
+	buf = append(buf, `,"cells":{"A`...)
+	buf = fmt.Appendf(buf, "%02d", 1+rand.IntN(StateBenchCells))
+	buf = append(buf, `":{"door":"`...)
+	door := protocol.DoorClosed
+	if rand.IntN(2) == 0 {
+		door = protocol.DoorOpen
+	}
+	buf = append(buf, door...)
+	buf = append(buf, `","occupied":`...)
+	buf = strconv.AppendBool(buf, rand.IntN(2) == 0)
+	buf = append(buf, `}},"firmware":"b-`...)
+	buf = strconv.AppendUint(buf, g.seq, 10)
+	g.buf = append(buf, `"}`...)
 	return g.buf
 }
 

@@ -86,10 +86,23 @@ const benchHelp = `lockersim bench — MQTT load generator (works against any MQ
 
 Connects --connections clients (64 dials at a time), then publishes for
 --duration: valid telemetry JSON of about --size bytes with boot/seq/ts, on
---topic-template with {id} replaced by the client ID (prefix + number). QoS 1
+--topic-template with {id} replaced by the client ID (prefix + number;
+default lockers/{id}/telemetry). QoS 1
 keeps at most --inflight messages unacknowledged per connection; --rate is the
 total rate over all connections (0 = as fast as acks allow). Each message is one
 write (one TLS record with --tls), as a locker sends it.
+
+--payload state publishes partial state reports instead (default topic
+lockers/{id}/state): one random cell among A01–A10 with door open or closed and
+occupied true or false, and "firmware":"b-<seq>", so a receiver can tell which
+report a twin or a row reflects. boot is the run's start time in Unix seconds
+(later runs are newer than earlier ones for the same lockers), seq counts from
+1 per connection, ts is the send time. The lockers need cells A01–A10: register
+them with --cells 10 or more.
+
+--send-log FILE writes one line "id seq unix_nanos" per message published (the
+time just before the write), for measuring publish→delivery latency at a
+receiver; buffered, at most 256 MiB (lines beyond are counted, not written).
 
 --idle connects and holds the connections for --duration (connection and
 memory benchmark).
@@ -259,10 +272,12 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	qos := fs.Int("qos", int(cfg.QoS), "QoS of the publishes: 0 or 1")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "messages per second over all connections (0: as fast as acks allow)")
 	fs.IntVar(&cfg.Inflight, "inflight", cfg.Inflight, "QoS 1: max unacknowledged messages per connection")
-	fs.IntVar(&cfg.Size, "size", cfg.Size, "payload size in bytes (about; valid telemetry JSON)")
+	fs.StringVar(&cfg.Payload, "payload", cfg.Payload, "what to publish: telemetry or state")
+	fs.IntVar(&cfg.Size, "size", cfg.Size, "telemetry payload size in bytes (about; valid telemetry JSON)")
+	fs.StringVar(&cfg.SendLog, "send-log", "", `write "id seq unix_nanos" per message published to this file`)
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to publish (or hold with --idle), at most 1h")
 	fs.Int64Var(&cfg.MaxMessages, "max-messages", 0, "stop after this many messages (0: only --duration)")
-	fs.StringVar(&cfg.TopicTemplate, "topic-template", cfg.TopicTemplate, "topic; {id} is the client ID")
+	fs.StringVar(&cfg.TopicTemplate, "topic-template", "", "topic; {id} is the client ID (default lockers/{id}/<payload>)")
 	fs.BoolVar(&cfg.Idle, "idle", false, "connect and hold until --duration, no publishing")
 	fs.DurationVar(&cfg.Keepalive, "keepalive", cfg.Keepalive, "MQTT keepalive")
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "after --duration, wait at most this long for outstanding PUBACKs")
