@@ -3,9 +3,11 @@ package fleet
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockerhub/lockerhub/protocol"
@@ -100,15 +102,18 @@ type Overview struct {
 	seen    map[string]bool // connected at least once since the start
 	since   map[string]time.Time
 	rows    map[string]Row
+	total   Summary // of every row, kept as rows change: Summary(RowFilter{}) without a scan
 	subs    map[int]func(Row)
 	nextSub int
+
+	settled atomic.Bool // the reconnect window has passed and no row is unknown any more
 }
 
 // NewOverview returns an overview; Load it before use.
 func NewOverview(reg *Registry, twins *Twins, log *slog.Logger) *Overview {
 	o := &Overview{reg: reg, twins: twins, log: log, start: time.Now(),
 		lockers: map[string]Locker{}, sizes: map[string]map[string]string{}, online: map[string]bool{}, seen: map[string]bool{}, since: map[string]time.Time{},
-		rows: map[string]Row{}, subs: map[int]func(Row){}}
+		rows: map[string]Row{}, total: emptySummary(), subs: map[int]func(Row){}}
 	reg.OnChange(o.registryChanged)
 	twins.Observe(func(t *Twin, _ TwinChange) { o.update(t.LockerID) })
 	return o
@@ -159,6 +164,9 @@ func (o *Overview) registryChanged(c Change) {
 		o.mu.Lock()
 		delete(o.lockers, c.ID)
 		delete(o.sizes, c.ID)
+		if old, ok := o.rows[c.ID]; ok {
+			o.total.count(old, -1)
+		}
 		delete(o.rows, c.ID)
 		o.mu.Unlock()
 		o.publish(Row{ID: c.ID, Deleted: true})
@@ -243,7 +251,11 @@ func (o *Overview) update(id string) {
 		r.Firmware = tw.Reported.Firmware
 		r.Version = tw.Version
 	}
+	if old, ok := o.rows[id]; ok {
+		o.total.count(old, -1)
+	}
 	o.rows[id] = r
+	o.total.count(r, 1)
 	o.mu.Unlock()
 	o.publish(r)
 }
@@ -298,43 +310,63 @@ func (o *Overview) Rows(f RowFilter) []Row {
 	return out
 }
 
-// Summary aggregates the rows passing f.
+// Summary aggregates the rows passing f. The whole fleet's (an empty
+// filter) is kept up to date as rows change, so the live stream can send it
+// with every delta; a filter scans every row.
 func (o *Overview) Summary(f RowFilter) Summary {
 	o.refreshUnknown()
-	s := Summary{FreeCells: map[string]int{}}
-	for _, size := range Sizes {
-		s.FreeCells[size] = 0
-	}
 	o.mu.RLock()
 	defer o.mu.RUnlock()
+	if f == (RowFilter{}) {
+		s := o.total
+		s.FreeCells = maps.Clone(o.total.FreeCells)
+		// A size no row has any more: as a scan would have it.
+		maps.DeleteFunc(s.FreeCells, func(size string, n int) bool { return n == 0 && !slices.Contains(Sizes, size) })
+		return s
+	}
+	s := emptySummary()
 	for _, r := range o.rows {
-		if !f.Match(r) {
-			continue
-		}
-		s.Lockers++
-		switch r.Presence {
-		case PresenceOnline:
-			s.Online++
-		case PresenceOffline:
-			s.Offline++
-		default:
-			s.Unknown++
-		}
-		if r.OnBattery {
-			s.OnBattery++
-		}
-		s.OpenDoors += r.OpenDoors
-		for size, n := range r.FreeCells {
-			s.FreeCells[size] += n
+		if f.Match(r) {
+			s.count(r, 1)
 		}
 	}
 	return s
 }
 
+func emptySummary() Summary {
+	s := Summary{FreeCells: map[string]int{}}
+	for _, size := range Sizes {
+		s.FreeCells[size] = 0
+	}
+	return s
+}
+
+// count adds a row to the summary (sign 1) or takes it out (sign -1).
+func (s *Summary) count(r Row, sign int) {
+	s.Lockers += sign
+	switch r.Presence {
+	case PresenceOnline:
+		s.Online += sign
+	case PresenceOffline:
+		s.Offline += sign
+	default:
+		s.Unknown += sign
+	}
+	if r.OnBattery {
+		s.OnBattery += sign
+	}
+	s.OpenDoors += sign * r.OpenDoors
+	for size, n := range r.FreeCells {
+		s.FreeCells[size] += sign * n
+	}
+}
+
 // refreshUnknown moves lockers from unknown to offline once the window after
-// the start has passed (once; later changes come through update).
+// the start has passed. One pass after the window is enough: update never
+// makes a row unknown after it (it decides under the same lock the pass
+// reads under), so later calls return at once.
 func (o *Overview) refreshUnknown() {
-	if time.Since(o.start) < ReconnectWindow {
+	if o.settled.Load() || time.Since(o.start) < ReconnectWindow {
 		return
 	}
 	o.mu.RLock()
@@ -348,6 +380,7 @@ func (o *Overview) refreshUnknown() {
 	for _, id := range stale {
 		o.update(id)
 	}
+	o.settled.Store(true)
 }
 
 // Run turns the lockers that did not come back within the reconnect window

@@ -1,0 +1,104 @@
+package fleet_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/pg/pgtest"
+	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// TestOverviewSummaryOfTheFleetIsKeptAsRowsChange: the whole fleet's summary,
+// kept up to date as rows change (the stream sends it with every delta), is
+// what a count over the rows gives after every kind of change.
+func TestOverviewSummaryOfTheFleetIsKeptAsRowsChange(t *testing.T) {
+	pool := pgtest.Pool(t, fleet.Migrations())
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := fleet.NewRegistry(pool, ca, log)
+	ctx := context.Background()
+	require.NoError(t, reg.Load(ctx))
+	twins := fleet.NewTwins(pool, log, prometheus.NewRegistry(), fleet.TwinsConfig{})
+	require.NoError(t, twins.Load(ctx))
+	ov := fleet.NewOverview(reg, twins, log)
+	require.NoError(t, ov.Load(ctx))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { twins.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, id := range []string{"L1", "L2", "L3"} {
+		_, _, err := reg.Create(ctx, fleet.NewLocker{ID: id, Cells: 10, Segments: []string{"s-" + id}})
+		require.NoError(t, err)
+	}
+	send := func(id, payload string) {
+		t.Helper()
+		settled := make(chan error, 1)
+		twins.Submit(fleet.Inbound{LockerID: id, Kind: protocol.KindState, Payload: []byte(payload), Received: time.Now(),
+			Done: func(err error) { settled <- err }})
+		require.NoError(t, <-settled)
+	}
+	check := func(step string) {
+		t.Helper()
+		want := fleet.Summary{FreeCells: map[string]int{}}
+		for _, size := range fleet.Sizes {
+			want.FreeCells[size] = 0
+		}
+		for _, r := range ov.Rows(fleet.RowFilter{}) {
+			want.Lockers++
+			switch r.Presence {
+			case fleet.PresenceOnline:
+				want.Online++
+			case fleet.PresenceOffline:
+				want.Offline++
+			default:
+				want.Unknown++
+			}
+			if r.OnBattery {
+				want.OnBattery++
+			}
+			want.OpenDoors += r.OpenDoors
+			for size, n := range r.FreeCells {
+				want.FreeCells[size] += n
+			}
+		}
+		require.Equal(t, want, ov.Summary(fleet.RowFilter{}), step)
+	}
+	check("registered")
+	require.Equal(t, 3, ov.Summary(fleet.RowFilter{}).Lockers)
+
+	send("L1", `{"boot":1,"seq":1,"ts":1795389000000,"cells":{"A01":{"door":"open","occupied":false},"A02":{"door":"closed","occupied":false},"A03":{"door":"closed","occupied":true}},"power":{"mains":false}}`)
+	send("L2", `{"boot":1,"seq":1,"ts":1795389000000,"cells":{"A01":{"door":"closed","occupied":false}}}`)
+	check("reports")
+	s := ov.Summary(fleet.RowFilter{})
+	require.Equal(t, 1, s.OpenDoors)
+	require.Equal(t, 1, s.OnBattery)
+	require.Equal(t, 2, s.FreeCells[fleet.SizeM])
+
+	send("L1", `{"boot":1,"seq":2,"ts":1795389000100,"cells":{"A01":{"door":"closed"}},"power":{"mains":true}}`)
+	ov.SetOnline("L2", true)
+	ov.SetOnline("L3", true)
+	ov.SetOnline("L3", false)
+	check("changes and presence")
+	s = ov.Summary(fleet.RowFilter{})
+	require.Equal(t, 0, s.OpenDoors)
+	require.Equal(t, 3, s.FreeCells[fleet.SizeM])
+	require.Equal(t, 1, s.Online)
+
+	_, _, err = reg.Update(ctx, "L2", fleet.LockerPatch{Address: fleet.Value("Main Street 1")})
+	require.NoError(t, err)
+	_, _, err = reg.Delete(ctx, "L1")
+	require.NoError(t, err)
+	check("updated and deleted")
+	require.Equal(t, 2, ov.Summary(fleet.RowFilter{}).Lockers)
+	require.Equal(t, 1, ov.Summary(fleet.RowFilter{Segment: "s-L2"}).Lockers, "a filter still counts its own rows")
+}
