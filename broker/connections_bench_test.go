@@ -148,6 +148,15 @@ type benchResult struct {
 	Connections    int     `json:"connections"`
 	ConnectSeconds float64 `json:"connect_seconds"`
 	Errors         int     `json:"errors"`
+	FirstError     string  `json:"first_error"`
+	Seconds        float64 `json:"seconds"`
+	Sent           int64   `json:"sent"`
+	Acked          int64   `json:"acked"`
+	AckedPerS      float64 `json:"acked_per_s"`
+	AckP50Ms       float64 `json:"ack_p50_ms"`
+	AckP99Ms       float64 `json:"ack_p99_ms"`
+	SendLogLines   int64   `json:"send_log_lines"`
+	SendLogDropped int64   `json:"send_log_dropped"`
 }
 
 type benchProc struct {
