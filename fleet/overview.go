@@ -256,8 +256,12 @@ func (o *Overview) update(id string) {
 	}
 	o.rows[id] = r
 	o.total.count(r, 1)
+	// Told under the lock, so two updates of one locker reach subscribers in
+	// the order they were made (subscribers must not block nor call back).
+	for _, fn := range o.subs {
+		fn(r)
+	}
 	o.mu.Unlock()
-	o.publish(r)
 }
 
 func (o *Overview) publish(r Row) {
@@ -280,7 +284,8 @@ func (o *Overview) Row(id string) (Row, bool) {
 	return r, ok
 }
 
-// Subscribe calls fn with every changed row until cancel is called.
+// Subscribe calls fn with every changed row until cancel is called. fn runs
+// under the overview's lock: it must only record the row and return.
 func (o *Overview) Subscribe(fn func(Row)) (cancel func()) {
 	o.mu.Lock()
 	id := o.nextSub
