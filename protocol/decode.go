@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strconv"
 )
 
 // ErrInvalid is wrapped by every decoding error of device input.
@@ -116,4 +117,92 @@ func DecodeEvent(payload []byte) (Event, error) {
 		return Event{}, invalid("cause is longer than 128 characters")
 	}
 	return e, nil
+}
+
+// Limits of telemetry samples.
+const (
+	MaxTelemetryBytes   = 4 << 10
+	MaxTelemetryMetrics = 64
+)
+
+var metricName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+
+// ValidMetricName reports whether s can name a measurement: lower snake
+// case, starting with a letter, at most 48 characters (temp_c, battery_v).
+func ValidMetricName(s string) bool { return metricName.MatchString(s) }
+
+// telemetryWire is a telemetry payload as sent; pointers tell absent fields
+// from zero ones.
+type telemetryWire struct {
+	Boot *uint32        `json:"boot"`
+	Seq  *uint64        `json:"seq"`
+	TS   *int64         `json:"ts"`
+	M    map[string]any `json:"m"`
+}
+
+// DecodeTelemetry decodes and checks lockers/{id}/telemetry: a JSON object
+// with boot > 0, seq, ts > 0 and "m", a non-empty object of at most
+// MaxTelemetryMetrics measurements whose names pass ValidMetricName and whose
+// values are finite JSON numbers. Unknown fields are refused.
+func DecodeTelemetry(payload []byte) (Telemetry, error) {
+	if len(payload) > MaxTelemetryBytes {
+		return Telemetry{}, invalid("payload of %d bytes is over the limit of %d", len(payload), MaxTelemetryBytes)
+	}
+	if p := bytes.TrimLeft(payload, " \t\r\n"); len(p) == 0 || p[0] != '{' {
+		return Telemetry{}, invalid("telemetry is not a JSON object")
+	}
+	var w telemetryWire
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&w); err != nil {
+		return Telemetry{}, invalid("not JSON of the expected shape: %v", err)
+	}
+	if dec.More() {
+		return Telemetry{}, invalid("trailing data after the JSON object")
+	}
+	switch {
+	case w.Boot == nil || *w.Boot == 0:
+		return Telemetry{}, invalid("boot is missing or 0")
+	case w.Seq == nil:
+		return Telemetry{}, invalid("seq is missing")
+	case w.TS == nil || *w.TS <= 0:
+		return Telemetry{}, invalid("ts is missing or not positive")
+	case len(w.M) == 0:
+		return Telemetry{}, invalid(`"m" is missing or has no measurements`)
+	case len(w.M) > MaxTelemetryMetrics:
+		return Telemetry{}, invalid(`"m" has %d measurements, more than %d`, len(w.M), MaxTelemetryMetrics)
+	}
+	t := Telemetry{Header: Header{Boot: *w.Boot, Seq: *w.Seq, TS: *w.TS}, M: make(map[string]float64, len(w.M))}
+	for name, v := range w.M {
+		if !ValidMetricName(name) {
+			return Telemetry{}, invalid("measurement name %q (want lower snake case, e.g. temp_c)", name)
+		}
+		n, ok := v.(json.Number)
+		if !ok {
+			return Telemetry{}, invalid("measurement %s is %s, not a number", name, jsonKind(v))
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return Telemetry{}, invalid("measurement %s: %s is not a finite number", name, n)
+		}
+		t.M[name] = f
+	}
+	return t, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
 }

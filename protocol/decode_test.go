@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -45,12 +47,77 @@ func TestDecodeEvent(t *testing.T) {
 	}
 }
 
+func TestDecodeTelemetry(t *testing.T) {
+	s, err := DecodeTelemetry([]byte(`{"boot":17,"seq":0,"ts":1795389000000,"m":{"temp_c":4.5,"humidity_pct":61,"battery_v":12.6,"mains":1,"rssi_dbm":-71,"x1":-1.5e-3}}`))
+	require.NoError(t, err)
+	require.Equal(t, Header{Boot: 17, Seq: 0, TS: 1795389000000}, s.Header)
+	require.Equal(t, map[string]float64{"temp_c": 4.5, "humidity_pct": 61, "battery_v": 12.6, "mains": 1, "rssi_dbm": -71, "x1": -0.0015}, s.M)
+
+	many := make([]string, MaxTelemetryMetrics+1)
+	for i := range many {
+		many[i] = fmt.Sprintf(`"m%d":1`, i)
+	}
+	sample := func(m string) string { return `{"boot":1,"seq":1,"ts":1795389000000,"m":{` + m + `}}` }
+	for _, tc := range []struct{ name, payload, reason string }{
+		{"empty", ``, "not a JSON object"},
+		{"array", `[{"boot":1}]`, "not a JSON object"},
+		{"null", `null`, "not a JSON object"},
+		{"not JSON", `{"boot":1,`, "not JSON"},
+		{"too big", `{"boot":1,"seq":1,"ts":1,"m":{"a":1` + strings.Repeat(" ", MaxTelemetryBytes) + `}}`, "over the limit"},
+		{"trailing data", sample(`"a":1`) + ` {}`, "trailing data"},
+		{"unknown field", `{"boot":1,"seq":1,"ts":1795389000000,"m":{"a":1},"pad":"xx"}`, "unknown field"},
+		{"boot missing", `{"seq":1,"ts":1795389000000,"m":{"a":1}}`, "boot is missing"},
+		{"boot 0", `{"boot":0,"seq":1,"ts":1795389000000,"m":{"a":1}}`, "boot is missing or 0"},
+		{"boot negative", `{"boot":-1,"seq":1,"ts":1795389000000,"m":{"a":1}}`, "not JSON of the expected shape"},
+		{"seq missing", `{"boot":1,"ts":1795389000000,"m":{"a":1}}`, "seq is missing"},
+		{"seq negative", `{"boot":1,"seq":-1,"ts":1795389000000,"m":{"a":1}}`, "not JSON of the expected shape"},
+		{"seq fraction", `{"boot":1,"seq":1.5,"ts":1795389000000,"m":{"a":1}}`, "not JSON of the expected shape"},
+		{"ts missing", `{"boot":1,"seq":1,"m":{"a":1}}`, "ts is missing"},
+		{"ts 0", `{"boot":1,"seq":1,"ts":0,"m":{"a":1}}`, "ts is missing or not positive"},
+		{"ts string", `{"boot":1,"seq":1,"ts":"1795389000000","m":{"a":1}}`, "not JSON of the expected shape"},
+		{"m missing", `{"boot":1,"seq":1,"ts":1795389000000}`, `"m" is missing`},
+		{"m empty", sample(``), `"m" is missing or has no measurements`},
+		{"m null", `{"boot":1,"seq":1,"ts":1795389000000,"m":null}`, `"m" is missing`},
+		{"m array", `{"boot":1,"seq":1,"ts":1795389000000,"m":[1]}`, "not JSON of the expected shape"},
+		{"too many metrics", sample(strings.Join(many, ",")), "more than 64"},
+		{"name upper case", sample(`"Temp":1`), `measurement name "Temp"`},
+		{"name with digit first", sample(`"1a":1`), "measurement name"},
+		{"name with dash", sample(`"temp-c":1`), "measurement name"},
+		{"name too long", sample(`"` + strings.Repeat("a", 49) + `":1`), "measurement name"},
+		{"name empty", sample(`"":1`), "measurement name"},
+		{"NaN string", sample(`"a":"NaN"`), "a string, not a number"},
+		{"number as string", sample(`"a":"1.5"`), "a string, not a number"},
+		{"boolean", sample(`"a":true`), "a boolean, not a number"},
+		{"null value", sample(`"a":null`), "null, not a number"},
+		{"nested object", sample(`"a":{"b":1}`), "an object, not a number"},
+		{"array value", sample(`"a":[1]`), "an array, not a number"},
+		{"overflow", sample(`"a":1e999`), "not a finite number"},
+		{"negative overflow", sample(`"a":-1e999`), "not a finite number"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeTelemetry([]byte(tc.payload))
+			require.ErrorIs(t, err, ErrInvalid)
+			require.ErrorContains(t, err, tc.reason)
+		})
+	}
+	// The limit is on the payload: exactly MaxTelemetryBytes is taken.
+	pad := MaxTelemetryBytes - len(sample(`"a":1`))
+	_, err = DecodeTelemetry([]byte(sample(`"a":1` + strings.Repeat(" ", pad))))
+	require.NoError(t, err)
+	// Longest name and most measurements are taken.
+	_, err = DecodeTelemetry([]byte(sample(strings.Join(many[:MaxTelemetryMetrics], ",") + `,` + `"` + strings.Repeat("a", 48) + `":1`)))
+	require.ErrorContains(t, err, "more than 64", "64 plus one is one too many")
+	_, err = DecodeTelemetry([]byte(sample(strings.Join(many[:MaxTelemetryMetrics-1], ",") + `,` + `"` + strings.Repeat("a", 48) + `":1`)))
+	require.NoError(t, err)
+}
+
 // FuzzDecodeDeviceMessages: any payload is decoded or refused with ErrInvalid,
 // never a panic, and what is accepted satisfies the checks.
 func FuzzDecodeDeviceMessages(f *testing.F) {
 	f.Add([]byte(`{"boot":17,"seq":1042,"ts":1795389000100,"cells":{"A01":{"door":"open","lock":"unlocked","occupied":false}},"power":{"mains":true,"battery_v":12.6},"firmware":"1.4.2","desired_version":7}`))
 	f.Add([]byte(`{"id":"7f3c","boot":17,"seq":1043,"ts":1795389000200,"type":"door_opened","cell":"A01","cause":"command:c-81"}`))
 	f.Add([]byte(`{"boot":1,"seq":1,"ts":1,"power":{"battery_v":1e400}}`))
+	f.Add([]byte(`{"boot":17,"seq":1041,"ts":1795389000000,"m":{"temp_c":4.5,"humidity_pct":61,"battery_v":12.6,"mains":1,"rssi_dbm":-71}}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		if s, err := DecodeState(payload); err == nil {
 			if s.Boot == 0 || len(s.Cells) > MaxCells {
@@ -63,6 +130,18 @@ func FuzzDecodeDeviceMessages(f *testing.F) {
 			}
 		} else if !errors.Is(err, ErrInvalid) {
 			t.Fatalf("state error without ErrInvalid: %v", err)
+		}
+		if s, err := DecodeTelemetry(payload); err == nil {
+			if s.Boot == 0 || s.TS <= 0 || len(s.M) == 0 || len(s.M) > MaxTelemetryMetrics || len(payload) > MaxTelemetryBytes {
+				t.Fatalf("accepted an invalid sample: %+v", s)
+			}
+			for name, v := range s.M {
+				if !ValidMetricName(name) || math.IsNaN(v) || math.IsInf(v, 0) {
+					t.Fatalf("accepted measurement %q = %v", name, v)
+				}
+			}
+		} else if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("telemetry error without ErrInvalid: %v", err)
 		}
 		if e, err := DecodeEvent(payload); err == nil {
 			if e.ID == "" || e.Type == "" || e.Boot == 0 {
