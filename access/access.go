@@ -10,11 +10,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
 )
 
@@ -34,13 +37,29 @@ const (
 // ErrUnauthenticated means no valid credential was presented.
 var ErrUnauthenticated = errors.New("missing or invalid credential")
 
-// Principal is who is calling: a bearer token (TokenID set) or a user's
-// session (UserID set).
+// Principal is who is calling: a bearer token (TokenID set), a user's
+// session (UserID set) or an API client (ClientID set, Role RoleClient, what
+// it may do in Scopes).
 type Principal struct {
-	TokenID int64
-	UserID  int64
-	Name    string
-	Role    string
+	TokenID  int64
+	UserID   int64
+	ClientID int64
+	Name     string
+	Role     string
+	// Carrier, when set, limits the principal to the lockers assigned to
+	// that carrier.
+	Carrier string
+	Scopes  []string
+}
+
+// HasScope reports whether an API client's principal holds scope.
+func (p Principal) HasScope(scope string) bool {
+	for _, s := range p.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
 }
 
 // Store keeps tokens, users and sessions in PostgreSQL.
@@ -60,17 +79,28 @@ func (s *Store) CreateToken(ctx context.Context, name, role string) (string, err
 	}
 	tok := "lh_" + base64.RawURLEncoding.EncodeToString(b)
 	h := sha256.Sum256([]byte(tok))
-	_, err := s.pool.Exec(ctx, `INSERT INTO access_tokens (name, role, hash) VALUES ($1, $2, $3)`, name, role, h[:])
+	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, `INSERT INTO access_tokens (name, role, hash) VALUES ($1, $2, $3) RETURNING id`, name, role, h[:]).Scan(&id); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: audit.ActionCreate, ObjectType: "token", ObjectID: strconv.FormatInt(id, 10),
+			After: map[string]any{"id": id, "name": name, "role": role}})
+	})
 	if err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	return tok, nil
 }
 
-// Authenticate returns the principal of a token, or ErrUnauthenticated.
+// Authenticate returns the principal of a token (an admin token "lh_…" or
+// an API client's "lhc_…"), or ErrUnauthenticated.
 func (s *Store) Authenticate(ctx context.Context, token string) (Principal, error) {
 	if token == "" || len(token) > 200 {
 		return Principal{}, ErrUnauthenticated
+	}
+	if strings.HasPrefix(token, clientTokenPrefix) {
+		return s.authenticateClient(ctx, token)
 	}
 	h := sha256.Sum256([]byte(token))
 	var p Principal

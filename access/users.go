@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
 )
 
@@ -68,27 +70,66 @@ func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpa
 
 // User is a person who logs in.
 type User struct {
-	ID         int64      `json:"-"`
-	Username   string     `json:"username"`
-	Role       string     `json:"role"`
+	ID       int64  `json:"-"`
+	Username string `json:"username"`
+	Role     string `json:"role"`
+	// Carrier, when set, limits the user to the lockers of that carrier.
+	Carrier    string     `json:"carrier,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 }
 
-const userColumns = `id, username, role, created_at, disabled_at`
+const userColumns = `id, username, role, carrier, created_at, disabled_at`
 
 func userFields(u *User) []any {
-	return []any{&u.ID, &u.Username, &u.Role, &u.CreatedAt, &u.DisabledAt}
+	return []any{&u.ID, &u.Username, &u.Role, &u.Carrier, &u.CreatedAt, &u.DisabledAt}
 }
 
-// CreateUser adds a user with a password and a role.
+// CreateUser adds a user with a password and a role, for the whole fleet.
 func (s *Store) CreateUser(ctx context.Context, username, password, role string) (User, error) {
-	username = NormalizeUsername(username)
+	return s.AddUser(ctx, NewUser{Username: username, Password: password, Role: role})
+}
+
+// NewUser is a user to add.
+type NewUser struct {
+	Username, Password, Role string
+	Carrier                  string // optional, required for couriers
+}
+
+// checkRoleCarrier checks a role and the carrier that goes with it.
+func checkRoleCarrier(role, carrier string) (string, error) {
+	if !ValidRole(role) {
+		return "", fmt.Errorf("%w: role must be one of %s, got %q", ErrInvalid, strings.Join(Roles, ", "), role)
+	}
+	carrier, err := ValidCarrier(carrier)
+	if err != nil {
+		return "", err
+	}
+	if role == RoleCourier && carrier == "" {
+		return "", fmt.Errorf("%w: a courier needs a carrier", ErrInvalid)
+	}
+	return carrier, nil
+}
+
+// ValidCarrier checks a carrier name as fleet does (trimmed, at most 64
+// characters, no ',' or '|' or control characters); "" means none.
+func ValidCarrier(c string) (string, error) {
+	c = strings.TrimSpace(c)
+	if len(c) > 64 || strings.ContainsAny(c, ",|") || strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", fmt.Errorf("%w: carrier must be at most 64 characters without ',', '|' or control characters", ErrInvalid)
+	}
+	return c, nil
+}
+
+// AddUser adds a user.
+func (s *Store) AddUser(ctx context.Context, n NewUser) (User, error) {
+	username, password, role := NormalizeUsername(n.Username), n.Password, n.Role
 	if !usernameRE.MatchString(username) {
 		return User{}, fmt.Errorf("%w: username must be 1 to 64 of a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit", ErrInvalid)
 	}
-	if !ValidRole(role) {
-		return User{}, fmt.Errorf("%w: role must be one of %s, got %q", ErrInvalid, strings.Join(Roles, ", "), role)
+	carrier, err := checkRoleCarrier(role, n.Carrier)
+	if err != nil {
+		return User{}, err
 	}
 	hash, err := HashPassword(ctx, password)
 	if errors.Is(err, ErrWeakPassword) {
@@ -98,8 +139,14 @@ func (s *Store) CreateUser(ctx context.Context, username, password, role string)
 		return User{}, err
 	}
 	var u User
-	err = s.pool.QueryRow(ctx, `INSERT INTO access_users (username, password_hash, role) VALUES ($1, $2, $3)
-		RETURNING `+userColumns, username, hash, role).Scan(userFields(&u)...)
+	err = pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO access_users (username, password_hash, role, carrier) VALUES ($1, $2, $3, $4)
+			RETURNING `+userColumns, username, hash, role, carrier).Scan(userFields(&u)...)
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: audit.ActionCreate, ObjectType: "user", ObjectID: u.Username, After: u})
+	})
 	if pg.IsUniqueViolation(err) {
 		return User{}, fmt.Errorf("%w: user %s", ErrExists, username)
 	}
@@ -142,8 +189,10 @@ func (s *Store) SetPassword(ctx context.Context, username, password string) erro
 		if err != nil {
 			return fmt.Errorf("set password: %w", err)
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM access_sessions WHERE user_id = $1`, id)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM access_sessions WHERE user_id = $1`, id); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: "set_password", ObjectType: "user", ObjectID: NormalizeUsername(username)})
 	})
 }
 
@@ -159,8 +208,10 @@ func (s *Store) DisableUser(ctx context.Context, username string) error {
 		if err != nil {
 			return fmt.Errorf("disable user: %w", err)
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM access_sessions WHERE user_id = $1`, id)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM access_sessions WHERE user_id = $1`, id); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: "disable", ObjectType: "user", ObjectID: NormalizeUsername(username)})
 	})
 }
 
@@ -177,7 +228,7 @@ type Session struct {
 
 // Principal is the principal of a session.
 func (s Session) Principal() Principal {
-	return Principal{UserID: s.User.ID, Name: s.User.Username, Role: s.User.Role}
+	return Principal{UserID: s.User.ID, Name: s.User.Username, Role: s.User.Role, Carrier: s.User.Carrier}
 }
 
 // Login checks a user's password and opens a session. A wrong password and an
@@ -185,6 +236,7 @@ func (s Session) Principal() Principal {
 // told to someone who knows the password.
 func (s *Store) Login(ctx context.Context, username, password, remoteAddr string) (Session, error) {
 	if password == "" {
+		s.loginFailed(ctx, username, "no password")
 		return Session{}, fmt.Errorf("%w: %w", ErrBadLogin, errNoPassword)
 	}
 	var u User
@@ -203,9 +255,11 @@ func (s *Store) Login(ctx context.Context, username, password, remoteAddr string
 		return Session{}, fmt.Errorf("login %s: %w", u.Username, err)
 	}
 	if !ok || !known {
+		s.loginFailed(ctx, username, "unknown user or wrong password")
 		return Session{}, ErrBadLogin
 	}
 	if u.DisabledAt != nil {
+		s.loginFailed(ctx, username, "disabled")
 		return Session{}, ErrDisabled
 	}
 
@@ -222,7 +276,14 @@ func (s *Store) Login(ctx context.Context, username, password, remoteAddr string
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO access_sessions (id_hash, user_id, csrf_token, remote_addr, created_at, last_seen_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $5, $6)`, hashToken(sess.ID), u.ID, sess.CSRFToken, remoteAddr, now, sess.ExpiresAt)
-		return err
+		if err != nil {
+			return err
+		}
+		// The user is the actor of the login: known now the password is checked.
+		act := audit.ActorFrom(ctx)
+		act.Kind, act.ID, act.Name, act.Role = audit.KindUser, strconv.FormatInt(u.ID, 10), u.Username, u.Role
+		return audit.Record(ctx, tx, audit.Entry{Action: audit.ActionLogin, ObjectType: "session", ObjectID: u.Username, Actor: act,
+			After: map[string]any{"expires_at": sess.ExpiresAt}})
 	})
 	if err != nil {
 		return Session{}, fmt.Errorf("open session: %w", err)
@@ -239,7 +300,7 @@ func (s *Store) Session(ctx context.Context, id string) (Session, error) {
 	now := s.now()
 	h := hashToken(id)
 	var sess Session
-	err := s.pool.QueryRow(ctx, `SELECT u.id, u.username, u.role, u.created_at, u.disabled_at,
+	err := s.pool.QueryRow(ctx, `SELECT u.id, u.username, u.role, u.carrier, u.created_at, u.disabled_at,
 			s.csrf_token, s.created_at, s.last_seen_at, s.expires_at
 		FROM access_sessions s JOIN access_users u ON u.id = s.user_id
 		WHERE s.id_hash = $1 AND u.disabled_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $3`,
@@ -265,10 +326,39 @@ func (s *Store) Logout(ctx context.Context, id string) error {
 	if id == "" || len(id) > 100 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM access_sessions WHERE id_hash = $1`, hashToken(id)); err != nil {
+	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var user string
+		err := tx.QueryRow(ctx, `DELETE FROM access_sessions s USING access_users u
+			WHERE s.id_hash = $1 AND u.id = s.user_id RETURNING u.username`, hashToken(id)).Scan(&user)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // no session: nothing happened, nothing to record
+		}
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: audit.ActionLogout, ObjectType: "session", ObjectID: user})
+	})
+	if err != nil {
 		return fmt.Errorf("logout: %w", err)
 	}
 	return nil
+}
+
+// loginFailed records a failed login, a security event, with the name tried
+// (never the password). It has no transaction to join: nothing else changed.
+func (s *Store) loginFailed(ctx context.Context, username, reason string) {
+	act := audit.ActorFrom(ctx)
+	if act.Kind == audit.KindSystem {
+		act.Kind = audit.KindAnonymous
+	}
+	name := NormalizeUsername(username)
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	// A failed record must not turn a wrong password into a 500: it is
+	// logged by the caller's error path only when the database is away.
+	_ = audit.Record(ctx, s.pool, audit.Entry{Action: audit.ActionLoginFailed, ObjectType: "user", ObjectID: name, Actor: act,
+		After: map[string]any{"reason": reason}})
 }
 
 func hashToken(tok string) []byte {
@@ -283,4 +373,101 @@ func randomToken(n int) string {
 		panic(err) // crypto/rand does not fail on Linux
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Users lists every user by name.
+func (s *Store) Users(ctx context.Context) ([]User, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+userColumns+` FROM access_users ORDER BY username`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	us, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
+		var u User
+		return u, r.Scan(userFields(&u)...)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return us, nil
+}
+
+// UserPatch changes what is set and nothing else.
+type UserPatch struct {
+	Role     *string
+	Carrier  *string
+	Disabled *bool
+}
+
+// UpdateUser changes a user's role, carrier or whether it is disabled.
+// Disabling ends the user's sessions in the same transaction; a changed role
+// or carrier applies to the user's next request (sessions read them each time).
+func (s *Store) UpdateUser(ctx context.Context, username string, p UserPatch) (User, error) {
+	var u User
+	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT `+userColumns+` FROM access_users WHERE username = $1 FOR UPDATE`,
+			NormalizeUsername(username)).Scan(userFields(&u)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: user %s", ErrNotFound, username)
+		}
+		if err != nil {
+			return fmt.Errorf("update user: %w", err)
+		}
+		before := u
+		role, carrier := u.Role, u.Carrier
+		if p.Role != nil {
+			role = *p.Role
+		}
+		if p.Carrier != nil {
+			carrier = *p.Carrier
+		}
+		if carrier, err = checkRoleCarrier(role, carrier); err != nil {
+			return err
+		}
+		disabled := u.DisabledAt
+		if p.Disabled != nil {
+			switch {
+			case *p.Disabled && disabled == nil:
+				now := s.now()
+				disabled = &now
+			case !*p.Disabled:
+				disabled = nil
+			}
+		}
+		if u.Role == RoleAdmin && u.DisabledAt == nil && (role != RoleAdmin || disabled != nil) {
+			if err := s.keepAnAdmin(ctx, tx, u.ID); err != nil {
+				return err
+			}
+		}
+		err = tx.QueryRow(ctx, `UPDATE access_users SET role = $2, carrier = $3, disabled_at = $4 WHERE id = $1 RETURNING `+userColumns,
+			u.ID, role, carrier, disabled).Scan(userFields(&u)...)
+		if err != nil {
+			return fmt.Errorf("update user: %w", err)
+		}
+		if u.DisabledAt != nil {
+			if _, err = tx.Exec(ctx, `DELETE FROM access_sessions WHERE user_id = $1`, u.ID); err != nil {
+				return err
+			}
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: audit.ActionUpdate, ObjectType: "user", ObjectID: u.Username, Before: before, After: u})
+	})
+	return u, err
+}
+
+// keepAnAdmin refuses to take away the last active admin (besides the one
+// with id): nobody could manage users in the dashboard any more. Changes that
+// take an admin away are serialized by a transaction lock, so two admins
+// cannot disable each other at once.
+func (s *Store) keepAnAdmin(ctx context.Context, tx pgx.Tx, id int64) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('access_users_admins'))`); err != nil {
+		return fmt.Errorf("update user: %w", err)
+	}
+	var others int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM access_users WHERE role = $1 AND disabled_at IS NULL AND id <> $2`,
+		RoleAdmin, id).Scan(&others); err != nil {
+		return fmt.Errorf("update user: %w", err)
+	}
+	if others == 0 {
+		return fmt.Errorf("%w: this is the last active admin; make another user admin first", ErrInvalid)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,10 +26,12 @@ import (
 
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/telemetry"
 	"github.com/lockerhub/lockerhub/web"
 )
 
@@ -41,9 +44,12 @@ type Config struct {
 	DeviceAddr      string
 	Hostnames       []string
 	ShutdownTimeout time.Duration
-	ConnectTimeout  time.Duration // from TLS handshake to MQTT CONNECT; 10 s
-	HTTPTLSCert     string        // optional: serve --http-addr over TLS with this certificate …
-	HTTPTLSKey      string        // … and key (PEM files)
+	ConnectTimeout  time.Duration        // from TLS handshake to MQTT CONNECT; 10 s
+	HTTPTLSCert     string               // optional: serve --http-addr over TLS with this certificate …
+	HTTPTLSKey      string               // … and key (PEM files)
+	TrustedProxies  []netip.Prefix       // reverse proxies whose X-Forwarded-For names the caller in audit records
+	Telemetry       telemetry.Config     // retention, unknown-metric policy, ingest sizing; zero values take its defaults
+	Commands        fleet.CommandsConfig // door confirmation window, re-send period; zero values take its defaults
 	Logger          *slog.Logger
 	Out             io.Writer // where the admin credential is printed on first start
 }
@@ -81,7 +87,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), fleet.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations()}
 }
 
 // App is a running hub.
@@ -89,15 +95,20 @@ type App struct {
 	cfg Config
 	log *slog.Logger
 
-	Metrics    *prometheus.Registry
-	CA         *pki.CA
-	Pool       *pgxpool.Pool
-	Registry   *fleet.Registry
-	Twins      *fleet.Twins
-	Overview   *fleet.Overview
-	Broker     *broker.Broker
-	Access     *access.Store
-	AdminToken string
+	Metrics  *prometheus.Registry
+	CA       *pki.CA
+	Pool     *pgxpool.Pool
+	Registry *fleet.Registry
+	Twins    *fleet.Twins
+	Overview *fleet.Overview
+	Broker   *broker.Broker
+	Commands *fleet.Commands
+	Access   *access.Store
+	// Telemetry takes the lockers' samples and knows each one's latest;
+	// TelemetryStore answers series queries.
+	Telemetry      *telemetry.Ingest
+	TelemetryStore *telemetry.Store
+	AdminToken     string
 	// AdminPassword is the dashboard password of user "admin" as kept in the
 	// data dir (empty when an operator changed it and deleted the file).
 	AdminPassword string
@@ -178,6 +189,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startTwins(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startTelemetry(ctx); err != nil {
+		return err
+	}
 
 	ticketKeys, err := pki.LoadOrRotateTicketKeys(cfg.DataDir, time.Now(), ticketKeyRotation)
 	if err != nil {
@@ -195,6 +209,9 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.Registry.SetConnections(a.Broker)
+	if err := a.startCommands(ctx, runCtx); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -203,14 +220,17 @@ func (a *App) Start(ctx context.Context) error {
 	go func() { defer a.wg.Done(); a.rotateTicketKeys(runCtx) }()
 
 	deps := web.Deps{
-		Registry:   a.Registry,
-		Twins:      a.Twins,
-		Overview:   a.Overview,
-		Access:     accessStore,
-		CAPEM:      ca.CertPEM,
-		Gatherer:   a.Metrics,
-		Registerer: a.Metrics,
-		Logger:     a.log.With("component", "web"),
+		Registry:       a.Registry,
+		Twins:          a.Twins,
+		Overview:       a.Overview,
+		Commands:       a.Commands,
+		Access:         accessStore,
+		Audit:          audit.NewStore(a.Pool),
+		CAPEM:          ca.CertPEM,
+		Gatherer:       a.Metrics,
+		Registerer:     a.Metrics,
+		Logger:         a.log.With("component", "web"),
+		TrustedProxies: cfg.TrustedProxies,
 		Ready: []web.Check{
 			{Name: "database", Fn: func(ctx context.Context) error { return a.Pool.Ping(ctx) }},
 			{Name: "migrations", Fn: func(ctx context.Context) error {
@@ -220,6 +240,7 @@ func (a *App) Start(ctx context.Context) error {
 				}
 				return err
 			}},
+			{Name: "telemetry", Fn: a.Telemetry.Ready},
 			{Name: "broker", Fn: func(context.Context) error {
 				if !a.Broker.Listening() {
 					return errors.New("MQTT listener is not accepting")
@@ -227,6 +248,8 @@ func (a *App) Start(ctx context.Context) error {
 				return nil
 			}},
 		},
+		Telemetry:      a.Telemetry,
+		TelemetryStore: a.TelemetryStore,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)

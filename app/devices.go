@@ -9,6 +9,7 @@ import (
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/protocol"
+	"github.com/lockerhub/lockerhub/telemetry"
 )
 
 // startTwins loads the twins and the fleet overview; the twin writer runs
@@ -28,15 +29,48 @@ func (a *App) startTwins(ctx, runCtx context.Context) error {
 	return nil
 }
 
-// routeDeviceMessages sends the lockers' state and events to the twins, and
-// desired configurations to the lockers once they subscribe.
+// startTelemetry creates the telemetry partitions that are due and loads the
+// latest samples; routeDeviceMessages runs the ingest.
+func (a *App) startTelemetry(ctx context.Context) error {
+	var err error
+	a.Telemetry, err = telemetry.NewIngest(a.Pool, a.log.With("component", "telemetry"), a.Metrics, a.cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	a.TelemetryStore = telemetry.NewStore(a.Pool, a.cfg.Telemetry.Retention)
+	return a.Telemetry.Start(ctx)
+}
+
+// startCommands loads the open commands and wires them to the broker (sends,
+// answers, re-sends after a locker subscribes) and to the stored events (door
+// confirmations). Call it before routeDeviceMessages starts the twin writer.
+func (a *App) startCommands(ctx, runCtx context.Context) error {
+	a.Commands = fleet.NewCommands(a.Pool, a.Broker, a.Registry, a.Overview, a.Twins,
+		a.log.With("component", "commands"), a.Metrics, a.cfg.Commands)
+	if err := a.Commands.Load(ctx); err != nil {
+		return err
+	}
+	a.Broker.OnResponse(a.Commands.Response)
+	a.Broker.OnSubscribed(a.Commands.Subscribed)
+	a.Twins.ObserveEvents(a.Commands.Event)
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.Commands.Run(runCtx) }()
+	return nil
+}
+
+// routeDeviceMessages sends the lockers' state and events to the twins,
+// telemetry to its ingest, and desired configurations to the lockers once
+// they subscribe. The writers run until runCtx ends, after the broker has
+// closed, so what they took is written (or left unacknowledged).
 func (a *App) routeDeviceMessages(runCtx context.Context) {
 	desired := fleet.NewDesired(a.Twins, a.Broker, a.log.With("component", "desired"))
 	a.Broker.OnSubscribed(desired.Subscribed)
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); desired.Run(runCtx) }()
 	// Every observer of the twins is in place: start writing.
 	go func() { defer a.wg.Done(); a.Twins.Run(runCtx) }()
+	// The telemetry ingest also runs its partition maintenance and roller.
+	go func() { defer a.wg.Done(); a.Telemetry.Run(runCtx) }()
 
 	toTwins := func(m broker.Message) {
 		a.Twins.Submit(fleet.Inbound{LockerID: m.LockerID, Kind: m.Kind, Payload: m.Payload, Received: m.Received,
@@ -44,6 +78,10 @@ func (a *App) routeDeviceMessages(runCtx context.Context) {
 	}
 	a.Broker.Handle(protocol.KindState, toTwins)
 	a.Broker.Handle(protocol.KindEvents, toTwins)
+	a.Broker.Handle(protocol.KindTelemetry, func(m broker.Message) {
+		a.Telemetry.Submit(telemetry.Inbound{LockerID: m.LockerID, Payload: m.Payload, Received: m.Received,
+			Done: func(err error) { m.Done(deviceError(err)) }})
+	})
 }
 
 // deviceError maps a domain verdict on a device message to the broker's.
@@ -53,7 +91,7 @@ func deviceError(err error) error {
 		return nil
 	case errors.Is(err, protocol.ErrInvalid):
 		return fmt.Errorf("%w: %v", broker.ErrInvalid, err)
-	default: // overloaded, or anything unexpected: withhold the PUBACK
+	default: // overloaded (twins, telemetry), or anything unexpected: withhold the PUBACK
 		return fmt.Errorf("%w: %v", broker.ErrOverloaded, err)
 	}
 }

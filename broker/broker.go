@@ -75,6 +75,7 @@ type Config struct {
 	// MaxUnackedTotalBytes bounds the payload bytes awaiting PUBACK hub-wide, 256 MiB.
 	MaxUnackedTotalBytes int64
 	AckWriters           int        // goroutines writing PUBACKs, 2
+	MaxCallsInFlight     int        // RPC calls waiting for one locker's answer at once, DefaultMaxInFlight
 	TicketKeys           [][32]byte // TLS session ticket keys, newest first; kept across restarts so lockers resume
 	Logger               *slog.Logger
 	Registerer           prometheus.Registerer
@@ -146,6 +147,7 @@ type Broker struct {
 	handlers map[protocol.Kind]Handler
 	// onSubscribed observers, set before Start.
 	onSubscribed []func(lockerID string, kinds []protocol.Kind)
+	rpc          rpcState // rpc.go
 
 	mu       sync.Mutex
 	sessions map[string]session
@@ -213,6 +215,7 @@ func New(cfg Config, ids Identities, presence Presence) (*Broker, error) {
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, err
 	}
+	b.initRPC()
 	b.ln = newTLSListener(b.cfg, b.m)
 	return b, nil
 }
@@ -372,7 +375,9 @@ func (b *Broker) sessionDown(cl *mqtt.Client, err error) {
 	if a != nil {
 		a.close()
 	}
-	if cl.IsTakenOver() {
+	// A replaced session: mochi stops it (cause ErrSessionTakenOver) before it
+	// marks it taken over, so its disconnect can come first; either tells.
+	if cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
 		return
 	}
 	b.mu.Lock()

@@ -44,15 +44,7 @@ func BenchmarkIdleLockers(b *testing.B) {
 	h := hubtest.Start(b, func(c *app.Config) { c.Logger = slog.New(slog.DiscardHandler) })
 	sim := buildLockersim(b)
 	certs := b.TempDir()
-	common := []string{"--ca", h.CAFile(), "--certs", certs, "--admin", h.HTTPURL, "--admin-token", h.AdminToken,
-		"--api", h.DeviceURL, "--prefix", "SIM-", "--enroll-concurrency", "16"}
-
-	// Enrol every locker first (not measured): a short idle run.
-	runBench(b, sim, append([]string{"--broker", h.MQTTAddr, "--tls", "--idle", "--connections", "1", "--duration", "1s"}, common...)...)
-	enrolStart := time.Now()
-	runBench(b, sim, append([]string{"--broker", h.MQTTAddr, "--tls", "--idle", "--connections", strconv.Itoa(n), "--duration", "1s"}, common...)...)
-	b.Logf("enrolled %d lockers in %s", n, time.Since(enrolStart).Round(time.Second))
-	waitFor(b, 30*time.Second, "all disconnected", func() bool { return h.App.Broker.Connected() == 0 })
+	common := enrolLockers(b, h, sim, certs, "SIM-", n, 20)
 
 	base := rssAfterGC()
 	hold := 45 * time.Second
@@ -129,6 +121,22 @@ func BenchmarkIdleLockers(b *testing.B) {
 	if p99 > 15*time.Second {
 		b.Errorf("reconnect storm: 99%% back after %s > 15 s", p99)
 	}
+}
+
+// enrolLockers registers and enrols n lockers (prefix + number, cells each)
+// with the hub through lockersim, their keys and certificates in certs, not
+// measured, and returns the flags every later lockersim bench run against the
+// hub needs (certificates, CA, prefix).
+func enrolLockers(b *testing.B, h *hubtest.Hub, sim, certs, prefix string, n, cells int) []string {
+	common := []string{"--ca", h.CAFile(), "--certs", certs, "--admin", h.HTTPURL, "--admin-token", h.AdminToken,
+		"--api", h.DeviceURL, "--prefix", prefix, "--enroll-concurrency", "16", "--cells", strconv.Itoa(cells)}
+	// One first (the CA is fetched once), then the rest: short idle runs.
+	runBench(b, sim, append([]string{"--broker", h.MQTTAddr, "--tls", "--idle", "--connections", "1", "--duration", "1s"}, common...)...)
+	start := time.Now()
+	runBench(b, sim, append([]string{"--broker", h.MQTTAddr, "--tls", "--idle", "--connections", strconv.Itoa(n), "--duration", "1s"}, common...)...)
+	b.Logf("enrolled %d lockers in %s", n, time.Since(start).Round(time.Second))
+	waitFor(b, 30*time.Second, "all disconnected", func() bool { return h.App.Broker.Connected() == 0 })
+	return common
 }
 
 func figure(name string, v float64, unit string, n int) {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
@@ -66,16 +67,7 @@ func BenchmarkStreamLatency(b *testing.B) {
 	}
 	h := hubtest.Start(b, func(c *app.Config) { c.Logger = slog.New(slog.DiscardHandler) })
 	sim := buildLockersim(b)
-	certs := b.TempDir()
-	common := []string{"--ca", h.CAFile(), "--certs", certs, "--admin", h.HTTPURL, "--admin-token", h.AdminToken,
-		"--api", h.DeviceURL, "--prefix", "SIM-", "--enroll-concurrency", "16", "--cells", "10"}
-
-	// Enrol every locker first (not measured): a short idle run.
-	runBench(b, sim, append([]string{"--broker", h.MQTTAddr, "--tls", "--idle", "--connections", "1", "--duration", "1s"}, common...)...)
-	enrolStart := time.Now()
-	runBench(b, sim, append([]string{"--broker", h.MQTTAddr, "--tls", "--idle", "--connections", strconv.Itoa(n), "--duration", "1s"}, common...)...)
-	b.Logf("enrolled %d lockers in %s", n, time.Since(enrolStart).Round(time.Second))
-	waitFor(b, 30*time.Second, "all disconnected", func() bool { return h.App.Broker.Connected() == 0 })
+	common := enrolLockers(b, h, sim, b.TempDir(), "SIM-", n, 10)
 
 	// The browser: one WebSocket watching the whole fleet. And, to split the
 	// latency, the overview's own subscribers' view: a row is handed to them
@@ -509,6 +501,9 @@ func measure(b *testing.B, genPID, brokerPID int, dur time.Duration, count func(
 		}
 		stop = func() { pprof.StopCPUProfile(); out.Close() }
 	}
+	if f := os.Getenv("BENCH_MEMPROFILE"); f != "" && brokerPID == 0 {
+		writeHeapProfile(b, f+".start") // pprof -base FILE.start FILE: the window's allocations
+	}
 	self0, gen0, br0, pg0, m0, c0 := selfCPU(), procCPU(genPID), procCPU(brokerPID), postgresCPU(), machineCPU(), count()
 	w.from = time.Now()
 	time.Sleep(dur - 4*time.Second)
@@ -518,7 +513,24 @@ func measure(b *testing.B, genPID, brokerPID int, dur time.Duration, count func(
 	if stop != nil {
 		stop()
 	}
+	if f := os.Getenv("BENCH_MEMPROFILE"); f != "" && brokerPID == 0 {
+		writeHeapProfile(b, f)
+	}
 	return w
+}
+
+// writeHeapProfile writes the allocations since the process started
+// (alloc_space tells what makes the GC run) and the live heap.
+func writeHeapProfile(b *testing.B, path string) {
+	out, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(out, 0); err != nil {
+		b.Fatal(err)
+	}
 }
 
 func selfCPU() float64 {

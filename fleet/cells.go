@@ -20,6 +20,12 @@ const (
 // Sizes lists the cell sizes, smallest first.
 var Sizes = []string{SizeS, SizeM, SizeL, SizeXL}
 
+// Holds: what a cell may be kept for, so that it is not free for loading.
+const (
+	// HoldReturns keeps a cell for parcels that recipients send back.
+	HoldReturns = "returns"
+)
+
 // ColumnCells is how many cells a column holds in the layout of a locker
 // registered with only a cell count.
 const ColumnCells = 10
@@ -29,11 +35,15 @@ const ColumnCells = 10
 // Col and Row are its position, both from 1: Col is the column's number
 // (A = 1, Z = 26, AA = 27), Row the printed row. In API input Col and Row may
 // be left out; they are always derived from Name.
+//
+// Hold, when set, keeps the cell for a purpose (HoldReturns) rather than for
+// loading: the fleet's free cells do not count it.
 type Cell struct {
 	Name string `json:"name"`
 	Size string `json:"size"`
 	Col  int    `json:"col"`
 	Row  int    `json:"row"`
+	Hold string `json:"hold,omitempty"`
 }
 
 // ParseCellName returns the column and row numbers of a cell name such as
@@ -102,7 +112,10 @@ func normalizeLayout(field string, in []Cell) ([]Cell, error) {
 		if !slices.Contains(Sizes, size) {
 			return nil, invalid(fmt.Sprintf("%s[%d].size", field, i), "cell %s: size %q is not one of S, M, L, XL", c.Name, c.Size)
 		}
-		out[i] = Cell{Name: c.Name, Size: size, Col: col, Row: row}
+		if c.Hold != "" && c.Hold != HoldReturns {
+			return nil, invalid(fmt.Sprintf("%s[%d].hold", field, i), "cell %s: hold %q is not %q (or empty)", c.Name, c.Hold, HoldReturns)
+		}
+		out[i] = Cell{Name: c.Name, Size: size, Col: col, Row: row, Hold: c.Hold}
 	}
 	sortCells(out)
 	return out, nil
@@ -119,7 +132,7 @@ func sortCells(cells []Cell) {
 
 // Cells returns the cells of a locker ordered by column and row.
 func (r *Registry) Cells(ctx context.Context, lockerID string) ([]Cell, error) {
-	rows, err := r.pool.Query(ctx, `SELECT name, size, col, row FROM fleet_cells WHERE locker_id = $1 ORDER BY col, row`, lockerID)
+	rows, err := r.pool.Query(ctx, `SELECT name, size, col, row, coalesce(hold, '') FROM fleet_cells WHERE locker_id = $1 ORDER BY col, row`, lockerID)
 	if err != nil {
 		return nil, fmt.Errorf("cells of %s: %w", lockerID, err)
 	}
@@ -138,14 +151,14 @@ func (r *Registry) Cells(ctx context.Context, lockerID string) ([]Cell, error) {
 // AllCells returns the cells of every locker, by locker ID, each ordered by
 // column and row: one query for building the twins of the whole fleet.
 func (r *Registry) AllCells(ctx context.Context) (map[string][]Cell, error) {
-	rows, err := r.pool.Query(ctx, `SELECT locker_id, name, size, col, row FROM fleet_cells ORDER BY locker_id, col, row`)
+	rows, err := r.pool.Query(ctx, `SELECT locker_id, name, size, col, row, coalesce(hold, '') FROM fleet_cells ORDER BY locker_id, col, row`)
 	if err != nil {
 		return nil, fmt.Errorf("cells: %w", err)
 	}
 	out := map[string][]Cell{}
 	var id string
 	var c Cell
-	if _, err := pgx.ForEachRow(rows, []any{&id, &c.Name, &c.Size, &c.Col, &c.Row}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&id, &c.Name, &c.Size, &c.Col, &c.Row, &c.Hold}, func() error {
 		out[id] = append(out[id], c)
 		return nil
 	}); err != nil {
@@ -156,7 +169,7 @@ func (r *Registry) AllCells(ctx context.Context) (map[string][]Cell, error) {
 
 // currentCells reads a locker's cells inside a transaction.
 func currentCells(ctx context.Context, q querier, lockerID string) ([]Cell, error) {
-	rows, err := q.Query(ctx, `SELECT name, size, col, row FROM fleet_cells WHERE locker_id = $1 ORDER BY col, row`, lockerID)
+	rows, err := q.Query(ctx, `SELECT name, size, col, row, coalesce(hold, '') FROM fleet_cells WHERE locker_id = $1 ORDER BY col, row`, lockerID)
 	if err != nil {
 		return nil, err
 	}
@@ -183,9 +196,13 @@ func copyCells(ctx context.Context, tx pgx.Tx, cells map[string][]Cell, ids []st
 		}
 		c := cells[ids[i]][j]
 		j++
-		return []any{ids[i], c.Name, c.Size, c.Col, c.Row}, nil
+		var hold *string
+		if c.Hold != "" {
+			hold = &c.Hold
+		}
+		return []any{ids[i], c.Name, c.Size, c.Col, c.Row, hold}, nil
 	})
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"fleet_cells"}, []string{"locker_id", "name", "size", "col", "row"}, src)
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"fleet_cells"}, []string{"locker_id", "name", "size", "col", "row", "hold"}, src)
 	return err
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
@@ -119,8 +120,8 @@ func TestModels(t *testing.T) {
 	require.Equal(t, 6, m.Cells)
 	require.Equal(t, []string{"keypad", "screen"}, m.Capabilities, "sorted, once each")
 	require.Equal(t, []fleet.Cell{
-		{"A01", "S", 1, 1}, {"A02", "M", 1, 2}, {"A03", "L", 1, 3},
-		{"B01", "M", 2, 1}, {"B02", "XL", 2, 2}, {"B03", "S", 2, 3},
+		{"A01", "S", 1, 1, ""}, {"A02", "M", 1, 2, ""}, {"A03", "L", 1, 3, ""},
+		{"B01", "M", 2, 1, ""}, {"B02", "XL", 2, 2, ""}, {"B03", "S", 2, 3, ""},
 	}, m.Layout, "ordered by column and row, sizes upper-case, positions derived")
 	require.Equal(t, fleet.Change{Entity: "model", ID: "kx-6", Action: "create", After: m}, c)
 	require.Equal(t, []fleet.Change{c}, changes.take())
@@ -221,7 +222,7 @@ func TestCreateLockerDescribesIt(t *testing.T) {
 	require.Equal(t, fleet.Change{Entity: "locker", ID: "L1", Action: "create", After: l}, c)
 	cells, err := r.Cells(ctx, "L1")
 	require.NoError(t, err)
-	require.Equal(t, []fleet.Cell{{"A01", "S", 1, 1}, {"A02", "M", 1, 2}, {"B01", "L", 2, 1}}, cells)
+	require.Equal(t, []fleet.Cell{{"A01", "S", 1, 1, ""}, {"A02", "M", 1, 2, ""}, {"B01", "L", 2, 1, ""}}, cells)
 
 	l2, _, err := r.Create(ctx, fleet.NewLocker{ID: "L2", Cells: 12})
 	require.NoError(t, err)
@@ -311,7 +312,7 @@ func TestUpdateLocker(t *testing.T) {
 	l, _, err = r.Update(ctx, "L1", fleet.LockerPatch{Model: fleet.Value("m3")})
 	require.NoError(t, err)
 	require.Equal(t, 3, l.Cells)
-	require.Equal(t, []fleet.Cell{{"A01", "S", 1, 1}, {"A02", "M", 1, 2}, {"B01", "L", 2, 1}}, cellsOf())
+	require.Equal(t, []fleet.Cell{{"A01", "S", 1, 1, ""}, {"A02", "M", 1, 2, ""}, {"B01", "L", 2, 1, ""}}, cellsOf())
 	l, _, err = r.Update(ctx, "L1", fleet.LockerPatch{Model: fleet.Opt[string]{Set: true, Null: true}})
 	require.NoError(t, err)
 	require.Equal(t, "", l.Model)
@@ -323,7 +324,7 @@ func TestUpdateLocker(t *testing.T) {
 	require.Equal(t, fleet.DefaultLayout(12), cellsOf())
 	l, _, err = r.Update(ctx, "L1", fleet.LockerPatch{Model: fleet.Value("m1"), Cells: fleet.Value(1)})
 	require.NoError(t, err)
-	require.Equal(t, []fleet.Cell{{"A01", "XL", 1, 1}}, cellsOf())
+	require.Equal(t, []fleet.Cell{{"A01", "XL", 1, 1, ""}}, cellsOf())
 
 	// Disabling revokes the certificates and closes the connection.
 	csr, _, err := pki.NewKeyAndCSR("L1")
@@ -563,7 +564,7 @@ func TestMigrationKeepsExistingLockers(t *testing.T) {
 	_, err = pool.Exec(ctx, `INSERT INTO fleet_lockers (id, model, cells, segment) VALUES
 		('L1', 'KX-12', 12, 'north'), ('L2', '', 3, ''), ('L3', 'KX-12', 261, 'south')`)
 	require.NoError(t, err)
-	_, err = pg.Migrate(ctx, pool, full)
+	_, err = pg.Migrate(ctx, pool, audit.Migrations(), full)
 	require.NoError(t, err)
 
 	ca, err := pki.LoadOrCreateCA(t.TempDir())
@@ -599,7 +600,7 @@ func TestMigrationKeepsExistingLockers(t *testing.T) {
 // locker's row is there and enabled, whatever memory said a moment before (a
 // delete or disable committing meanwhile must not miss it).
 func TestNoCertificateForAGoneLocker(t *testing.T) {
-	pool := pgtest.Pool(t, fleet.Migrations())
+	pool := pgtest.Pool(t, audit.Migrations(), fleet.Migrations())
 	ca, err := pki.LoadOrCreateCA(t.TempDir())
 	require.NoError(t, err)
 	r := fleet.NewRegistry(pool, ca, discard())

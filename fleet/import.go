@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
 )
 
@@ -250,7 +251,17 @@ func (r *Registry) Import(ctx context.Context, rd io.Reader) ([]Change, error) {
 			var l Locker
 			return l, row.Scan(lockerFields(&l)...)
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		// One record per locker, as for a single create: the log of a
+		// locker tells its whole story whichever way it was registered.
+		entries := make([]audit.Entry, len(created))
+		for i := range created {
+			r.fix(&created[i])
+			entries[i] = audit.Entry{Action: ActionCreate, ObjectType: EntityLocker, ObjectID: created[i].ID, After: created[i]}
+		}
+		return audit.RecordAll(ctx, tx, entries)
 	})
 	if err != nil {
 		return nil, wrapUnlessDomain("import lockers", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/protocol"
 )
@@ -49,7 +50,14 @@ type desiredJob struct {
 	lockerID string
 	ifMatch  int64 // -1: no precondition
 	config   json.RawMessage
+	actor    audit.Actor // who asked: recorded in the batch's transaction
 	result   chan desiredResult
+}
+
+// desiredRecord is a desired configuration in the audit log.
+type desiredRecord struct {
+	Version int64           `json:"version"`
+	Config  json.RawMessage `json:"config"`
 }
 
 type desiredResult struct {
@@ -76,7 +84,10 @@ type Twins struct {
 
 	queue     chan item
 	observers []Observer
-	hasCell   func(lockerID, cell string) bool // nil: every cell name is taken
+	// eventObservers hear every newly stored event after its commit (command
+	// confirmations: a door opened with cause "command:<id>").
+	eventObservers []func(lockerID string, e protocol.Event)
+	hasCell        func(lockerID, cell string) bool // nil: every cell name is taken
 
 	batchMax  int
 	batchWait time.Duration
@@ -87,7 +98,7 @@ type Twins struct {
 type TwinsConfig struct {
 	Queue     int           // items waiting for the writer, 65,536
 	BatchMax  int           // items per transaction, 512
-	BatchWait time.Duration // how long a batch waits to fill, 5 ms
+	BatchWait time.Duration // how long a batch waits to fill beyond what is queued, 0
 }
 
 // NewTwins returns the twin store; Load it, add observers, then Run it.
@@ -97,9 +108,6 @@ func NewTwins(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, c
 	}
 	if cfg.BatchMax == 0 {
 		cfg.BatchMax = 512
-	}
-	if cfg.BatchWait == 0 {
-		cfg.BatchWait = 5 * time.Millisecond
 	}
 	t := &Twins{pool: pool, log: log, twins: map[string]*Twin{}, queue: make(chan item, cfg.Queue),
 		batchMax: cfg.BatchMax, batchWait: cfg.BatchWait, snapEvery: 50}
@@ -114,6 +122,13 @@ func (t *Twins) SetLayout(hasCell func(lockerID, cell string) bool) { t.hasCell 
 
 // Observe adds an observer of committed changes. Call it before Run.
 func (t *Twins) Observe(o Observer) { t.observers = append(t.observers, o) }
+
+// ObserveEvents adds an observer of newly stored events (not duplicates),
+// told after their commit on the writer's goroutine: it must not block. Call
+// it before Run.
+func (t *Twins) ObserveEvents(fn func(lockerID string, e protocol.Event)) {
+	t.eventObservers = append(t.eventObservers, fn)
+}
 
 // Load reads every twin from PostgreSQL.
 func (t *Twins) Load(ctx context.Context) error {
@@ -193,7 +208,7 @@ func (t *Twins) Submit(in Inbound) {
 // current desired version (or -1 for no precondition) and returns the new
 // version; ErrStale otherwise.
 func (t *Twins) SetDesired(ctx context.Context, lockerID string, ifMatch int64, config json.RawMessage) (int64, error) {
-	job := &desiredJob{lockerID: lockerID, ifMatch: ifMatch, config: config, result: make(chan desiredResult, 1)}
+	job := &desiredJob{lockerID: lockerID, ifMatch: ifMatch, config: config, actor: audit.ActorFrom(ctx), result: make(chan desiredResult, 1)}
 	select {
 	case t.queue <- item{desired: job}:
 	case <-ctx.Done():
@@ -222,8 +237,23 @@ func (t *Twins) Run(ctx context.Context) {
 	}
 }
 
+// gather takes what is queued behind first, up to batchMax. With no batch
+// wait (the default) it does not wait for more: what arrives during a commit
+// forms the next batch (group commit), so a quiet ingest commits at once.
 func (t *Twins) gather(ctx context.Context, first item) []item {
 	batch := []item{first}
+	for len(batch) < t.batchMax {
+		select {
+		case it := <-t.queue:
+			batch = append(batch, it)
+			continue
+		default:
+		}
+		break
+	}
+	if t.batchWait <= 0 || len(batch) >= t.batchMax {
+		return batch
+	}
 	timer := time.NewTimer(t.batchWait)
 	defer timer.Stop()
 	for len(batch) < t.batchMax {
@@ -308,8 +338,10 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 		return changes[id]
 	}
 
+	var fresh map[eventKey]bool
 	err := pg.Tx(ctx, t.pool, func(tx pgx.Tx) error {
-		fresh, err := insertEvents(ctx, tx, batch)
+		var err error
+		fresh, err = insertEvents(ctx, tx, batch)
 		if err != nil {
 			return err
 		}
@@ -331,8 +363,13 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 					results[i] = desiredResult{version: w.DesiredVersion, err: fmt.Errorf("%w: desired version is %d, not %d", ErrStale, w.DesiredVersion, j.ifMatch)}
 					continue
 				}
+				before := desiredRecord{Version: w.DesiredVersion, Config: w.Desired}
 				w.Desired = j.config
 				w.DesiredVersion++
+				if err := audit.Record(ctx, tx, audit.Entry{Action: audit.ActionUpdate, ObjectType: "desired", ObjectID: j.lockerID,
+					Before: before, After: desiredRecord{Version: w.DesiredVersion, Config: w.Desired}, Actor: j.actor}); err != nil {
+					return err
+				}
 				desiredChanged[j.lockerID] = true
 				results[i] = desiredResult{version: w.DesiredVersion}
 			}
@@ -415,6 +452,15 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 			}
 			for _, o := range t.observers {
 				o(w, *ch)
+			}
+		}
+	}
+	if len(t.eventObservers) > 0 {
+		for _, it := range batch {
+			if it.event != nil && fresh[eventKey{it.in.LockerID, it.event.ID}] {
+				for _, fn := range t.eventObservers {
+					fn(it.in.LockerID, *it.event)
+				}
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/protocol"
 )
@@ -275,7 +276,11 @@ func (r *Registry) Create(ctx context.Context, n NewLocker) (Locker, Change, err
 		if err != nil {
 			return err
 		}
-		return copyCells(ctx, tx, map[string][]Cell{n.ID: cells}, []string{n.ID})
+		if err := copyCells(ctx, tx, map[string][]Cell{n.ID: cells}, []string{n.ID}); err != nil {
+			return err
+		}
+		r.fix(&l)
+		return audit.Record(ctx, tx, audit.Entry{Action: ActionCreate, ObjectType: EntityLocker, ObjectID: l.ID, After: l})
 	})
 	if err != nil {
 		return Locker{}, Change{}, wrapUnlessDomain("create locker", err)
@@ -283,7 +288,6 @@ func (r *Registry) Create(ctx context.Context, n NewLocker) (Locker, Change, err
 	r.mu.Lock()
 	r.lockers[n.ID] = &entry{enabled: true}
 	r.mu.Unlock()
-	r.fix(&l)
 	c := Change{Entity: EntityLocker, ID: l.ID, Action: ActionCreate, After: l}
 	r.notify(c)
 	return l, c, nil
@@ -539,9 +543,16 @@ func (r *Registry) Update(ctx context.Context, id string, p LockerPatch) (Locker
 			return err
 		}
 		if before.Enabled && !enabled {
-			revoked, err = revokeAll(ctx, tx, id)
+			if revoked, err = revokeAll(ctx, tx, id); err != nil {
+				return err
+			}
+			if err := recordRevocation(ctx, tx, id, revoked); err != nil {
+				return err
+			}
 		}
-		return err
+		r.fix(&before)
+		r.fix(&after)
+		return audit.Record(ctx, tx, audit.Entry{Action: ActionUpdate, ObjectType: EntityLocker, ObjectID: id, Before: before, After: after})
 	})
 	if err != nil {
 		return Locker{}, Change{}, wrapUnlessDomain("update locker", err)
@@ -554,8 +565,6 @@ func (r *Registry) Update(ctx context.Context, id string, p LockerPatch) (Locker
 	if before.Enabled && !after.Enabled {
 		r.applyRevocation(id, revoked)
 	}
-	r.fix(&before)
-	r.fix(&after)
 	c := Change{Entity: EntityLocker, ID: id, Action: ActionUpdate, Before: before, After: after}
 	r.notify(c)
 	return after, c, nil
@@ -575,13 +584,18 @@ func (r *Registry) Delete(ctx context.Context, id string) (int, Change, error) {
 		if revoked, err = revokeAll(ctx, tx, id); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM fleet_lockers WHERE id = $1`, id)
-		return err
+		if err := recordRevocation(ctx, tx, id, revoked); err != nil {
+			return err
+		}
+		if _, err = tx.Exec(ctx, `DELETE FROM fleet_lockers WHERE id = $1`, id); err != nil {
+			return err
+		}
+		r.fix(&before)
+		return audit.Record(ctx, tx, audit.Entry{Action: ActionDelete, ObjectType: EntityLocker, ObjectID: id, Before: before})
 	})
 	if err != nil {
 		return 0, Change{}, wrapUnlessDomain("delete locker", err)
 	}
-	r.fix(&before)
 	r.mu.Lock()
 	delete(r.lockers, id)
 	r.mu.Unlock()

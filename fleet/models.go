@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
 )
 
@@ -114,8 +115,16 @@ func (r *Registry) CreateModel(ctx context.Context, n NewModel) (Model, Change, 
 	if err != nil {
 		return Model{}, Change{}, err
 	}
-	m, err := scanModel(r.pool.QueryRow(ctx, `INSERT INTO fleet_models (id, manufacturer, name, layout, capabilities)
-		VALUES ($1, $2, $3, $4, $5) RETURNING `+modelColumns, n.ID, n.Manufacturer, n.Name, n.Layout, n.Capabilities))
+	var m Model
+	err = pg.Tx(ctx, r.pool, func(tx pgx.Tx) error {
+		var err error
+		m, err = scanModel(tx.QueryRow(ctx, `INSERT INTO fleet_models (id, manufacturer, name, layout, capabilities)
+			VALUES ($1, $2, $3, $4, $5) RETURNING `+modelColumns, n.ID, n.Manufacturer, n.Name, n.Layout, n.Capabilities))
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: ActionCreate, ObjectType: EntityModel, ObjectID: m.ID, After: m})
+	})
 	if pg.IsUniqueViolation(err) {
 		return Model{}, Change{}, fmt.Errorf("%w: model %s", ErrExists, n.ID)
 	}
@@ -191,7 +200,10 @@ func (r *Registry) UpdateModel(ctx context.Context, id string, n NewModel) (Mode
 		after, err = scanModel(tx.QueryRow(ctx, `UPDATE fleet_models SET manufacturer = $2, name = $3, layout = $4,
 			capabilities = $5, updated_at = now() WHERE id = $1 RETURNING `+modelColumns,
 			id, n.Manufacturer, n.Name, n.Layout, n.Capabilities))
-		return err
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: ActionUpdate, ObjectType: EntityModel, ObjectID: id, Before: before, After: after})
 	})
 	if err != nil {
 		return Model{}, Change{}, wrapUnlessDomain("update model", err)
@@ -218,7 +230,10 @@ func (r *Registry) DeleteModel(ctx context.Context, id string) (Change, error) {
 		if pg.IsCode(err, "23503") { // a locker took it meanwhile
 			return fmt.Errorf("%w: model %s is used by a locker", ErrInUse, id)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: ActionDelete, ObjectType: EntityModel, ObjectID: id, Before: before})
 	})
 	if err != nil {
 		return Change{}, wrapUnlessDomain("delete model", err)

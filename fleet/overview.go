@@ -40,10 +40,13 @@ type Row struct {
 	OpenDoors int            `json:"open_doors"`
 	OnBattery bool           `json:"on_battery"`
 	FreeCells map[string]int `json:"free_cells"`
-	Cells     int            `json:"cells"`
-	Firmware  string         `json:"firmware,omitempty"`
-	Version   int64          `json:"version"`
-	Deleted   bool           `json:"deleted,omitempty"` // in a delta: the locker is gone
+	// HeldForReturns counts, by size, the cells held for returns that are
+	// empty, closed and not jammed: not in FreeCells, ready for a return.
+	HeldForReturns map[string]int `json:"held_for_returns,omitempty"`
+	Cells          int            `json:"cells"`
+	Firmware       string         `json:"firmware,omitempty"`
+	Version        int64          `json:"version"`
+	Deleted        bool           `json:"deleted,omitempty"` // in a delta: the locker is gone
 }
 
 // RowFilter selects rows; empty fields match everything.
@@ -84,6 +87,8 @@ type Summary struct {
 	OnBattery int            `json:"on_battery"`
 	OpenDoors int            `json:"open_doors"`
 	FreeCells map[string]int `json:"free_cells"`
+	// HeldForReturns: as in Row, summed.
+	HeldForReturns map[string]int `json:"held_for_returns"`
 }
 
 // Overview keeps a Row for every locker, current with the registry, presence
@@ -97,7 +102,7 @@ type Overview struct {
 
 	mu      sync.RWMutex
 	lockers map[string]Locker
-	sizes   map[string]map[string]string // locker → cell → size
+	layout  map[string]map[string]Cell // locker → cell name → cell (size, hold)
 	online  map[string]bool
 	seen    map[string]bool // connected at least once since the start
 	since   map[string]time.Time
@@ -112,7 +117,7 @@ type Overview struct {
 // NewOverview returns an overview; Load it before use.
 func NewOverview(reg *Registry, twins *Twins, log *slog.Logger) *Overview {
 	o := &Overview{reg: reg, twins: twins, log: log, start: time.Now(),
-		lockers: map[string]Locker{}, sizes: map[string]map[string]string{}, online: map[string]bool{}, seen: map[string]bool{}, since: map[string]time.Time{},
+		lockers: map[string]Locker{}, layout: map[string]map[string]Cell{}, online: map[string]bool{}, seen: map[string]bool{}, since: map[string]time.Time{},
 		rows: map[string]Row{}, total: emptySummary(), subs: map[int]func(Row){}}
 	reg.OnChange(o.registryChanged)
 	twins.Observe(func(t *Twin, _ TwinChange) { o.update(t.LockerID) })
@@ -132,7 +137,7 @@ func (o *Overview) Load(ctx context.Context) error {
 	o.mu.Lock()
 	for _, l := range ls {
 		o.lockers[l.ID] = l
-		o.sizes[l.ID] = sizeMap(cells[l.ID])
+		o.layout[l.ID] = cellMap(cells[l.ID])
 		o.online[l.ID] = o.reg.Online(l.ID)
 		o.seen[l.ID] = o.online[l.ID]
 		if at := l.DisconnectedAt; at != nil && !o.online[l.ID] {
@@ -148,10 +153,10 @@ func (o *Overview) Load(ctx context.Context) error {
 	return nil
 }
 
-func sizeMap(cells []Cell) map[string]string {
-	m := make(map[string]string, len(cells))
+func cellMap(cells []Cell) map[string]Cell {
+	m := make(map[string]Cell, len(cells))
 	for _, c := range cells {
-		m[c.Name] = c.Size
+		m[c.Name] = c
 	}
 	return m
 }
@@ -163,7 +168,7 @@ func (o *Overview) registryChanged(c Change) {
 	if c.Action == ActionDelete {
 		o.mu.Lock()
 		delete(o.lockers, c.ID)
-		delete(o.sizes, c.ID)
+		delete(o.layout, c.ID)
 		if old, ok := o.rows[c.ID]; ok {
 			o.total.count(old, -1)
 		}
@@ -185,7 +190,7 @@ func (o *Overview) registryChanged(c Change) {
 	o.mu.Lock()
 	o.lockers[l.ID] = l
 	if err == nil {
-		o.sizes[l.ID] = sizeMap(cells)
+		o.layout[l.ID] = cellMap(cells)
 	}
 	o.mu.Unlock()
 	o.update(l.ID)
@@ -196,11 +201,11 @@ func (o *Overview) registryChanged(c Change) {
 func (o *Overview) HasCell(lockerID, cell string) bool {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	sizes, ok := o.sizes[lockerID]
-	if !ok || len(sizes) == 0 {
+	cells, ok := o.layout[lockerID]
+	if !ok || len(cells) == 0 {
 		return true
 	}
-	_, has := sizes[cell]
+	_, has := cells[cell]
 	return has
 }
 
@@ -237,14 +242,23 @@ func (o *Overview) update(id string) {
 		r.Presence = PresenceOffline
 	}
 	if tw != nil {
-		sizes := o.sizes[id]
+		layout := o.layout[id]
 		for name, c := range tw.Reported.Cells {
 			if c.Door == protocol.DoorOpen {
 				r.OpenDoors++
 			}
-			size, known := sizes[name]
-			if known && c.Occupied != nil && !*c.Occupied && c.Door != protocol.DoorOpen && c.Lock != protocol.LockJammed {
-				r.FreeCells[size]++
+			lc, known := layout[name]
+			if !known || c.Occupied == nil || *c.Occupied || c.Door == protocol.DoorOpen || c.Lock == protocol.LockJammed {
+				continue
+			}
+			switch lc.Hold {
+			case "":
+				r.FreeCells[lc.Size]++
+			case HoldReturns:
+				if r.HeldForReturns == nil {
+					r.HeldForReturns = map[string]int{}
+				}
+				r.HeldForReturns[lc.Size]++
 			}
 		}
 		r.OnBattery = tw.Reported.Mains != nil && !*tw.Reported.Mains
@@ -325,8 +339,11 @@ func (o *Overview) Summary(f RowFilter) Summary {
 	if f == (RowFilter{}) {
 		s := o.total
 		s.FreeCells = maps.Clone(o.total.FreeCells)
+		s.HeldForReturns = maps.Clone(o.total.HeldForReturns)
 		// A size no row has any more: as a scan would have it.
-		maps.DeleteFunc(s.FreeCells, func(size string, n int) bool { return n == 0 && !slices.Contains(Sizes, size) })
+		gone := func(size string, n int) bool { return n == 0 && !slices.Contains(Sizes, size) }
+		maps.DeleteFunc(s.FreeCells, gone)
+		maps.DeleteFunc(s.HeldForReturns, gone)
 		return s
 	}
 	s := emptySummary()
@@ -339,9 +356,10 @@ func (o *Overview) Summary(f RowFilter) Summary {
 }
 
 func emptySummary() Summary {
-	s := Summary{FreeCells: map[string]int{}}
+	s := Summary{FreeCells: map[string]int{}, HeldForReturns: map[string]int{}}
 	for _, size := range Sizes {
 		s.FreeCells[size] = 0
+		s.HeldForReturns[size] = 0
 	}
 	return s
 }
@@ -363,6 +381,9 @@ func (s *Summary) count(r Row, sign int) {
 	s.OpenDoors += sign * r.OpenDoors
 	for size, n := range r.FreeCells {
 		s.FreeCells[size] += sign * n
+	}
+	for size, n := range r.HeldForReturns {
+		s.HeldForReturns[size] += sign * n
 	}
 }
 

@@ -10,17 +10,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/protocol"
 )
 
-// TestOverviewSummaryOfTheFleetIsKeptAsRowsChange: the whole fleet's summary,
-// kept up to date as rows change (the stream sends it with every delta), is
-// what a count over the rows gives after every kind of change.
-func TestOverviewSummaryOfTheFleetIsKeptAsRowsChange(t *testing.T) {
-	pool := pgtest.Pool(t, fleet.Migrations())
+// overviewRig returns a registry, running twins and a loaded overview on a
+// fresh database.
+func overviewRig(t *testing.T) (*fleet.Registry, *fleet.Twins, *fleet.Overview) {
+	t.Helper()
+	pool := pgtest.Pool(t, audit.Migrations(), fleet.Migrations())
 	ca, err := pki.LoadOrCreateCA(t.TempDir())
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -35,6 +36,16 @@ func TestOverviewSummaryOfTheFleetIsKeptAsRowsChange(t *testing.T) {
 	done := make(chan struct{})
 	go func() { twins.Run(runCtx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return reg, twins, ov
+}
+
+// TestOverviewSummaryOfTheFleetIsKeptAsRowsChange: the whole fleet's summary,
+// kept up to date as rows change (the stream sends it with every delta), is
+// what a count over the rows gives after every kind of change.
+func TestOverviewSummaryOfTheFleetIsKeptAsRowsChange(t *testing.T) {
+	reg, twins, ov := overviewRig(t)
+	ctx := context.Background()
+	var err error
 
 	for _, id := range []string{"L1", "L2", "L3"} {
 		_, _, err := reg.Create(ctx, fleet.NewLocker{ID: id, Cells: 10, Segments: []string{"s-" + id}})
@@ -49,9 +60,10 @@ func TestOverviewSummaryOfTheFleetIsKeptAsRowsChange(t *testing.T) {
 	}
 	check := func(step string) {
 		t.Helper()
-		want := fleet.Summary{FreeCells: map[string]int{}}
+		want := fleet.Summary{FreeCells: map[string]int{}, HeldForReturns: map[string]int{}}
 		for _, size := range fleet.Sizes {
 			want.FreeCells[size] = 0
+			want.HeldForReturns[size] = 0
 		}
 		for _, r := range ov.Rows(fleet.RowFilter{}) {
 			want.Lockers++
@@ -69,6 +81,9 @@ func TestOverviewSummaryOfTheFleetIsKeptAsRowsChange(t *testing.T) {
 			want.OpenDoors += r.OpenDoors
 			for size, n := range r.FreeCells {
 				want.FreeCells[size] += n
+			}
+			for size, n := range r.HeldForReturns {
+				want.HeldForReturns[size] += n
 			}
 		}
 		require.Equal(t, want, ov.Summary(fleet.RowFilter{}), step)
@@ -101,4 +116,39 @@ func TestOverviewSummaryOfTheFleetIsKeptAsRowsChange(t *testing.T) {
 	check("updated and deleted")
 	require.Equal(t, 2, ov.Summary(fleet.RowFilter{}).Lockers)
 	require.Equal(t, 1, ov.Summary(fleet.RowFilter{Segment: "s-L2"}).Lockers, "a filter still counts its own rows")
+}
+
+// TestCellsHeldForReturnsAreNotFreeForLoading: a model's layout keeps a cell
+// for returns; a locker of that model counts it, when empty and closed, as
+// held for returns and not as free for loading, in its row and the fleet's
+// summary; a bad hold is refused with a clear error.
+func TestCellsHeldForReturnsAreNotFreeForLoading(t *testing.T) {
+	reg, twins, ov := overviewRig(t)
+	ctx := context.Background()
+	var err error
+
+	_, _, err = reg.CreateModel(ctx, fleet.NewModel{ID: "bad", Manufacturer: "X", Name: "X",
+		Layout: []fleet.Cell{{Name: "A01", Size: "M", Hold: "parcels"}}})
+	require.ErrorContains(t, err, `hold "parcels" is not "returns"`)
+	_, _, err = reg.CreateModel(ctx, fleet.NewModel{ID: "r3", Manufacturer: "X", Name: "X", Layout: []fleet.Cell{
+		{Name: "A01", Size: "M"}, {Name: "A02", Size: "M", Hold: fleet.HoldReturns}, {Name: "A03", Size: "L", Hold: fleet.HoldReturns}}})
+	require.NoError(t, err)
+	_, _, err = reg.Create(ctx, fleet.NewLocker{ID: "R1", Model: "r3"})
+	require.NoError(t, err)
+	cells, err := reg.Cells(ctx, "R1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"", fleet.HoldReturns, fleet.HoldReturns}, []string{cells[0].Hold, cells[1].Hold, cells[2].Hold})
+
+	settled := make(chan error, 1)
+	twins.Submit(fleet.Inbound{LockerID: "R1", Kind: protocol.KindState, Received: time.Now(), Done: func(err error) { settled <- err },
+		Payload: []byte(`{"boot":1,"seq":1,"ts":1795389000000,"cells":{"A01":{"door":"closed","occupied":false},"A02":{"door":"closed","occupied":false},"A03":{"door":"closed","occupied":true}}}`)})
+	require.NoError(t, <-settled)
+	row, ok := ov.Row("R1")
+	require.True(t, ok)
+	require.Equal(t, map[string]int{"M": 1}, row.FreeCells, "A01 only: A02 is held for returns")
+	require.Equal(t, map[string]int{"M": 1}, row.HeldForReturns, "A02: empty and closed; A03 is occupied")
+	s := ov.Summary(fleet.RowFilter{})
+	require.Equal(t, 1, s.FreeCells["M"])
+	require.Equal(t, 1, s.HeldForReturns["M"])
+	require.Equal(t, 0, s.HeldForReturns["L"])
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
 )
@@ -165,12 +166,29 @@ func (r *Registry) IssueCertificate(ctx context.Context, lockerID string, csrPEM
 	if err := r.Authorize(lockerID); err != nil {
 		return Certificate{}, err
 	}
-	return r.issue(ctx, r.pool, lockerID, csrPEM)
+	return r.issueTx(ctx, lockerID, csrPEM, "issue")
 }
 
-func (r *Registry) issue(ctx context.Context, db interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, lockerID string, csrPEM []byte) (Certificate, error) {
+// issueTx issues a certificate and records it (action issue, renew) in one transaction.
+func (r *Registry) issueTx(ctx context.Context, lockerID string, csrPEM []byte, action string) (Certificate, error) {
+	var cert Certificate
+	err := pg.Tx(ctx, r.pool, func(tx pgx.Tx) error {
+		var err error
+		cert, err = r.issue(ctx, tx, lockerID, csrPEM, action)
+		return err
+	})
+	return cert, err
+}
+
+// certRecord is a certificate in the audit log (without the PEM).
+type certRecord struct {
+	Serial   string    `json:"serial"`
+	LockerID string    `json:"locker_id"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+func (r *Registry) issue(ctx context.Context, tx pgx.Tx, lockerID string, csrPEM []byte, action string) (Certificate, error) {
+	db := tx
 	cert, certPEM, err := r.ca.SignDevice(csrPEM, lockerID, pki.DeviceValidity)
 	if err != nil {
 		return Certificate{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -188,6 +206,10 @@ func (r *Registry) issue(ctx context.Context, db interface {
 	if err != nil {
 		return Certificate{}, fmt.Errorf("record certificate: %w", err)
 	}
+	if err := audit.Record(ctx, tx, audit.Entry{Action: action, ObjectType: "certificate", ObjectID: serial,
+		After: certRecord{Serial: serial, LockerID: lockerID, NotAfter: cert.NotAfter}}); err != nil {
+		return Certificate{}, err
+	}
 	return Certificate{Serial: serial, Certificate: string(certPEM), CA: string(r.ca.CertPEM), NotAfter: cert.NotAfter}, nil
 }
 
@@ -198,7 +220,14 @@ func (r *Registry) RevokeCertificates(ctx context.Context, lockerID string) (int
 	if _, err := r.Get(ctx, lockerID); err != nil {
 		return 0, err
 	}
-	serials, err := revokeAll(ctx, r.pool, lockerID)
+	var serials []string
+	err := pg.Tx(ctx, r.pool, func(tx pgx.Tx) error {
+		var err error
+		if serials, err = revokeAll(ctx, tx, lockerID); err != nil {
+			return err
+		}
+		return recordRevocation(ctx, tx, lockerID, serials)
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -219,6 +248,16 @@ func revokeAll(ctx context.Context, q querier, lockerID string) ([]string, error
 		return nil, fmt.Errorf("revoke: %w", err)
 	}
 	return serials, nil
+}
+
+// recordRevocation records the revocation of a locker's certificates (none
+// is recorded when it had none left to revoke).
+func recordRevocation(ctx context.Context, tx pgx.Tx, lockerID string, serials []string) error {
+	if len(serials) == 0 {
+		return nil
+	}
+	return audit.Record(ctx, tx, audit.Entry{Action: "revoke", ObjectType: "certificate", ObjectID: lockerID,
+		After: map[string]any{"locker_id": lockerID, "serials": serials}})
 }
 
 // applyRevocation refuses the serials from now on and closes the locker's connection.
@@ -242,7 +281,7 @@ func (r *Registry) Renew(ctx context.Context, lockerID string, csrPEM []byte) (C
 	if err := r.Authorize(lockerID); err != nil {
 		return Certificate{}, err
 	}
-	return r.issue(ctx, r.pool, lockerID, csrPEM)
+	return r.issueTx(ctx, lockerID, csrPEM, "renew")
 }
 
 // CreateEnrollToken makes a one-time token that a locker exchanges, with its CSR,
@@ -264,8 +303,16 @@ func (r *Registry) CreateEnrollToken(ctx context.Context, lockerID string, ttl t
 	tok := "et_" + base64.RawURLEncoding.EncodeToString(b)
 	h := sha256.Sum256([]byte(tok))
 	t := EnrollToken{LockerID: lockerID, Token: tok}
-	err := r.pool.QueryRow(ctx, `INSERT INTO fleet_enroll_tokens (token_hash, locker_id, expires_at)
-		VALUES ($1, $2, now() + $3::interval) RETURNING expires_at`, h[:], lockerID, ttl.String()).Scan(&t.ExpiresAt)
+	err := pg.Tx(ctx, r.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO fleet_enroll_tokens (token_hash, locker_id, expires_at)
+			VALUES ($1, $2, now() + $3::interval) RETURNING expires_at`, h[:], lockerID, ttl.String()).Scan(&t.ExpiresAt)
+		if err != nil {
+			return err
+		}
+		// The token itself is a secret: the record names the locker and the expiry only.
+		return audit.Record(ctx, tx, audit.Entry{Action: ActionCreate, ObjectType: "enroll_token", ObjectID: lockerID,
+			After: map[string]any{"locker_id": lockerID, "expires_at": t.ExpiresAt}})
+	})
 	if err != nil {
 		return EnrollToken{}, fmt.Errorf("create enrolment token: %w", err)
 	}
@@ -293,7 +340,9 @@ func (r *Registry) Enroll(ctx context.Context, token string, csrPEM []byte) (Cer
 		if err := r.Authorize(lockerID); err != nil {
 			return err
 		}
-		cert, err = r.issue(ctx, tx, lockerID, csrPEM)
+		// The locker proves who it is with the token: the record's actor.
+		ctx := audit.WithActor(ctx, deviceActor(ctx, lockerID))
+		cert, err = r.issue(ctx, tx, lockerID, csrPEM, "enroll")
 		return err
 	})
 	if err != nil {

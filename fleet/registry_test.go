@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
 	"github.com/lockerhub/lockerhub/pki"
@@ -23,7 +24,7 @@ type kicks struct {
 func (k *kicks) Kick(id string) { k.mu.Lock(); k.ids = append(k.ids, id); k.mu.Unlock() }
 
 func newRegistry(t *testing.T) (*fleet.Registry, *pki.CA) {
-	pool := pgtest.Pool(t, fleet.Migrations())
+	pool := pgtest.Pool(t, audit.Migrations(), fleet.Migrations())
 	ca, err := pki.LoadOrCreateCA(t.TempDir())
 	require.NoError(t, err)
 	r := fleet.NewRegistry(pool, ca, slog.New(slog.NewTextHandler(io.Discard, nil)))

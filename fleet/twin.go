@@ -207,6 +207,17 @@ type TwinView struct {
 	Connectivity Connectivity   `json:"connectivity"`
 	Desired      DesiredView    `json:"desired"`
 	Delta        map[string]any `json:"delta"`
+	// Telemetry is the locker's last telemetry sample (the current twin
+	// only; not versioned: samples arrive every minute and have a history of
+	// their own in the telemetry API).
+	Telemetry *TelemetrySummary `json:"telemetry,omitempty"`
+}
+
+// TelemetrySummary is a locker's last telemetry sample as the twin shows it.
+type TelemetrySummary struct {
+	TS       time.Time          `json:"ts"`       // the locker's clock
+	Received time.Time          `json:"received"` // the hub's clock
+	M        map[string]float64 `json:"m"`
 }
 
 // ReportedView is the reported state without stamps.

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
 	"github.com/lockerhub/lockerhub/protocol"
@@ -32,7 +33,7 @@ type twinRig struct {
 func startTwins(t *testing.T, pool *pgxpool.Pool) *twinRig {
 	t.Helper()
 	if pool == nil {
-		pool = pgtest.Pool(t, fleet.Migrations())
+		pool = pgtest.Pool(t, audit.Migrations(), fleet.Migrations())
 	}
 	r := &twinRig{t: t, pool: pool}
 	r.twins = fleet.NewTwins(pool, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), fleet.TwinsConfig{})

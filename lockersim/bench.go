@@ -163,7 +163,7 @@ type benchRun struct {
 	cfg      BenchConfig
 	log      *slog.Logger
 	sendLog  *sendLog // nil without --send-log
-	boot     uint32   // of state payloads
+	boot     uint32   // of every payload: the start time
 	hist     latencyHist
 	sent     atomic.Int64
 	acked    atomic.Int64
@@ -193,7 +193,7 @@ func Bench(ctx context.Context, cfg BenchConfig, log *slog.Logger) (BenchResult,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// State payloads carry the start time as their boot counter, so that a
+	// Payloads carry the start time as their boot counter, so that a
 	// later run's reports are newer than an earlier run's for the same lockers
 	// (the hub ignores a report older than what its twin holds).
 	b := &benchRun{cfg: cfg, log: log.With("component", "lockersim-bench"), boot: uint32(time.Now().Unix())}
@@ -390,7 +390,7 @@ func (b *benchRun) publishLoop(ctx context.Context, c *benchConn, nConns int) {
 		interval = time.Duration(float64(time.Second) * float64(nConns) / cfg.Rate)
 		next = next.Add(time.Duration(rand.Int64N(int64(interval) + 1))) // spread the connections' phases
 	}
-	gen := newPayloadGen(cfg.Size)
+	gen := newPayloadGen(cfg.Size, b.boot)
 	if cfg.Payload == PayloadState {
 		gen = newStateGen(b.boot)
 	}
@@ -523,8 +523,9 @@ func (c *benchConn) allocID() uint16 {
 }
 
 // payloadGen makes valid telemetry JSON of about size bytes, with boot, seq
-// and ts, padded with a "pad" string when size asks for more; or, made by
-// newStateGen, partial state reports.
+// and ts, padded when size asks for more with a measurement "pad" whose value
+// is a long decimal (the hub refuses unknown top-level fields and non-numeric
+// measurements); or, made by newStateGen, partial state reports.
 type payloadGen struct {
 	state bool
 	size  int
@@ -534,8 +535,8 @@ type payloadGen struct {
 	buf   []byte // reused: Publish copies the payload before it returns
 }
 
-func newPayloadGen(size int) *payloadGen {
-	return &payloadGen{size: size, boot: 1}
+func newPayloadGen(size int, boot uint32) *payloadGen {
+	return &payloadGen{size: size, boot: boot}
 }
 
 // newStateGen makes partial state reports with the given boot counter: one
@@ -559,17 +560,17 @@ func (g *payloadGen) next() []byte {
 	buf = strconv.AppendInt(buf, time.Now().UnixMilli(), 10)
 	buf = append(buf, `,"m":{"temp_c":`...)
 	buf = strconv.AppendFloat(buf, 4+float64(g.seq%100)/10, 'f', 1, 64)
-	buf = append(buf, `,"humidity_pct":61,"battery_v":12.6,"mains":1,"rssi_dbm":-71}`...)
-	// ,"pad":"…"} costs 10 bytes plus the padding.
-	if rest := g.size - len(buf) - 1 - 10; rest > 0 {
+	buf = append(buf, `,"humidity_pct":61,"battery_v":12.6,"mains":1,"rssi_dbm":-71`...)
+	// ,"pad":0.0…01}} costs 12 bytes besides the zeros.
+	if rest := g.size - len(buf) - 12; rest > 0 {
 		if len(g.pad) != rest {
-			g.pad = strings.Repeat("x", rest)
+			g.pad = strings.Repeat("0", rest)
 		}
-		buf = append(buf, `,"pad":"`...)
+		buf = append(buf, `,"pad":0.`...)
 		buf = append(buf, g.pad...)
-		buf = append(buf, '"')
+		buf = append(buf, '1')
 	}
-	g.buf = append(buf, '}')
+	g.buf = append(buf, '}', '}')
 	return g.buf
 }
 

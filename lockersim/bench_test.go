@@ -91,26 +91,33 @@ func TestBenchRefusesNonLoopbackAndUnbounded(t *testing.T) {
 	require.Contains(t, stderr.String(), "not a loopback address")
 }
 
-func TestPayloadIsTelemetryOfAboutSize(t *testing.T) {
-	for _, size := range []int{0, 100, 200, 1000, 5000} {
-		g := newPayloadGen(size)
+func TestPayloadIsTelemetryTheHubAcceptsOfAboutSize(t *testing.T) {
+	for _, size := range []int{0, 100, 200, 1000, protocol.MaxTelemetryBytes} {
+		g := newPayloadGen(size, 1795389000)
 		for i := range 3 {
 			p := g.next()
-			var m struct {
-				Boot uint32             `json:"boot"`
-				Seq  uint64             `json:"seq"`
-				TS   int64              `json:"ts"`
-				M    map[string]float64 `json:"m"`
-			}
-			require.NoError(t, json.Unmarshal(p, &m), string(p))
+			m, err := protocol.DecodeTelemetry(p)
+			require.NoError(t, err, string(p))
+			require.EqualValues(t, 1795389000, m.Boot)
 			require.EqualValues(t, i+1, m.Seq)
 			require.NotZero(t, m.TS)
-			require.Len(t, m.M, 5)
+			require.Subset(t, keys(m.M), []string{"temp_c", "humidity_pct", "battery_v", "mains", "rssi_dbm"})
 			if size > 150 {
 				require.InDelta(t, size, len(p), 1, "size %d", size)
+				require.Len(t, m.M, 6, "padded with one measurement")
+			} else {
+				require.Len(t, m.M, 5)
 			}
 		}
 	}
+}
+
+func keys(m map[string]float64) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 func TestHelp(t *testing.T) {

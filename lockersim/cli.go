@@ -212,6 +212,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.EnrollConcurrency, "enroll-concurrency", cfg.EnrollConcurrency, "enrolments at once")
 	fs.Float64Var(&cfg.DropAcksPct, "drop-acks-pct", 0, "fault: ignore this percentage of PUBACKs")
 	fs.Float64Var(&cfg.JamPct, "jam-pct", 0, "fault: this percentage of cell.open calls fail with \"jammed\"")
+	fs.Float64Var(&cfg.StuckDoorPct, "stuck-door-pct", 0, "fault: this percentage of cell.open calls release the lock but the door stays shut (no door event)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "fault: the lockers' clocks are off by this much")
 	fs.BoolVar(&cfg.NoRepublish, "no-republish", false, "fault: discard unacknowledged messages at reconnect")
 	fs.DurationVar(&cfg.StatusEvery, "status-every", cfg.StatusEvery, "status line period (0: none)")
@@ -235,8 +236,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	local, _ := localDefaults(cfg.VarDir)
 	cfg.Hub = orDefault(cfg.Hub, orDefault(local.MQTT, "127.0.0.1:8883"))
 	cfg.Status = stdout
-	if cfg.DropAcksPct < 0 || cfg.DropAcksPct > 100 || cfg.JamPct < 0 || cfg.JamPct > 100 {
-		fmt.Fprintln(stderr, "lockersim: --drop-acks-pct and --jam-pct must be 0–100")
+	if cfg.DropAcksPct < 0 || cfg.DropAcksPct > 100 || cfg.JamPct < 0 || cfg.JamPct > 100 || cfg.StuckDoorPct < 0 || cfg.StuckDoorPct > 100 {
+		fmt.Fprintln(stderr, "lockersim: --drop-acks-pct, --jam-pct and --stuck-door-pct must be 0–100")
 		return 2
 	}
 	sim, err := NewSim(cfg, log)

@@ -99,6 +99,7 @@ type Locker struct {
 	acked          uint64
 	dropped        uint64
 	rpcs           uint64
+	commandOpens   uint64 // doors opened by cell.open (not by repeats of a key)
 }
 
 // CellNames returns n cell names in columns of 10: A01–A10, B01–B10, …
@@ -445,8 +446,13 @@ func (l *Locker) handleRPC(payload []byte) {
 		l.log.Warn("rpc request without id", "err", perr)
 		return
 	}
+	start := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if fn := l.env.cfg.OnRPC; fn != nil {
+		// Runs (before the unlock) once the answer is written.
+		defer func() { fn(req.Key, start, time.Since(start)) }()
+	}
 	l.rpcs++
 	l.env.stats.RPCs.Add(1)
 	if perr != nil {
@@ -536,10 +542,17 @@ func (l *Locker) execLocked(req protocol.Request) (result any, perr *protocol.Er
 		if pct := l.env.cfg.JamPct; pct > 0 && mrand.Float64()*100 < pct {
 			return nil, &protocol.Error{Code: protocol.ErrCodeJammed, Message: "lock did not release"}, nil
 		}
+		if pct := l.env.cfg.StuckDoorPct; pct > 0 && mrand.Float64()*100 < pct {
+			// The lock released, but the door stays shut: no door event, so
+			// the hub cannot confirm the opening.
+			c.lock = protocol.LockUnlocked
+			return map[string]any{"opened": true}, nil, nil
+		}
 		cmd := req.Key
 		if cmd == "" {
 			cmd = req.ID
 		}
+		l.commandOpens++
 		l.openLocked(p.Cell, "command:"+cmd, true)
 		return map[string]any{"opened": true}, nil, nil
 	case protocol.MethodLockerReboot:
@@ -884,6 +897,7 @@ type LockerView struct {
 	Acked        uint64                        `json:"acked"`
 	Dropped      uint64                        `json:"dropped"`
 	RPCs         uint64                        `json:"rpcs"`
+	CommandOpens uint64                        `json:"command_opens"` // doors opened by cell.open
 	Keys         int                           `json:"keys"`
 	LastError    string                        `json:"last_error,omitempty"`
 	Mains        bool                          `json:"mains"`
@@ -899,7 +913,7 @@ func (l *Locker) View(withCells bool) LockerView {
 	defer l.mu.Unlock()
 	v := LockerView{
 		ID: l.id, Connected: l.conn != nil, Boot: l.boot, Seq: l.seq, Queued: l.out.len(),
-		Acked: l.acked, Dropped: l.dropped, RPCs: l.rpcs, Keys: l.keys.len(), LastError: l.lastErr,
+		Acked: l.acked, Dropped: l.dropped, RPCs: l.rpcs, CommandOpens: l.commandOpens, Keys: l.keys.len(), LastError: l.lastErr,
 		Mains: l.mains, BatteryV: round2(l.batteryV), Display: l.display, Desired: l.desiredVersion,
 	}
 	if l.conn != nil {

@@ -51,8 +51,16 @@ type Config struct {
 	EnrollConcurrency int // enrolments at once
 
 	// Faults.
-	DropAcksPct float64       // ignore this percentage of PUBACKs (the message stays queued)
-	JamPct      float64       // cell.open fails with "jammed" this often
+	DropAcksPct float64 // ignore this percentage of PUBACKs (the message stays queued)
+	JamPct      float64 // cell.open fails with "jammed" this often
+	// StuckDoorPct: cell.open releases the lock and answers, but the door
+	// stays shut (no door event) this often.
+	StuckDoorPct float64
+
+	// OnRPC, when set (library use only: benchmarks), hears of every rpc/req
+	// handled: its key, when it was read and how long the locker took until its
+	// answer (and, for cell.open, its door event) was written.
+	OnRPC       func(key string, received time.Time, took time.Duration)
 	ClockSkew   time.Duration // the lockers' clocks are off by this much (ts and not_after checks)
 	NoRepublish bool          // discard unacknowledged messages at reconnect instead of republishing
 

@@ -5,7 +5,7 @@
 # ./var/hub.json and ./var/admin.token), says where to look, and stops both
 # cleanly on Ctrl-C.
 #
-# Environment: LOCKERS (100), CELLS (20), BIN (bin), and the hub's own HUB_*
+# Environment: LOCKERS (100), CELLS (20), TELEMETRY (10s), BIN (bin), and the hub's own HUB_*
 # settings (HUB_DATABASE_URL, HUB_HTTP_ADDR, …), which bin/hub reads itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,9 @@ BIN=${BIN:-bin}
 DATA=./var
 LOCKERS=${LOCKERS:-100}
 CELLS=${CELLS:-20}
+# The demo's lockers report telemetry every 10 s (lockersim's default, like docs/protocol.md's
+# advice for real lockers, is 60 s) so that the charts move while you watch.
+TELEMETRY=${TELEMETRY:-10s}
 CONTROL=127.0.0.1:8090
 READY_TIMEOUT=60 # seconds
 STOP_TIMEOUT=15  # seconds; the hub shuts down within 10
@@ -148,7 +151,7 @@ done
 
 echo "run-demo: starting lockersim ($LOCKERS lockers × $CELLS cells, log $SIM_LOG)"
 sim_from=$(wc -l <"$SIM_LOG")
-setsid "$BIN/lockersim" run --lockers "$LOCKERS" --cells "$CELLS" --data "$DATA/lockersim" --control "$CONTROL" \
+setsid "$BIN/lockersim" run --lockers "$LOCKERS" --cells "$CELLS" --telemetry "$TELEMETRY" --data "$DATA/lockersim" --control "$CONTROL" \
 	</dev/null >>"$SIM_LOG" 2>&1 &
 sim_pid=$!
 

@@ -74,7 +74,7 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	require.Equal(t, 200, status)
 	status, body := call(t, "GET", h.HTTPURL+"/readyz", "", "")
 	require.Equal(t, 200, status)
-	require.Equal(t, map[string]any{"broker": "ok", "database": "ok", "migrations": "ok"}, body["checks"])
+	require.Equal(t, map[string]any{"broker": "ok", "database": "ok", "migrations": "ok", "telemetry": "ok"}, body["checks"])
 
 	h.AddLocker("L1")
 	resp, err := http.Get(h.HTTPURL + "/")

@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/lockerhub/lockerhub/access"
+	"github.com/lockerhub/lockerhub/audit"
+	"github.com/lockerhub/lockerhub/fleet"
 )
 
 // Authentication: every non-public route takes either a bearer token
@@ -35,31 +39,6 @@ func sessionFrom(ctx context.Context) (access.Session, bool) {
 	return s, ok
 }
 
-// permitted is the role matrix: may a caller with role call rt?
-//
-// For now: admins call everything, every other role reads (GET), and a few
-// routes that concern only the caller (anyRole) are open to every role.
-// Issue 6 replaces this with the full matrix: a table from "METHOD /path" to
-// the roles allowed, documented in docs/ and walked by a test (allowed and
-// denied for every pair), with carriers scoping couriers and API clients.
-func permitted(role string, rt route) bool {
-	switch {
-	case !access.ValidRole(role):
-		return false
-	case role == access.RoleAdmin:
-		return true
-	case anyRole[rt.method+" "+rt.path]:
-		return true
-	default:
-		return rt.method == http.MethodGet
-	}
-}
-
-// anyRole are routes every logged-in caller may use, whatever the method.
-var anyRole = map[string]bool{
-	"DELETE /api/v1/session": true,
-}
-
 // authenticate wraps the handler of a non-public route.
 func (a *API) authenticate(rt route) http.HandlerFunc {
 	next := rt.h
@@ -69,6 +48,7 @@ func (a *API) authenticate(rt route) http.HandlerFunc {
 			return
 		}
 		ctx := context.WithValue(r.Context(), principalKey{}, p)
+		ctx = audit.WithActor(ctx, principalActor(r, p)) // who, for the audit records of this request's changes
 		if sess != nil {
 			if !safeMethod(r.Method) && !validCSRF(r.Header.Get(CSRFHeader), sess.CSRFToken) {
 				writeError(w, http.StatusForbidden, "csrf", "a request with the session cookie that changes something needs the session's csrf_token in the "+CSRFHeader+" header")
@@ -76,8 +56,13 @@ func (a *API) authenticate(rt route) http.HandlerFunc {
 			}
 			ctx = context.WithValue(ctx, sessionKey{}, *sess)
 		}
-		if !permitted(p.Role, rt) {
-			writeError(w, http.StatusForbidden, "forbidden", "the role "+p.Role+" may not call "+rt.method+" "+rt.path)
+		if !permitted(p, rt) { // web/roles.go
+			writeError(w, http.StatusForbidden, "forbidden", denial(p, rt))
+			return
+		}
+		if carrierScoped(rt.path) && !a.inCallerScope(r.WithContext(ctx), r.PathValue("id")) {
+			// As for a locker that does not exist: no existence leak.
+			a.domainError(w, r, fmt.Errorf("%w: locker %s", fleet.ErrNotFound, r.PathValue("id")))
 			return
 		}
 		next(w, r.WithContext(ctx))
@@ -127,4 +112,49 @@ func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodH
 
 func validCSRF(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// lockerInScope reports whether locker id is assigned to carrier, from the
+// overview's rows (memory) or else the registry.
+func (a *API) lockerInScope(r *http.Request, carrier, id string) bool {
+	if a.d.Overview != nil {
+		row, ok := a.d.Overview.Row(id)
+		return ok && slices.Contains(row.Carriers, carrier)
+	}
+	l, err := a.d.Registry.Get(r.Context(), id)
+	return err == nil && slices.Contains(l.Carriers, carrier)
+}
+
+// inCallerScope reports whether the caller may see locker id: always for a
+// caller of the whole fleet, else when the locker is assigned to the caller's
+// carrier. Routes that name a locker other than by /api/v1/lockers/{id}
+// (e.g. a command by its id) answer 404 when it is false, as for something
+// that does not exist; lists leave such lockers out (see callerCarrier).
+func (a *API) inCallerScope(r *http.Request, id string) bool {
+	c := callerCarrier(r)
+	return c == "" || a.lockerInScope(r, c, id)
+}
+
+// callerCarrier is the carrier the caller is limited to, "" for the whole fleet.
+func callerCarrier(r *http.Request) string {
+	p, _ := principalFrom(r.Context())
+	return p.Carrier
+}
+
+// noCarrier matches no locker: carrier names never hold '|'.
+const noCarrier = "|none|"
+
+// scopeCarrier narrows a list's carrier filter to the caller's carrier: the
+// caller's own when none was asked for, one that matches nothing when another
+// carrier was asked for.
+func scopeCarrier(r *http.Request, asked string) string {
+	c := callerCarrier(r)
+	switch {
+	case c == "":
+		return asked
+	case asked == "" || asked == c:
+		return c
+	default:
+		return noCarrier
+	}
 }

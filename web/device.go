@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+
+	"github.com/lockerhub/lockerhub/fleet"
 )
 
 // DeviceAPI is the handler of the device-facing HTTPS listener (--device-addr):
@@ -26,6 +28,7 @@ func NewDeviceAPI(d Deps) *DeviceAPI {
 
 func (d *DeviceAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	r = d.api.requestActor(w, r) // the locker is the actor of enrolment and renewal (fleet records it)
 	d.mux.ServeHTTP(w, r)
 }
 
@@ -65,7 +68,7 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &in) {
 		return
 	}
-	c, err := a.d.Registry.Renew(r.Context(), lockerID, []byte(in.CSR))
+	c, err := a.d.Registry.Renew(fleet.DeviceContext(r.Context(), lockerID), lockerID, []byte(in.CSR))
 	if err != nil {
 		a.domainError(w, r, err)
 		return

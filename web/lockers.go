@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -50,7 +51,7 @@ func (a *API) listLockers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	f := fleet.LockerFilter{Segment: q.Get("segment"), Model: q.Get("model"), Carrier: q.Get("carrier"),
+	f := fleet.LockerFilter{Segment: q.Get("segment"), Model: q.Get("model"), Carrier: scopeCarrier(r, q.Get("carrier")),
 		Status: q.Get("status"), Query: q.Get("q"), Limit: DefaultPageSize}
 	for _, p := range []struct {
 		name     string
@@ -86,6 +87,9 @@ func (a *API) createLocker(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &n) {
 		return
 	}
+	if c := callerCarrier(r); c != "" && !slices.Contains(n.Carriers, c) {
+		n.Carriers = append(n.Carriers, c) // a carrier's technician installs lockers for the carrier
+	}
 	l, _, err := a.d.Registry.Create(r.Context(), n)
 	if err != nil {
 		a.fleetError(w, r, err)
@@ -97,6 +101,10 @@ func (a *API) createLocker(w http.ResponseWriter, r *http.Request) {
 func (a *API) updateLocker(w http.ResponseWriter, r *http.Request) {
 	var p fleet.LockerPatch
 	if !readJSON(w, r, &p) {
+		return
+	}
+	if c := callerCarrier(r); c != "" && p.Carriers.Set && !slices.Contains(p.Carriers.V, c) {
+		writeError(w, http.StatusBadRequest, "invalid", "carriers: must keep "+c+" (a caller limited to "+c+" cannot give a locker away)")
 		return
 	}
 	l, _, err := a.d.Registry.Update(r.Context(), r.PathValue("id"), p)
@@ -126,6 +134,10 @@ func (a *API) lockerCells(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) importLockers(w http.ResponseWriter, r *http.Request) {
+	if c := callerCarrier(r); c != "" {
+		writeError(w, http.StatusForbidden, "forbidden", "a caller limited to the carrier "+c+" may not import lockers; ask a user of the whole fleet")
+		return
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "text/csv" {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the CSV with Content-Type: text/csv")
 		return

@@ -15,7 +15,7 @@ func (a *API) overviewRoutes() []route {
 
 func rowFilter(r *http.Request) (fleet.RowFilter, bool) {
 	q := r.URL.Query()
-	f := fleet.RowFilter{Segment: q.Get("segment"), Model: q.Get("model"), Carrier: q.Get("carrier"), Status: q.Get("status"), Query: q.Get("q")}
+	f := fleet.RowFilter{Segment: q.Get("segment"), Model: q.Get("model"), Carrier: scopeCarrier(r, q.Get("carrier")), Status: q.Get("status"), Query: q.Get("q")}
 	switch f.Status {
 	case "", fleet.PresenceOnline, fleet.PresenceOffline, fleet.PresenceUnknown:
 		return f, true

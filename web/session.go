@@ -51,6 +51,11 @@ type sessionInfo struct {
 	Role      string     `json:"role"`
 	CSRFToken string     `json:"csrf_token,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Carrier limits the caller to that carrier's lockers.
+	Carrier string `json:"carrier,omitempty"`
+	// Can lists the routes ("METHOD /path") the caller may call, from the
+	// role matrix, so the dashboard shows only what the caller can use.
+	Can []string `json:"can"`
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
@@ -115,7 +120,8 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	})
 	w.Header().Set("Cache-Control", "no-store")
 	a.d.Logger.Info("login", "user", user, "role", sess.User.Role, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, sessionInfo{User: sess.User.Username, Role: sess.User.Role, CSRFToken: sess.CSRFToken, ExpiresAt: &sess.ExpiresAt})
+	writeJSON(w, http.StatusOK, sessionInfo{User: sess.User.Username, Role: sess.User.Role, CSRFToken: sess.CSRFToken, ExpiresAt: &sess.ExpiresAt,
+		Carrier: sess.User.Carrier, Can: a.can(sess.Principal())})
 }
 
 // whoami answers who the caller is; with the session cookie, also the CSRF
@@ -123,11 +129,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if s, ok := sessionFrom(r.Context()); ok {
-		writeJSON(w, http.StatusOK, sessionInfo{User: s.User.Username, Role: s.User.Role, CSRFToken: s.CSRFToken, ExpiresAt: &s.ExpiresAt})
+		writeJSON(w, http.StatusOK, sessionInfo{User: s.User.Username, Role: s.User.Role, CSRFToken: s.CSRFToken, ExpiresAt: &s.ExpiresAt,
+			Carrier: s.User.Carrier, Can: a.can(s.Principal())})
 		return
 	}
 	p, _ := principalFrom(r.Context())
-	writeJSON(w, http.StatusOK, sessionInfo{User: p.Name, Role: p.Role})
+	writeJSON(w, http.StatusOK, sessionInfo{User: p.Name, Role: p.Role, Carrier: p.Carrier, Can: a.can(p)})
 }
 
 func (a *API) logout(w http.ResponseWriter, r *http.Request) {

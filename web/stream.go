@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/fleet"
 )
 
@@ -49,6 +51,13 @@ type watch struct {
 	Watch  string          `json:"watch"` // fleet or locker
 	ID     string          `json:"id,omitempty"`
 	Filter fleet.RowFilter `json:"filter"`
+
+	// For a caller limited to a carrier: hidden is a locker outside it
+	// (shown as one that does not exist); known are the rows the browser
+	// has, so rows of other carriers' lockers are never named in a delta.
+	scoped bool
+	hidden bool
+	known  map[string]bool
 }
 
 // streamConn is one browser. Producers (the twin writer, presence, registry
@@ -96,6 +105,11 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	c := &streamConn{pending: map[string]fleet.Row{}, wake: make(chan struct{}, 1)}
 	unsubscribe := a.d.Overview.Subscribe(c.push)
 	defer unsubscribe()
+	if p, ok := principalFrom(ctx); ok {
+		// Disabling the user or revoking the API client (web/users.go) ends
+		// this stream at once.
+		defer a.trackStream(streamOwner(p), cancel)()
+	}
 
 	watches := make(chan *watch, 1)
 	go func() {
@@ -110,6 +124,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 				_ = ws.Close(websocket.StatusPolicyViolation, `send {"watch":"fleet","filter":{…}} or {"watch":"locker","id":"…"}`)
 				return
 			}
+			a.scopeWatch(r, &wt)
 			select {
 			case watches <- &wt:
 			case <-ctx.Done():
@@ -173,18 +188,42 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// scopeWatch limits what a carrier-scoped caller watches to the carrier's
+// lockers.
+func (a *API) scopeWatch(r *http.Request, wt *watch) {
+	c := callerCarrier(r)
+	if c == "" {
+		return
+	}
+	wt.scoped = true
+	wt.Filter.Carrier = scopeCarrier(r, wt.Filter.Carrier)
+	if wt.Watch == "locker" {
+		wt.hidden = !a.inCallerScope(r, wt.ID)
+	}
+}
+
 func (a *API) snapshot(wt *watch) any {
 	if wt.Watch == "locker" {
+		if wt.hidden {
+			return map[string]any{"type": "snapshot", "twin": (&fleet.Twin{LockerID: wt.ID}).View()}
+		}
 		return map[string]any{"type": "snapshot", "twin": a.twinView(wt.ID)}
 	}
-	return map[string]any{"type": "snapshot", "summary": a.d.Overview.Summary(wt.Filter), "rows": a.d.Overview.Rows(wt.Filter)}
+	rows := a.d.Overview.Rows(wt.Filter)
+	if wt.scoped {
+		wt.known = make(map[string]bool, len(rows))
+		for _, r := range rows {
+			wt.known[r.ID] = true
+		}
+	}
+	return map[string]any{"type": "snapshot", "summary": a.d.Overview.Summary(wt.Filter), "rows": rows}
 }
 
 // delta turns the rows changed since the last message into what this browser
 // watches; ok is false when none of them concern it.
 func (a *API) delta(wt *watch, changed map[string]fleet.Row) (any, bool) {
 	if wt.Watch == "locker" {
-		if _, ok := changed[wt.ID]; !ok {
+		if _, ok := changed[wt.ID]; !ok || wt.hidden {
 			return nil, false
 		}
 		return map[string]any{"type": "delta", "twin": a.twinView(wt.ID)}, true
@@ -192,10 +231,24 @@ func (a *API) delta(wt *watch, changed map[string]fleet.Row) (any, bool) {
 	rows := make([]fleet.Row, 0, len(changed))
 	for _, r := range changed {
 		// A row that left the filter is sent as deleted so the page drops it.
-		if !wt.Filter.Match(r) {
+		match := wt.Filter.Match(r)
+		if wt.scoped {
+			if !match && !wt.known[r.ID] {
+				continue // another carrier's locker: not even its ID
+			}
+			if match && !r.Deleted {
+				wt.known[r.ID] = true
+			} else {
+				delete(wt.known, r.ID)
+			}
+		}
+		if !match {
 			r = fleet.Row{ID: r.ID, Deleted: true}
 		}
 		rows = append(rows, r)
+	}
+	if wt.scoped && len(rows) == 0 {
+		return nil, false
 	}
 	return map[string]any{"type": "delta", "summary": a.d.Overview.Summary(wt.Filter), "rows": rows}, true
 }
@@ -212,4 +265,58 @@ func (a *API) twinView(id string) fleet.TwinView {
 		v.Connectivity.Online, v.Connectivity.Since = r.Online, r.Since
 	}
 	return v
+}
+
+// streamOwner names whose stream it is: "user:<id>", "client:<id>" or
+// "token:<id>".
+func streamOwner(p access.Principal) string {
+	switch {
+	case p.UserID != 0:
+		return "user:" + strconv.FormatInt(p.UserID, 10)
+	case p.ClientID != 0:
+		return "client:" + strconv.FormatInt(p.ClientID, 10)
+	default:
+		return "token:" + strconv.FormatInt(p.TokenID, 10)
+	}
+}
+
+// streamsByUser holds the cancel functions of the live streams of each user
+// and API client (by streamOwner).
+type streamsByUser struct {
+	mu sync.Mutex
+	m  map[string]map[*context.CancelFunc]struct{}
+}
+
+// trackStream registers a stream of owner and returns its unregistration.
+func (a *API) trackStream(owner string, cancel context.CancelFunc) func() {
+	s := &a.streams
+	key := &cancel
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string]map[*context.CancelFunc]struct{}{}
+	}
+	if s.m[owner] == nil {
+		s.m[owner] = map[*context.CancelFunc]struct{}{}
+	}
+	s.m[owner][key] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.m[owner], key)
+		if len(s.m[owner]) == 0 {
+			delete(s.m, owner)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// endStreams closes every live stream of owner (a user disabled or given
+// another role or carrier, an API client revoked).
+func (a *API) endStreams(owner string) {
+	s := &a.streams
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.m[owner] {
+		(*c)()
+	}
 }

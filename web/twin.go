@@ -55,6 +55,11 @@ func (a *API) getTwin(w http.ResponseWriter, r *http.Request) {
 	} else {
 		v.Connectivity.Since = l.DisconnectedAt
 	}
+	if a.d.Telemetry != nil {
+		if s, ok := a.d.Telemetry.Latest(id); ok {
+			v.Telemetry = &fleet.TelemetrySummary{TS: s.TS, Received: s.Received, M: s.M}
+		}
+	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(v.Desired.Version, 10)))
 	writeJSON(w, http.StatusOK, v)
 }

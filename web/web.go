@@ -10,13 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lockerhub/lockerhub/access"
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/telemetry"
 )
 
 //go:embed openapi.json
@@ -36,13 +39,25 @@ type Deps struct {
 	Registry *fleet.Registry
 	Twins    *fleet.Twins
 	Overview *fleet.Overview
+	// Commands sends commands to lockers (nil: its routes answer 503).
+	Commands *fleet.Commands
+	// Telemetry has the latest samples, TelemetryStore the history (nil:
+	// telemetry is not wired; its routes answer 503).
+	Telemetry      *telemetry.Ingest
+	TelemetryStore *telemetry.Store
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
-	CAPEM      []byte
-	Ready      []Check
-	Gatherer   prometheus.Gatherer
-	Logger     *slog.Logger
+	// Audit reads the audit log (nil: GET /api/v1/audit answers 503).
+	Audit *audit.Store
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed for the caller's address in audit records (none: the
+	// connection's address).
+	TrustedProxies []netip.Prefix
+	CAPEM          []byte
+	Ready          []Check
+	Gatherer       prometheus.Gatherer
+	Logger         *slog.Logger
 }
 
 type route struct {
@@ -53,11 +68,12 @@ type route struct {
 
 // API is the handler of the --http-addr listener.
 type API struct {
-	d      Deps
-	mux    *http.ServeMux
-	routes []route
-	logins *loginLimits
-	sm     *streamMetrics
+	d       Deps
+	mux     *http.ServeMux
+	routes  []route
+	logins  *loginLimits
+	sm      *streamMetrics
+	streams streamsByUser
 }
 
 // NewAPI builds the API handler.
@@ -72,8 +88,12 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.twinRoutes()...)
 	a.routes = append(a.routes, a.streamRoutes()...)
 	a.routes = append(a.routes, a.overviewRoutes()...)
+	a.routes = append(a.routes, a.telemetryRoutes()...)
 	a.routes = append(a.routes, a.modelRoutes()...)
 	a.routes = append(a.routes, a.sessionRoutes()...)
+	a.routes = append(a.routes, a.auditRoutes()...)
+	a.routes = append(a.routes, a.userRoutes()...)
+	a.routes = append(a.routes, a.commandRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
@@ -97,6 +117,7 @@ func NewAPI(d Deps) *API {
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r))
+	r = a.requestActor(w, r) // web/audit.go: address and request id for audit records
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -157,7 +178,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
-	a.d.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	a.d.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get(RequestIDHeader), "error", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error; see the hub's log")
 }
 

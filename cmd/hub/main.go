@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/pg"
@@ -34,10 +36,41 @@ func run(args []string) int {
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", env("HUB_DEVICE_ADDR", ":8443"), "HTTPS for lockers: enrolment, renewal, firmware (env HUB_DEVICE_ADDR)")
 	fs.StringVar(&cfg.HTTPTLSCert, "http-tls-cert", env("HUB_HTTP_TLS_CERT", ""), "serve --http-addr over TLS with this certificate (PEM); plain HTTP when empty (env HUB_HTTP_TLS_CERT)")
 	fs.StringVar(&cfg.HTTPTLSKey, "http-tls-key", env("HUB_HTTP_TLS_KEY", ""), "the key of --http-tls-cert (PEM) (env HUB_HTTP_TLS_KEY)")
+	fs.Func("trusted-proxies", "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the caller's address in the audit log; none: the connection's address (env HUB_TRUSTED_PROXIES)",
+		func(s string) error { return parsePrefixes(s, &cfg.TrustedProxies) })
+	if v := os.Getenv("HUB_TRUSTED_PROXIES"); v != "" {
+		if err := parsePrefixes(v, &cfg.TrustedProxies); err != nil {
+			fmt.Fprintln(os.Stderr, "hub: HUB_TRUSTED_PROXIES:", err)
+			return 2
+		}
+	}
 	fs.StringVar(&hostnames, "hostnames", env("HUB_HOSTNAMES", "localhost,127.0.0.1,::1"), "names and addresses in the server certificate, comma-separated (env HUB_HOSTNAMES)")
 	fs.StringVar(&logFormat, "log-format", env("HUB_LOG_FORMAT", "text"), "log format: text or json (env HUB_LOG_FORMAT)")
 	fs.StringVar(&logLevel, "log-level", env("HUB_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env HUB_LOG_LEVEL)")
+	// Telemetry retention: raw samples 30 days, 1-minute rollups 30 days,
+	// 1-hour rollups 400 days (the long range). At the recommended 60-s
+	// telemetry a 1-minute rollup holds as many buckets as there are raw
+	// samples, so keeping it longer than raw buys little; raise it for
+	// lockers that report every few seconds.
+	cfg.Telemetry.Retention.Raw, cfg.Telemetry.Retention.Rollup1m, cfg.Telemetry.Retention.Rollup1h = 30*24*time.Hour, 30*24*time.Hour, 400*24*time.Hour
+	fs.Var(days{&cfg.Telemetry.Retention.Raw}, "telemetry-retention", "how long raw telemetry samples are kept, e.g. 30d or 720h (env HUB_TELEMETRY_RETENTION)")
+	fs.Var(days{&cfg.Telemetry.Retention.Rollup1m}, "telemetry-rollup-1m-retention", "how long 1-minute telemetry rollups are kept; at least --telemetry-retention. "+
+		"At the recommended 60-s telemetry a 1-minute rollup holds as many buckets as raw, so keeping it longer buys little; raise it for lockers that report every few seconds; "+
+		"charts over longer ranges read the 1-hour rollups (env HUB_TELEMETRY_ROLLUP_1M_RETENTION)")
+	fs.Var(days{&cfg.Telemetry.Retention.Rollup1h}, "telemetry-rollup-1h-retention", "how long 1-hour telemetry rollups are kept (the long range); at least the 1-minute one (env HUB_TELEMETRY_ROLLUP_1H_RETENTION)")
+	fs.StringVar(&cfg.Telemetry.UnknownMetrics, "telemetry-unknown-metrics", env("HUB_TELEMETRY_UNKNOWN_METRICS", "keep"), "metrics outside the known set (docs/protocol.md): keep, or refuse the sample (env HUB_TELEMETRY_UNKNOWN_METRICS)")
+	cfg.Commands.ConfirmWithin = 10 * time.Second
+	fs.DurationVar(&cfg.Commands.ConfirmWithin, "command-confirm-within", cfg.Commands.ConfirmWithin, "cell.open: how long the door sensor has to report the door open after the locker answered, else the command ends unconfirmed (env HUB_COMMAND_CONFIRM_WITHIN)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
+		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION"} {
+		if v, ok := os.LookupEnv(key); ok {
+			if err := fs.Set(flagName, v); err != nil {
+				fmt.Fprintf(os.Stderr, "hub: %s: %v\n", key, err)
+				return 2
+			}
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -75,6 +108,36 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// days is a duration flag that also takes whole days: "30d".
+type days struct{ d *time.Duration }
+
+func (f days) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	if *f.d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", *f.d/(24*time.Hour))
+	}
+	return f.d.String()
+}
+
+func (f days) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		v, err := strconv.Atoi(n)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%q is not a number of days", s)
+		}
+		*f.d = time.Duration(v) * 24 * time.Hour
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("%q is not a duration (e.g. 30d or 720h)", s)
+	}
+	*f.d = v
+	return nil
 }
 
 func env(key, def string) string {

@@ -2,10 +2,14 @@
 //   #/login            log in
 //   #/?segment=…       fleet overview (filters in the query)
 //   #/lockers/ID       one locker
+//   #/audit?actor=…    the audit log (admins)
+//   #/users            users (admins)
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
 import { mountLocker } from './locker.js';
+import { mountAudit } from './audit.js';
+import { mountUsers } from './users.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
@@ -53,6 +57,9 @@ const ctx = {
   stream: startStream,
 };
 
+// can reports whether the logged-in user may call "METHOD /path".
+function can(route) { return !!user && (user.can || []).includes(route); }
+
 function showShell(on) {
   topbar.hidden = !on;
   if (on && user) {
@@ -74,8 +81,18 @@ function route() {
   if (path === '/login') { location.replace('#/'); return; }
   showShell(true);
   const m = path.match(/^\/lockers\/([^/]+)$/);
-  document.getElementById('nav-fleet').classList.toggle('active', !m);
+  // The nav shows only what the role can use (the session's "can" list,
+  // from the hub's role matrix); a page the role cannot use is the fleet.
+  const audit = path === '/audit' && can('GET /api/v1/audit');
+  const users = path === '/users' && can('GET /api/v1/users');
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users);
+  document.getElementById('nav-audit').classList.toggle('active', audit);
+  document.getElementById('nav-audit').hidden = !can('GET /api/v1/audit');
+  document.getElementById('nav-users').classList.toggle('active', users);
+  document.getElementById('nav-users').hidden = !can('GET /api/v1/users');
   if (m) view = mountLocker(app, ctx, decodeURIComponent(m[1]));
+  else if (audit) view = mountAudit(app, ctx, params);
+  else if (users) view = mountUsers(app, ctx);
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
 }

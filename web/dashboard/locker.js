@@ -1,11 +1,13 @@
 // One locker: identity, power, firmware, its cell grid (door, lock and
-// occupancy live, in colour and in words), connectivity history and events.
+// occupancy live, in colour and in words), connectivity history, events and
+// telemetry charts (telemetry.js).
 //
 // Data: GET /api/v1/lockers/{id}, …/cells (layout), …/twin, …/events,
 // …/connectivity, and the stream ({"watch":"locker","id":…}), whose snapshot
 // and deltas carry the whole twin. Without the stream the page polls.
 import { get, APIError } from './api.js';
 import { Frame } from './stream.js';
+import { mountTelemetry } from './telemetry.js';
 import { esc, fmtTime, fmtDuration, since, humanize, naturalCompare, debounce, SIZES } from './util.js';
 
 const POLL_MS = 5000;
@@ -25,6 +27,7 @@ export function mountLocker(root, ctx, id) {
   let dirty = { head: true, cells: true, conn: true, events: true };
   let lastConn = '';
   let lastVersion = -1;
+  let telemetry = null;
 
   root.innerHTML = `
   <section class="locker">
@@ -55,6 +58,7 @@ export function mountLocker(root, ctx, id) {
         </section>
       </div>
     </div>
+    <section class="panel tele" id="telemetry" aria-labelledby="h-tele"></section>
   </section>`;
   const $ = (s) => root.querySelector(s);
   const frame = new Frame(render);
@@ -174,7 +178,7 @@ export function mountLocker(root, ctx, id) {
   function cellList() {
     const reported = twin?.reported?.cells || {};
     const byName = new Map();
-    for (const c of layout || []) byName.set(c.name, { name: c.name, size: c.size, col: c.col, row: c.row });
+    for (const c of layout || []) byName.set(c.name, { name: c.name, size: c.size, col: c.col, row: c.row, hold: c.hold });
     for (const [name, c] of Object.entries(reported)) {
       const old = byName.get(name) || { name };
       byName.set(name, { ...old, ...c, size: old.size || c.size, reported: true });
@@ -234,7 +238,7 @@ export function mountLocker(root, ctx, id) {
     const classes = ['cell'];
     const door = c.door === 'open' ? 'Door open' : c.door === 'closed' ? 'Closed' : '—';
     const lock = c.lock === 'jammed' ? '⚠ Jammed' : c.lock === 'unlocked' ? 'Unlocked' : c.lock === 'locked' ? 'Locked' : '—';
-    const occ = c.occupied === true ? 'Occupied' : c.occupied === false ? 'Free' : '—';
+    const occ = c.occupied === true ? 'Occupied' : c.occupied === false ? (c.hold === 'returns' ? 'For returns' : 'Free') : '—';
     if (!known) classes.push('unknown');
     if (c.occupied === true) classes.push('occupied'); else if (c.occupied === false) classes.push('free');
     if (c.door === 'open') classes.push('open');
@@ -262,9 +266,13 @@ export function mountLocker(root, ctx, id) {
     const occ = cells.filter((c) => c.occupied === true).length;
     const jam = cells.filter((c) => c.lock === 'jammed').length;
     const free = {};
-    for (const c of cells) if (c.occupied === false && c.door !== 'open' && c.lock !== 'jammed' && c.size) free[c.size] = (free[c.size] || 0) + 1;
+    let held = 0;
+    for (const c of cells) {
+      if (c.occupied !== false || c.door === 'open' || c.lock === 'jammed' || !c.size) continue;
+      if (c.hold === 'returns') held++; else free[c.size] = (free[c.size] || 0) + 1;
+    }
     const freeTxt = SIZES.filter((z) => free[z]).map((z) => `${z} ${free[z]}`).join(' · ');
-    $('#cells-sum').textContent = `${cells.length} cells · ${open} open · ${occ} occupied${jam ? ` · ${jam} jammed` : ''}${freeTxt ? ` · free ${freeTxt}` : ''}`;
+    $('#cells-sum').textContent = `${cells.length} cells · ${open} open · ${occ} occupied${jam ? ` · ${jam} jammed` : ''}${freeTxt ? ` · free ${freeTxt}` : ''}${held ? ` · ${held} held for returns` : ''}`;
   }
 
   function renderConn() {
@@ -351,11 +359,12 @@ export function mountLocker(root, ctx, id) {
     loadTwin();
     loadEvents();
     loadConnectivity();
+    if (!gone) telemetry = mountTelemetry($('#telemetry'), id, base);
     release = ctx.stream().use(handlers);
     ctx.stream().watch({ watch: 'locker', id });
   });
 
-  return { unmount() { stop(); clearInterval(ageTimer); } };
+  return { unmount() { stop(); clearInterval(ageTimer); telemetry?.unmount(); } };
 }
 
 function cause(e) {

@@ -240,7 +240,8 @@ func rowJS(id string) string {
 
 // sim starts n simulated lockers (IDs prefix00001…) in segment, enrolled
 // with the hub and connected over mTLS MQTT, and waits until they are online.
-func sim(t testing.TB, h *hubtest.Hub, prefix, segment string, n int) *lockersim.Sim {
+// opts change the configuration first (e.g. the telemetry interval).
+func sim(t testing.TB, h *hubtest.Hub, prefix, segment string, n int, opts ...func(*lockersim.Config)) *lockersim.Sim {
 	t.Helper()
 	cfg := lockersim.DefaultConfig()
 	cfg.Hub = h.MQTTAddr
@@ -255,6 +256,9 @@ func sim(t testing.TB, h *hubtest.Hub, prefix, segment string, n int) *lockersim
 	cfg.Segment = segment
 	cfg.Ramp = 0
 	cfg.StatusEvery = 0
+	for _, o := range opts {
+		o(&cfg)
+	}
 	s, err := lockersim.NewSim(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/lockerhub/lockerhub/apiclient"
+)
+
+// User and API client commands, listed before `api`.
+var accessCommands = []command{
+	{
+		name: "user add", args: "NAME --role R [--carrier C] [--password-stdin]", nargs: 1,
+		summary: "add a dashboard user",
+		doc: "Adds a user with a role: admin, technician, courier, oncall or viewer. A courier needs\n" +
+			"--carrier (the transport company whose lockers it may use); with any other role --carrier\n" +
+			"limits the user to that carrier's lockers. The password: read from the first line of\n" +
+			"standard input with --password-stdin, asked for (twice, not shown) on a terminal, or else\n" +
+			"made up by the hub and printed once. Passwords are 12 to 256 characters.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			role := fs.String("role", "", "the user's `role`: admin, technician, courier, oncall or viewer")
+			carrier := fs.String("carrier", "", "limit the user to the lockers of `carrier`")
+			stdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.userAdd(ctx, args[0], *role, *carrier, *stdin)
+			}
+		},
+	},
+	{
+		name: "user list", nargs: 0,
+		summary: "list the dashboard users",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.userList(ctx) }
+		},
+	},
+	{
+		name: "user disable", args: "NAME", nargs: 1,
+		summary: "disable a user, ending its sessions at once",
+		doc:     "Stops the user from logging in, ends its sessions and closes its live streams at once.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.userUpdate(ctx, "user disable", args[0], apiclient.UserPatch{Disabled: boolPtr(true)})
+			}
+		},
+	},
+	{
+		name: "user enable", args: "NAME", nargs: 1,
+		summary: "let a disabled user log in again",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.userUpdate(ctx, "user enable", args[0], apiclient.UserPatch{Disabled: boolPtr(false)})
+			}
+		},
+	},
+	{
+		name: "user set", args: "NAME [--role R] [--carrier C]", nargs: 1,
+		summary: "change a user's role or carrier",
+		doc:     "Changes what the flags say; --carrier \"\" gives the user the whole fleet (not for couriers).",
+		setup: func(fs *flag.FlagSet) runFunc {
+			role := fs.String("role", "", "the new `role`")
+			carrier := fs.String("carrier", "", "the new `carrier` (\"\" for the whole fleet)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				var p apiclient.UserPatch
+				fs.Visit(func(f *flag.Flag) {
+					switch f.Name {
+					case "role":
+						p.Role = role
+					case "carrier":
+						p.Carrier = carrier
+					}
+				})
+				if p.Role == nil && p.Carrier == nil {
+					return usagef("user set: nothing to change (--role R, --carrier C)")
+				}
+				return c.userUpdate(ctx, "user set", args[0], p)
+			}
+		},
+	},
+	{
+		name: "user password", args: "NAME [--password-stdin]", nargs: 1,
+		summary: "reset a user's password, ending its sessions",
+		doc:     "Sets the password from standard input (--password-stdin), asks for it on a terminal, or has the hub make one up and prints it once.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			stdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.userPassword(ctx, args[0], *stdin)
+			}
+		},
+	},
+	{
+		name: "client add", args: "NAME --carrier C --scope S[,S…]", nargs: 1,
+		summary: "add an API client for a delivery service, printing its token once",
+		doc: "Adds an API client of a carrier (a delivery service, marketplace or shop) and prints its bearer\n" +
+			"token once; the hub keeps only a hash of it. Scopes: lockers:read, telemetry:read,\n" +
+			"commands:read, commands:write, parcels:read, parcels:write. The client sees only the\n" +
+			"carrier's lockers.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			carrier := fs.String("carrier", "", "the `carrier` whose lockers the client may use")
+			scope := fs.String("scope", "", "what the client may do: comma-separated `scopes`")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.clientAdd(ctx, args[0], *carrier, *scope)
+			}
+		},
+	},
+	{
+		name: "client list", nargs: 0,
+		summary: "list the API clients",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.clientList(ctx) }
+		},
+	},
+	{
+		name: "client revoke", args: "NAME", nargs: 1,
+		summary: "revoke an API client's token",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.clientRevoke(ctx, args[0]) }
+		},
+	},
+}
+
+func init() {
+	for i, cmd := range commands {
+		if cmd.name == "api" {
+			commands = append(commands[:i], append(append([]command{}, accessCommands...), commands[i:]...)...)
+			return
+		}
+	}
+	commands = append(commands, accessCommands...)
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// readPassword gets a password: the first line of stdin with fromStdin, a
+// prompt on a terminal, or "" (the hub makes one up).
+func (c *cli) readPassword(fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(io.LimitReader(c.stdin, 4096)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("reading the password from standard input: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if pw == "" {
+			return "", usagef("--password-stdin: standard input holds no password")
+		}
+		return pw, nil
+	}
+	f, ok := c.stdin.(*os.File)
+	if !ok || !isTerminal(f) {
+		return "", nil
+	}
+	fmt.Fprint(c.stderr, "Password (empty: let the hub make one up): ")
+	pw, err := readNoEcho(f)
+	fmt.Fprintln(c.stderr)
+	if err != nil || pw == "" {
+		return "", err
+	}
+	fmt.Fprint(c.stderr, "Again: ")
+	again, err := readNoEcho(f)
+	fmt.Fprintln(c.stderr)
+	if err != nil {
+		return "", err
+	}
+	if again != pw {
+		return "", errors.New("the passwords differ")
+	}
+	return pw, nil
+}
+
+func (c *cli) userAdd(ctx context.Context, name, role, carrier string, fromStdin bool) error {
+	if role == "" {
+		return usagef("user add: --role is required (admin, technician, courier, oncall, viewer)")
+	}
+	pw, err := c.readPassword(fromStdin)
+	if err != nil {
+		return err
+	}
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	u, err := api.CreateUser(ctx, apiclient.NewUser{Username: name, Role: role, Carrier: carrier, Password: pw})
+	if err != nil {
+		return fmt.Errorf("user add %s: %w", name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "User %s added (%s).\n", u.Username, userScope(u))
+	if u.Password != "" {
+		fmt.Fprintf(c.stdout, "Password: %s\n(shown this once; hand it over safely)\n", u.Password)
+	}
+	return nil
+}
+
+func userScope(u apiclient.User) string {
+	if u.Carrier == "" {
+		return u.Role + ", whole fleet"
+	}
+	return u.Role + ", lockers of " + u.Carrier
+}
+
+func (c *cli) userList(ctx context.Context) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	us, err := api.Users(ctx)
+	if err != nil {
+		return fmt.Errorf("user list: %w", err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "USER\tROLE\tCARRIER\tCREATED\tDISABLED")
+	for _, u := range us {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.Role, orDash(u.Carrier), fmtTime(u.CreatedAt, c.loc), fmtTimePtr(u.DisabledAt, c.loc))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) userUpdate(ctx context.Context, what, name string, p apiclient.UserPatch) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	u, err := api.UpdateUser(ctx, name, p)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	switch {
+	case u.DisabledAt != nil:
+		fmt.Fprintf(c.stdout, "User %s is disabled; its sessions have ended.\n", u.Username)
+	default:
+		fmt.Fprintf(c.stdout, "User %s: %s.\n", u.Username, userScope(u))
+	}
+	return nil
+}
+
+func (c *cli) userPassword(ctx context.Context, name string, fromStdin bool) error {
+	pw, err := c.readPassword(fromStdin)
+	if err != nil {
+		return err
+	}
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	u, err := api.ResetPassword(ctx, name, pw)
+	if err != nil {
+		return fmt.Errorf("user password %s: %w", name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "Password of %s set; its sessions have ended.\n", u.Username)
+	if u.Password != "" {
+		fmt.Fprintf(c.stdout, "Password: %s\n(shown this once)\n", u.Password)
+	}
+	return nil
+}
+
+func (c *cli) clientAdd(ctx context.Context, name, carrier, scope string) error {
+	if carrier == "" {
+		return usagef("client add: --carrier is required")
+	}
+	if scope == "" {
+		return usagef("client add: --scope is required, e.g. --scope lockers:read,parcels:write")
+	}
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	cl, err := api.CreateAPIClient(ctx, name, carrier, commaList(scope))
+	if err != nil {
+		return fmt.Errorf("client add %s: %w", name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "API client %s added for the lockers of %s (%s).\n", cl.Name, cl.Carrier, strings.Join(cl.Scopes, ", "))
+	fmt.Fprintf(c.stdout, "Token: %s\n(shown this once; the client sends it as \"Authorization: Bearer <token>\")\n", cl.Token)
+	return nil
+}
+
+func (c *cli) clientList(ctx context.Context) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	cs, err := api.APIClients(ctx)
+	if err != nil {
+		return fmt.Errorf("client list: %w", err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "CLIENT\tCARRIER\tSCOPES\tCREATED\tLAST USED\tREVOKED")
+	for _, cl := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.Name, cl.Carrier, strings.Join(cl.Scopes, ","), fmtTime(cl.CreatedAt, c.loc),
+			fmtTimePtr(cl.LastUsedAt, c.loc), fmtTimePtr(cl.RevokedAt, c.loc))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) clientRevoke(ctx context.Context, name string) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	cl, err := api.RevokeAPIClient(ctx, name)
+	if err != nil {
+		return fmt.Errorf("client revoke %s: %w", name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "API client %s revoked; its token is refused from now on.\n", cl.Name)
+	return nil
+}

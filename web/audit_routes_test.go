@@ -1,0 +1,145 @@
+package web_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/web"
+)
+
+// TestEveryChangeIsAudited walks every route that changes something (every
+// method but GET, and the device routes) and checks that a successful call
+// writes at least one audit record naming the caller. A new route fails
+// here until it has a case below: record its change with audit.Record in
+// the change's transaction (see audit's package comment), then add it.
+func TestEveryChangeIsAudited(t *testing.T) {
+	h := hubtest.Start(t)
+	ctx := context.Background()
+	h.AddLocker("EV-1")
+	h.AddLocker("EV-2")
+	_, err := h.Admin.CreateModel(ctx, apiclient.NewModel{ID: "ev-m", Manufacturer: "M", Name: "N", Layout: []apiclient.Cell{{Name: "A01", Size: "S"}}})
+	require.NoError(t, err)
+	csr, _, err := pki.NewKeyAndCSR("EV-1")
+	require.NoError(t, err)
+	dev := h.IssueCert("EV-2")
+	deviceTLS := &tls.Config{RootCAs: h.CAPool(), ServerName: "127.0.0.1"}
+
+	type result struct {
+		status  int
+		actor   string // actor name expected on the record
+		objType string
+	}
+	admin := func(method, path, body string, want int, objType string) func() result {
+		return func() result {
+			status, out := call(t, method, h.HTTPURL+path, h.AdminToken, body)
+			require.Equal(t, want, status, "%s %s: %v", method, path, out)
+			return result{status, "admin", objType}
+		}
+	}
+	cases := map[string]func() result{
+		"POST /api/v1/lockers":             admin("POST", "/api/v1/lockers", `{"id":"EV-3","cells":2}`, 201, "locker"),
+		"PATCH /api/v1/lockers/{id}":       admin("PATCH", "/api/v1/lockers/EV-3", `{"address":"x"}`, 200, "locker"),
+		"DELETE /api/v1/lockers/{id}":      admin("DELETE", "/api/v1/lockers/EV-3", "", 200, "locker"),
+		"PUT /api/v1/lockers/{id}/desired": admin("PUT", "/api/v1/lockers/EV-1/desired", `{"config":{"a":1}}`, 200, "desired"),
+		"POST /api/v1/lockers/import": func() result {
+			status, out := send(t, "POST", h.HTTPURL+"/api/v1/lockers/import", h.AdminToken, "text/csv", "id,cells\nEV-4,2\n")
+			require.Equal(t, 201, status, out)
+			return result{status, "admin", "locker"}
+		},
+		"POST /api/v1/lockers/{id}/certificates": func() result {
+			_, err := h.Admin.IssueCertificate(ctx, "EV-1", csr)
+			require.NoError(t, err)
+			return result{200, "admin", "certificate"}
+		},
+		"POST /api/v1/lockers/{id}/certificates/revoke": admin("POST", "/api/v1/lockers/EV-1/certificates/revoke", "", 200, "certificate"),
+		"POST /api/v1/lockers/{id}/enroll-tokens":       admin("POST", "/api/v1/lockers/EV-1/enroll-tokens", `{}`, 201, "enroll_token"),
+		"POST /api/v1/lockers/{id}/commands":            admin("POST", "/api/v1/lockers/EV-1/commands", `{"method":"locker.reboot"}`, 202, "command"),
+		"POST /api/v1/lockers/{id}/cells/{cell}/open":   admin("POST", "/api/v1/lockers/EV-1/cells/A01/open", "", 202, "command"),
+		"POST /api/v1/models":                           admin("POST", "/api/v1/models", `{"id":"ev-n","manufacturer":"M","name":"N","layout":[{"name":"A01","size":"S"}]}`, 201, "model"),
+		"PUT /api/v1/models/{id}":                       admin("PUT", "/api/v1/models/ev-n", `{"manufacturer":"M2","name":"N","layout":[{"name":"A01","size":"S"}]}`, 200, "model"),
+		"DELETE /api/v1/models/{id}":                    admin("DELETE", "/api/v1/models/ev-n", "", 204, "model"),
+		"POST /api/v1/session": func() result {
+			h.LoginAdmin()
+			return result{200, "admin", "session"}
+		},
+		"DELETE /api/v1/session": func() result {
+			s := h.LoginAdmin()
+			req, _ := http.NewRequest("DELETE", h.HTTPURL+"/api/v1/session", nil)
+			req.Header.Set(web.CSRFHeader, s.CSRF)
+			resp, err := s.Client.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, 204, resp.StatusCode)
+			return result{204, "admin", "session"}
+		},
+		"POST /api/v1/users":                 admin("POST", "/api/v1/users", `{"username":"ev-user","password":"a long enough password","role":"viewer"}`, 201, "user"),
+		"PATCH /api/v1/users/{name}":         admin("PATCH", "/api/v1/users/ev-user", `{"role":"technician"}`, 200, "user"),
+		"POST /api/v1/users/{name}/password": admin("POST", "/api/v1/users/ev-user/password", `{"password":"another long password"}`, 200, "user"),
+		"POST /api/v1/clients":               admin("POST", "/api/v1/clients", `{"name":"ev-client","carrier":"acme","scopes":["lockers:read"]}`, 201, "client"),
+		"DELETE /api/v1/clients/{name}":      admin("DELETE", "/api/v1/clients/ev-client", "", 200, "client"),
+		"POST /api/v1/enroll": func() result {
+			tok, err := h.Admin.CreateEnrollToken(ctx, "EV-2", 0)
+			require.NoError(t, err)
+			c := apiclient.NewTLS(h.DeviceURL, "", deviceTLS)
+			csr, _, err := pki.NewKeyAndCSR("EV-2")
+			require.NoError(t, err)
+			_, err = c.Enroll(ctx, tok.Token, csr)
+			require.NoError(t, err)
+			return result{200, "EV-2", "certificate"}
+		},
+		"POST /api/v1/renew": func() result {
+			cfg := deviceTLS.Clone()
+			cfg.Certificates = []tls.Certificate{dev.TLS}
+			csr, _, err := pki.NewKeyAndCSR("EV-2")
+			require.NoError(t, err)
+			_, err = apiclient.NewTLS(h.DeviceURL, "", cfg).Renew(ctx, csr)
+			require.NoError(t, err)
+			return result{200, "EV-2", "certificate"}
+		},
+	}
+
+	routes := append(web.NewAPI(web.Deps{}).Routes(), web.DeviceRoutes()...)
+	sort.Strings(routes)
+	// Order matters for a few (create before update before delete).
+	order := func(r string) int {
+		switch {
+		case strings.HasPrefix(r, "POST"), strings.HasPrefix(r, "PUT /api/v1/lockers"):
+			return 0
+		case strings.HasPrefix(r, "PATCH"), strings.HasPrefix(r, "PUT"):
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(routes, func(i, j int) bool { return order(routes[i]) < order(routes[j]) })
+	for _, rt := range routes {
+		if strings.HasPrefix(rt, "GET ") {
+			continue
+		}
+		do, ok := cases[rt]
+		if !ok {
+			t.Errorf("%s changes something but has no case in TestEveryChangeIsAudited: record its change with audit.Record "+
+				"in the change's transaction and add a case", rt)
+			continue
+		}
+		var before int64
+		require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM audit_log`).Scan(&before))
+		res := do()
+		var n int
+		var names, types string
+		require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*), coalesce(string_agg(DISTINCT actor_name, ','), ''),
+			coalesce(string_agg(DISTINCT object_type, ','), '') FROM audit_log WHERE id > $1`, before).Scan(&n, &names, &types))
+		require.GreaterOrEqual(t, n, 1, "%s wrote no audit record", rt)
+		require.Contains(t, strings.Split(names, ","), res.actor, fmt.Sprintf("%s: actors %s", rt, names))
+		require.Contains(t, strings.Split(types, ","), res.objType, fmt.Sprintf("%s: object types %s", rt, types))
+	}
+}

@@ -1,0 +1,229 @@
+package web
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/lockerhub/lockerhub/access"
+)
+
+// The role matrix: who may call each non-public route. It is the only place
+// that decides; authenticate asks it on every request, docs/access.md is
+// generated from it (TestAccessDocMatchesMatrix) and TestRoleMatrix walks it
+// against a real hub for every route and every role.
+//
+// A route that is not in the matrix is refused to everybody, and
+// TestEveryRouteHasARoleRow fails naming the row to add.
+//
+// Carriers: a user or API client with a carrier sees only the lockers
+// assigned to that carrier (fleet_lockers.carriers). Routes under
+// /api/v1/lockers/{id} answer 404 for any other locker (as for one that does
+// not exist), lists and the live stream leave them out.
+
+// allow says who may call a route: users of the roles listed, and API
+// clients that hold scope (noClients: none; anyClient: every client).
+type allow struct {
+	roles []string
+	scope string
+}
+
+const (
+	noClients = ""
+	anyClient = "*"
+)
+
+const (
+	admin      = access.RoleAdmin
+	technician = access.RoleTechnician
+	courier    = access.RoleCourier
+	oncall     = access.RoleOnCall
+	viewer     = access.RoleViewer
+)
+
+// Groups of roles used by the matrix.
+var (
+	everyone  = []string{admin, technician, courier, oncall, viewer}
+	adminOnly = []string{admin}
+	fleetOps  = []string{admin, technician}
+)
+
+// roleMatrix maps "METHOD /path" (as in the route tables) to who may call it.
+var roleMatrix = map[string]allow{
+	// The caller's own session: everybody.
+	"GET /api/v1/session":    {everyone, anyClient},
+	"DELETE /api/v1/session": {everyone, anyClient},
+
+	// Lockers: everybody reads (couriers and clients their carrier's);
+	// technicians install and change them; only admins delete.
+	"GET /api/v1/lockers":                           {everyone, access.ScopeLockersRead},
+	"POST /api/v1/lockers":                          {fleetOps, noClients},
+	"POST /api/v1/lockers/import":                   {fleetOps, noClients},
+	"GET /api/v1/lockers/{id}":                      {everyone, access.ScopeLockersRead},
+	"PATCH /api/v1/lockers/{id}":                    {fleetOps, noClients},
+	"DELETE /api/v1/lockers/{id}":                   {adminOnly, noClients},
+	"GET /api/v1/lockers/{id}/cells":                {everyone, access.ScopeLockersRead},
+	"POST /api/v1/lockers/{id}/certificates":        {fleetOps, noClients},
+	"POST /api/v1/lockers/{id}/certificates/revoke": {fleetOps, noClients},
+	"POST /api/v1/lockers/{id}/enroll-tokens":       {fleetOps, noClients},
+
+	// The live twin and its history.
+	"GET /api/v1/lockers/{id}/twin":         {everyone, access.ScopeLockersRead},
+	"PUT /api/v1/lockers/{id}/desired":      {fleetOps, noClients},
+	"GET /api/v1/lockers/{id}/events":       {everyone, access.ScopeLockersRead},
+	"GET /api/v1/lockers/{id}/connectivity": {everyone, access.ScopeLockersRead},
+
+	// Fleet views and the live stream (filtered to the caller's carrier).
+	"GET /api/v1/fleet/summary":  {everyone, access.ScopeLockersRead},
+	"GET /api/v1/fleet/overview": {everyone, access.ScopeLockersRead},
+	"GET /api/v1/stream":         {everyone, access.ScopeLockersRead},
+
+	// Telemetry.
+	"GET /api/v1/lockers/{id}/telemetry":         {everyone, access.ScopeTelemetryRead},
+	"GET /api/v1/lockers/{id}/telemetry/metrics": {everyone, access.ScopeTelemetryRead},
+	"GET /api/v1/lockers/{id}/telemetry/latest":  {everyone, access.ScopeTelemetryRead},
+	"GET /api/v1/fleet/telemetry/latest":         {everyone, access.ScopeTelemetryRead},
+
+	// Locker models: not carrier data; everybody reads, technicians write.
+	"GET /api/v1/models":         {everyone, access.ScopeLockersRead},
+	"POST /api/v1/models":        {fleetOps, noClients},
+	"GET /api/v1/models/{id}":    {everyone, access.ScopeLockersRead},
+	"PUT /api/v1/models/{id}":    {fleetOps, noClients},
+	"DELETE /api/v1/models/{id}": {fleetOps, noClients},
+
+	// Commands (web/commands.go): technicians send any command; couriers and
+	// clients with commands:write open cells of their carrier's lockers (the
+	// handler refuses them other methods); everybody reads them, a carrier's
+	// callers only those of its lockers.
+	"POST /api/v1/lockers/{id}/commands":          {[]string{admin, technician, courier}, access.ScopeCommandsWrite},
+	"POST /api/v1/lockers/{id}/cells/{cell}/open": {[]string{admin, technician, courier}, access.ScopeCommandsWrite},
+	"GET /api/v1/commands":                        {everyone, access.ScopeCommandsRead},
+	"GET /api/v1/commands/{id}":                   {everyone, access.ScopeCommandsRead},
+
+	// The audit log (web/audit.go): admins only.
+	"GET /api/v1/audit": {adminOnly, noClients},
+
+	// Users and API clients: admins only.
+	"GET /api/v1/users":                  {adminOnly, noClients},
+	"POST /api/v1/users":                 {adminOnly, noClients},
+	"GET /api/v1/users/{name}":           {adminOnly, noClients},
+	"PATCH /api/v1/users/{name}":         {adminOnly, noClients},
+	"POST /api/v1/users/{name}/password": {adminOnly, noClients},
+	"GET /api/v1/clients":                {adminOnly, noClients},
+	"POST /api/v1/clients":               {adminOnly, noClients},
+	"DELETE /api/v1/clients/{name}":      {adminOnly, noClients},
+}
+
+// permitted reports whether p may call rt; a route missing from the matrix
+// is refused.
+func permitted(p access.Principal, rt route) bool {
+	a, ok := roleMatrix[rt.method+" "+rt.path]
+	switch {
+	case !ok:
+		return false
+	case p.Role == access.RoleClient:
+		return a.scope == anyClient || (a.scope != noClients && p.HasScope(a.scope))
+	case !access.ValidRole(p.Role):
+		return false
+	default:
+		return slices.Contains(a.roles, p.Role)
+	}
+}
+
+// can lists the non-public routes p may call, in route order.
+func (a *API) can(p access.Principal) []string {
+	out := []string{}
+	for _, rt := range a.routes {
+		if !rt.public && permitted(p, rt) {
+			out = append(out, rt.method+" "+rt.path)
+		}
+	}
+	return out
+}
+
+// denial is the message of a 403 from the matrix.
+func denial(p access.Principal, rt route) string {
+	a, ok := roleMatrix[rt.method+" "+rt.path]
+	switch {
+	case !ok:
+		return rt.method + " " + rt.path + " is in no row of the role matrix (web/roles.go), so nobody may call it"
+	case p.Role == access.RoleClient && a.scope != noClients:
+		return "this API client lacks the scope " + a.scope + " for " + rt.method + " " + rt.path
+	case p.Role == access.RoleClient:
+		return "API clients may not call " + rt.method + " " + rt.path
+	default:
+		return "the role " + p.Role + " may not call " + rt.method + " " + rt.path
+	}
+}
+
+// carrierScoped reports whether the route concerns one locker, named by the
+// {id} path value, so a carrier-scoped caller gets 404 for other lockers.
+func carrierScoped(path string) bool {
+	return path == "/api/v1/lockers/{id}" || strings.HasPrefix(path, "/api/v1/lockers/{id}/")
+}
+
+// missingRoleRows lists the routes without a row, as the line to add, and
+// the rows without a route.
+func missingRoleRows(routes []route) (missing, stale []string) {
+	served := map[string]bool{}
+	for _, rt := range routes {
+		if rt.public {
+			continue
+		}
+		k := rt.method + " " + rt.path
+		served[k] = true
+		if _, ok := roleMatrix[k]; !ok {
+			// The narrowest row; widen it to what the route needs.
+			missing = append(missing, fmt.Sprintf("\t%q: {adminOnly, noClients},", k))
+		}
+	}
+	for k := range roleMatrix {
+		if !served[k] {
+			stale = append(stale, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(stale)
+	return missing, stale
+}
+
+// AccessTable renders the matrix as the Markdown table of docs/access.md.
+func (a *API) AccessTable() string {
+	var keys []string
+	for _, rt := range a.routes {
+		if !rt.public {
+			keys = append(keys, rt.method+" "+rt.path)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		pi, pj := keys[i][strings.IndexByte(keys[i], ' ')+1:], keys[j][strings.IndexByte(keys[j], ' ')+1:]
+		if pi != pj {
+			return pi < pj
+		}
+		return keys[i] < keys[j]
+	})
+	var b strings.Builder
+	b.WriteString("| Endpoint | admin | technician | courier | oncall | viewer | API client |\n")
+	b.WriteString("|---|:-:|:-:|:-:|:-:|:-:|---|\n")
+	for _, k := range keys {
+		al, ok := roleMatrix[k]
+		fmt.Fprintf(&b, "| `%s` |", k)
+		for _, r := range access.Roles {
+			mark := "—"
+			if ok && slices.Contains(al.roles, r) {
+				mark = "✓"
+			}
+			fmt.Fprintf(&b, " %s |", mark)
+		}
+		switch {
+		case !ok || al.scope == noClients:
+			b.WriteString(" — |\n")
+		case al.scope == anyClient:
+			b.WriteString(" any client |\n")
+		default:
+			fmt.Fprintf(&b, " `%s` |\n", al.scope)
+		}
+	}
+	return b.String()
+}
