@@ -114,6 +114,7 @@ type claimed struct {
 // contexts end too, and their messages are released for the next run).
 func (d *Dispatcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	defer d.http.CloseIdleConnections()
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); d.listen(ctx) }()
@@ -203,7 +204,11 @@ func (d *Dispatcher) listenOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return err
 	}
