@@ -3,6 +3,8 @@ package outbox_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,11 +30,13 @@ import (
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
+	"github.com/lockerhub/lockerhub/pki"
 )
 
 // rig is a database with the outbox schema and a running dispatcher.
 type rig struct {
 	t    *testing.T
+	reg  *prometheus.Registry
 	pool *pgxpool.Pool
 	cfg  outbox.Config
 	stop func()
@@ -52,7 +57,8 @@ func newRig(t *testing.T, cfg outbox.Config) *rig {
 
 func (r *rig) start() {
 	r.t.Helper()
-	d, err := outbox.New(r.pool, r.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	r.reg = prometheus.NewRegistry()
+	d, err := outbox.New(r.pool, r.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), r.reg)
 	require.NoError(r.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -323,13 +329,14 @@ func TestTemplateOverrideAndStartupError(t *testing.T) {
 // that does EHLO, MAIL, RCPT, DATA, QUIT.
 type smtpServer struct {
 	ln   net.Listener
+	tls  *tls.Config // when set, STARTTLS is offered and AUTH after it
 	mail chan string
 }
 
-func newSMTPServer(t *testing.T) *smtpServer {
+func newSMTPServer(t *testing.T, tc *tls.Config) *smtpServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := &smtpServer{ln: ln, mail: make(chan string, 4)}
+	s := &smtpServer{ln: ln, tls: tc, mail: make(chan string, 4)}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -348,12 +355,13 @@ func newSMTPServer(t *testing.T) *smtpServer {
 }
 
 func (s *smtpServer) serve(c net.Conn) {
-	defer c.Close()
+	defer func() { c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
 	say := func(line string) { _, _ = io.WriteString(c, line+"\r\n") }
 	say("220 test ESMTP")
 	var env strings.Builder
+	secure := false
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -363,7 +371,25 @@ func (s *smtpServer) serve(c net.Conn) {
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
 			say("250-test")
+			if s.tls != nil && !secure {
+				say("250-STARTTLS")
+			}
+			if secure {
+				say("250-AUTH PLAIN")
+			}
 			say("250 8BITMIME")
+		case cmd == "STARTTLS" && s.tls != nil:
+			say("220 go ahead")
+			tc := tls.Server(c, s.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			c, br, secure = tc, bufio.NewReader(tc), true
+			env.WriteString("TLS\n")
+		case strings.HasPrefix(cmd, "AUTH PLAIN"):
+			b, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(line[len("AUTH PLAIN"):]))
+			env.WriteString("AUTH " + strings.ReplaceAll(string(b), "\x00", "|") + "\n")
+			say("235 ok")
 		case strings.HasPrefix(cmd, "MAIL FROM:"), strings.HasPrefix(cmd, "RCPT TO:"):
 			env.WriteString(strings.TrimSpace(line) + "\n")
 			say("250 ok")
@@ -392,7 +418,7 @@ func (s *smtpServer) serve(c net.Conn) {
 }
 
 func TestEmailOverSMTP(t *testing.T) {
-	srv := newSMTPServer(t)
+	srv := newSMTPServer(t, nil)
 	cfg := fastConfig()
 	cfg.SMTP = outbox.SMTPConfig{Addr: srv.ln.Addr().String(), From: "lockers@example.com"}
 	r := newRig(t, cfg)
@@ -410,4 +436,116 @@ func TestEmailOverSMTP(t *testing.T) {
 		t.Fatal("no e-mail")
 	}
 	hubtest.Eventually(t, 5*time.Second, "sent", func() bool { s, _, _ := r.state("e-1"); return s == "sent" })
+}
+
+// TestEmailSTARTTLSAndAuth: a server that offers STARTTLS gets TLS (with
+// the certificate verified) before AUTH PLAIN and the message.
+func TestEmailSTARTTLSAndAuth(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(dir)
+	require.NoError(t, err)
+	cert, err := ca.LoadOrCreateServerCert(dir, []string{"127.0.0.1"})
+	require.NoError(t, err)
+	srv := newSMTPServer(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+	cfg := fastConfig()
+	cfg.SMTP = outbox.SMTPConfig{Addr: srv.ln.Addr().String(), From: "lockers@example.com", User: "hub", Password: "pw",
+		TLS: &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}}
+	r := newRig(t, cfg)
+	r.enqueue(outbox.Message{ID: "e-tls", Channel: outbox.ChannelEmail, To: "anna@example.org", Template: "parcel_expired", Data: map[string]any{"address": "Hauptstr. 1"}})
+	select {
+	case m := <-srv.mail:
+		require.True(t, strings.HasPrefix(m, "TLS\nAUTH |hub|pw\nMAIL FROM:"), m)
+		require.Contains(t, m, "Subject: Your parcel goes back to the sender")
+	case <-time.After(5 * time.Second):
+		t.Fatal("no e-mail")
+	}
+	hubtest.Eventually(t, 5*time.Second, "sent", func() bool { s, _, _ := r.state("e-tls"); return s == "sent" })
+}
+
+// TestTwoDispatchersSendEachMessageOnce: two hubs on one database share
+// the queue (SKIP LOCKED claims): every message arrives exactly once.
+func TestTwoDispatchersSendEachMessageOnce(t *testing.T) {
+	r := newRig(t, fastConfig())
+	second := &rig{t: t, pool: r.pool, cfg: r.cfg}
+	second.start()
+	rc := &receiver{}
+	r.endpoint(7, rc)
+	const n = 60
+	ctx := context.Background()
+	require.NoError(t, pg.Tx(ctx, r.pool, func(tx pgx.Tx) error {
+		for i := range n {
+			if err := outbox.Enqueue(ctx, tx, webhook("m-"+strconv.Itoa(i), 7)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	hubtest.Eventually(t, 10*time.Second, "all sent", func() bool {
+		var left int
+		require.NoError(t, r.pool.QueryRow(ctx, `SELECT count(*) FROM outbox_messages WHERE state <> 'sent'`).Scan(&left))
+		return left == 0
+	})
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	require.Len(t, rc.ids, n)
+	seen := map[string]bool{}
+	for _, id := range rc.ids {
+		require.False(t, seen[id], "sent twice: %s", id)
+		seen[id] = true
+	}
+	require.Empty(t, rc.sigErrs)
+}
+
+// TestPollFindsWhatNoNotifyAnnounced: a message whose NOTIFY was lost (here:
+// inserted without one) is sent by the fallback poll.
+func TestPollFindsWhatNoNotifyAnnounced(t *testing.T) {
+	r := newRig(t, fastConfig())
+	rc := &receiver{}
+	r.endpoint(7, rc)
+	_, err := r.pool.Exec(context.Background(), `INSERT INTO outbox_messages (id, channel, client_id, template) VALUES ('m-quiet', 'webhook', 7, 'parcel.deposited')`)
+	require.NoError(t, err)
+	hubtest.Eventually(t, 5*time.Second, "sent by the poll", func() bool { s, _, _ := r.state("m-quiet"); return s == "sent" })
+}
+
+// TestMetrics: sent and failed counters, and the queue read at scrape.
+func TestMetrics(t *testing.T) {
+	r := newRig(t, fastConfig())
+	rc := &receiver{answers: []int{200, 404, 404, 404}}
+	r.endpoint(7, rc)
+	r.enqueue(webhook("m-ok", 7))
+	hubtest.Eventually(t, 5*time.Second, "sent", func() bool { s, _, _ := r.state("m-ok"); return s == "sent" })
+	r.enqueue(webhook("m-404", 7))
+	hubtest.Eventually(t, 5*time.Second, "failed", func() bool { s, _, _ := r.state("m-404"); return s == "failed" })
+	r.enqueue(outbox.Message{ID: "s-wait", Channel: outbox.ChannelSMS, To: "+4917012345678", Template: "parcel_expired", Data: map[string]any{"address": "x"}})
+	hubtest.Eventually(t, 5*time.Second, "waiting", func() bool { _, _, le := r.state("s-wait"); return le != "" })
+
+	got := map[string]float64{}
+	mfs, err := r.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			k := mf.GetName()
+			for _, l := range m.GetLabel() {
+				k += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.Counter != nil:
+				got[k] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				got[k] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				got[k] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	require.Equal(t, 1.0, got["lockerhub_outbox_sent_total,channel=webhook"])
+	require.Equal(t, 1.0, got["lockerhub_outbox_failed_total,channel=webhook,reason=refused"])
+	require.Equal(t, 1.0, got["lockerhub_outbox_waiting_total,channel=sms,reason=not_configured"])
+	require.Equal(t, 3.0, got["lockerhub_outbox_attempts_total,channel=webhook,result=error"])
+	require.Equal(t, 3.0, got["lockerhub_outbox_send_duration_seconds,channel=webhook,result=error"])
+	require.Equal(t, 1.0, got["lockerhub_outbox_pending_messages,channel=sms"])
+	require.Equal(t, 0.0, got["lockerhub_outbox_pending_messages,channel=webhook"])
+	require.Greater(t, got["lockerhub_outbox_oldest_pending_age_seconds,channel=sms"], 0.0)
+	require.Equal(t, 0.0, got["lockerhub_outbox_channel_configured,channel=sms"])
+	require.Equal(t, 1.0, got["lockerhub_outbox_channel_configured,channel=webhook"])
 }
