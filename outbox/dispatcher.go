@@ -151,6 +151,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			continue // maybe more due; claim again when a slot frees
 		}
 		wait := d.cfg.PollInterval
+		if err != nil {
+			wait = min(wait, time.Second) // the database is away: try again soon
+		}
 		if err == nil && free > 0 {
 			if next, ok := d.nextDue(ctx); ok && next < wait {
 				wait = max(next, 0)

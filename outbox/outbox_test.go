@@ -549,3 +549,36 @@ func TestMetrics(t *testing.T) {
 	require.Equal(t, 0.0, got["lockerhub_outbox_channel_configured,channel=sms"])
 	require.Equal(t, 1.0, got["lockerhub_outbox_channel_configured,channel=webhook"])
 }
+
+// TestDatabaseCutLosesNothing: while the dispatcher's connections are cut, a
+// message is enqueued (its NOTIFY reaches nobody); after the restore the
+// LISTEN connection comes back, wakes the dispatcher and the message goes,
+// long before the (here 1-minute) poll.
+func TestDatabaseCutLosesNothing(t *testing.T) {
+	url := pgtest.NewDB(t, audit.Migrations(), outbox.Migrations())
+	direct, err := pg.Connect(context.Background(), url, 4)
+	require.NoError(t, err)
+	t.Cleanup(direct.Close)
+	purl, proxy := pgtest.Proxied(t, url)
+	viaProxy, err := pg.Connect(context.Background(), purl, 4)
+	require.NoError(t, err)
+	t.Cleanup(viaProxy.Close)
+	cfg := fastConfig()
+	cfg.PollInterval = time.Minute
+	r := &rig{t: t, pool: viaProxy, cfg: cfg}
+	r.start()
+	rc := &receiver{}
+	r.endpoint(7, rc)
+	r.enqueue(webhook("m-before", 7))
+	hubtest.Eventually(t, 5*time.Second, "sent on NOTIFY", func() bool { return rc.count() == 1 })
+
+	proxy.Cut()
+	require.NoError(t, pg.Tx(context.Background(), direct, func(tx pgx.Tx) error {
+		return outbox.Enqueue(context.Background(), tx, webhook("m-during", 7))
+	}))
+	proxy.Restore()
+	hubtest.Eventually(t, 10*time.Second, "sent after the restore", func() bool { return rc.count() == 2 })
+	rc.mu.Lock()
+	require.Equal(t, []string{"m-before", "m-during"}, rc.ids)
+	rc.mu.Unlock()
+}
