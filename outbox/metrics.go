@@ -93,7 +93,9 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		err = rows.Err()
 	}
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(pendingDesc, err)
+		// The database is away: leave the queue out of this scrape rather
+		// than fail the whole /metrics (lockerhub_telemetry_db_up and
+		// /readyz say the database is down).
 		return
 	}
 	for _, name := range Channels {
