@@ -30,8 +30,14 @@ type Config struct {
 	Lease           time.Duration // a claimed message is not claimed again for [RequestTimeout+30s]
 	Retention       time.Duration // sent and failed messages are deleted after [30 days]
 	TemplatesDir    string        // overrides of the SMS/e-mail templates (<name>.sms.txt, <name>.email.txt)
-	SMS             SMSConfig
-	SMTP            SMTPConfig
+	// DenyPrivateWebhooks refuses webhook deliveries to loopback, private,
+	// link-local and unspecified addresses (checked at connect time, after
+	// DNS, so a name that resolves there is refused too), so an API client
+	// cannot aim the hub at its own network. The SMS gateway and the mail
+	// server are the operator's and exempt.
+	DenyPrivateWebhooks bool
+	SMS                 SMSConfig
+	SMTP                SMTPConfig
 }
 
 func (c *Config) defaults() {
@@ -67,7 +73,8 @@ type Dispatcher struct {
 	cfg  Config
 	log  *slog.Logger
 	tmpl *Templates
-	http *http.Client
+	http *http.Client // SMS gateway
+	hook *http.Client // webhooks
 	m    *metrics
 	wake chan struct{}
 }
@@ -89,11 +96,8 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 		}
 	}
 	d := &Dispatcher{pool: pool, cfg: cfg, log: logger, tmpl: tmpl, wake: make(chan struct{}, 1)}
-	d.http = &http.Client{
-		Timeout:       cfg.RequestTimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport:     &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: cfg.RequestTimeout},
-	}
+	d.http = newHTTPClient(cfg.RequestTimeout, false)
+	d.hook = newHTTPClient(cfg.RequestTimeout, cfg.DenyPrivateWebhooks)
 	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != ""})
 	for ch, ok := range map[string]bool{ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != ""} {
 		if !ok {
@@ -115,6 +119,7 @@ type claimed struct {
 func (d *Dispatcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer d.http.CloseIdleConnections()
+	defer d.hook.CloseIdleConnections()
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); d.listen(ctx) }()

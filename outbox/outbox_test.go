@@ -582,3 +582,19 @@ func TestDatabaseCutLosesNothing(t *testing.T) {
 	require.Equal(t, []string{"m-before", "m-during"}, rc.ids)
 	rc.mu.Unlock()
 }
+
+// TestDenyPrivateWebhooks: with DenyPrivateWebhooks a client's endpoint on
+// loopback is refused at connect time and the message fails as refused;
+// nothing reaches the receiver.
+func TestDenyPrivateWebhooks(t *testing.T) {
+	cfg := fastConfig()
+	cfg.DenyPrivateWebhooks = true
+	r := newRig(t, cfg)
+	rc := &receiver{}
+	r.endpoint(7, rc)
+	r.enqueue(webhook("m-private", 7))
+	hubtest.Eventually(t, 5*time.Second, "refused", func() bool { s, _, _ := r.state("m-private"); return s == "failed" })
+	_, _, le := r.state("m-private")
+	require.Contains(t, le, "loopback, private or link-local")
+	require.Zero(t, rc.count())
+}

@@ -12,10 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -227,14 +230,51 @@ func (d *Dispatcher) sendWebhook(ctx context.Context, m claimed) error {
 	req.Header.Set("User-Agent", "lockerhub-webhook/1")
 	req.Header.Set(DeliveryHeader, m.ID)
 	req.Header.Set(SignatureHeader, Sign(secret, time.Now(), body))
-	return d.post(req)
+	return d.post(d.hook, req)
 }
+
+// errPrivateAddr refuses a webhook to the hub's own networks.
+var errPrivateAddr = errors.New("the address is loopback, private or link-local, and --webhook-deny-private is set")
+
+// newHTTPClient follows no redirects and bounds each request; with
+// denyPrivate its dialer refuses private addresses after resolution.
+func newHTTPClient(timeout time.Duration, denyPrivate bool) *http.Client {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4,
+		IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: timeout, TLSHandshakeTimeout: timeout}
+	if denyPrivate {
+		tr.Proxy = nil // the check is on the address dialled: a proxy would hide it
+		dialer.Control = func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("%s: %w", address, errPrivateAddr)
+			}
+			ip := ap.Addr().Unmap()
+			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+				ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip) {
+				return fmt.Errorf("%s: %w", address, errPrivateAddr)
+			}
+			return nil
+		}
+	}
+	return &http.Client{
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     tr,
+	}
+}
+
+// cgnat is the shared address space of RFC 6598 (carrier-grade NAT).
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 // post sends req and classifies the answer: 2xx delivered; 408, 429, 5xx and
 // transport errors retry; any other status is refused (retried only a few
 // times, Config.RefusedAttempts). Redirects are not followed.
-func (d *Dispatcher) post(req *http.Request) error {
-	resp, err := d.http.Do(req)
+func (d *Dispatcher) post(c *http.Client, req *http.Request) error {
+	resp, err := c.Do(req)
+	if errors.Is(err, errPrivateAddr) {
+		return refused(fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err))
+	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
 	}

@@ -69,6 +69,8 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Outbox.SMTP.User, "smtp-user", env("HUB_SMTP_USER", ""), "SMTP AUTH PLAIN user, optional (env HUB_SMTP_USER)")
 	fs.StringVar(&cfg.Outbox.SMTP.Password, "smtp-password", env("HUB_SMTP_PASSWORD", ""), "SMTP password; prefer the env variable (env HUB_SMTP_PASSWORD)")
 	fs.StringVar(&cfg.Outbox.TemplatesDir, "templates", env("HUB_TEMPLATES", ""), "directory of SMS/e-mail template overrides: <name>.sms.txt, <name>.email.txt (first line \"Subject: …\") (env HUB_TEMPLATES)")
+	fs.BoolVar(&cfg.Outbox.DenyPrivateWebhooks, "webhook-deny-private", env("HUB_WEBHOOK_DENY_PRIVATE", "") == "true",
+		"refuse webhook deliveries to loopback, private and link-local addresses (checked after DNS); set it in production (env HUB_WEBHOOK_DENY_PRIVATE=true)")
 	cfg.Outbox.MaxAge, cfg.Outbox.Concurrency = 24*time.Hour, 8
 	fs.DurationVar(&cfg.Outbox.MaxAge, "outbox-max-age", cfg.Outbox.MaxAge, "a message not delivered after this long is given up (state failed) (env HUB_OUTBOX_MAX_AGE)")
 	fs.IntVar(&cfg.Outbox.Concurrency, "outbox-concurrency", cfg.Outbox.Concurrency, "webhooks, SMS and e-mails sent at once by this hub (env HUB_OUTBOX_CONCURRENCY)")
