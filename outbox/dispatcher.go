@@ -161,7 +161,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		}
 		if err == nil && free > 0 {
 			if next, ok := d.nextDue(ctx); ok && next < wait {
-				wait = max(next, 0)
+				wait = max(next, 10*time.Millisecond) // not 0: a row another node holds must not spin us
 			}
 		}
 		poll.Reset(wait)
@@ -193,9 +193,13 @@ func (d *Dispatcher) signal() {
 func (d *Dispatcher) listen(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil {
+		started := time.Now()
 		err := d.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = time.Second // it was up a while: this is a new outage
 		}
 		d.log.Warn("outbox: LISTEN connection lost; polling until it is back", "error", err, "retry_in", backoff)
 		select {
