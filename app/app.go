@@ -29,6 +29,7 @@ import (
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/telemetry"
@@ -50,6 +51,7 @@ type Config struct {
 	TrustedProxies  []netip.Prefix       // reverse proxies whose X-Forwarded-For names the caller in audit records
 	Telemetry       telemetry.Config     // retention, unknown-metric policy, ingest sizing; zero values take its defaults
 	Commands        fleet.CommandsConfig // door confirmation window, re-send period; zero values take its defaults
+	Outbox          outbox.Config        // webhooks, SMS gateway, SMTP, templates, retries; zero values take its defaults
 	Logger          *slog.Logger
 	Out             io.Writer // where the admin credential is printed on first start
 }
@@ -87,7 +89,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations()}
 }
 
 // App is a running hub.
@@ -108,7 +110,10 @@ type App struct {
 	// TelemetryStore answers series queries.
 	Telemetry      *telemetry.Ingest
 	TelemetryStore *telemetry.Store
-	AdminToken     string
+	// Outbox sends webhooks, SMS and e-mail; Webhooks are the API clients' endpoints.
+	Outbox     *outbox.Dispatcher
+	Webhooks   *outbox.Endpoints
+	AdminToken string
 	// AdminPassword is the dashboard password of user "admin" as kept in the
 	// data dir (empty when an operator changed it and deleted the file).
 	AdminPassword string
@@ -192,6 +197,12 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startTelemetry(ctx); err != nil {
 		return err
 	}
+	if a.Outbox, err = outbox.New(a.Pool, cfg.Outbox, a.log.With("component", "outbox"), a.Metrics); err != nil {
+		return err
+	}
+	a.Webhooks = outbox.NewEndpoints(a.Pool)
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.Outbox.Run(runCtx) }()
 
 	ticketKeys, err := pki.LoadOrRotateTicketKeys(cfg.DataDir, time.Now(), ticketKeyRotation)
 	if err != nil {
@@ -250,6 +261,7 @@ func (a *App) Start(ctx context.Context) error {
 		},
 		Telemetry:      a.Telemetry,
 		TelemetryStore: a.TelemetryStore,
+		Webhooks:       a.Webhooks,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)

@@ -46,6 +46,16 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			return result{status, "admin", objType}
 		}
 	}
+	_, hookToken, err := h.App.Access.CreateClient(ctx, "ev-hook", "acme", []string{"parcels:write"})
+	require.NoError(t, err)
+	client := func(method, path, body string, want int, objType string) func() result {
+		return func() result {
+			status, out := call(t, method, h.HTTPURL+path, hookToken, body)
+			require.Equal(t, want, status, "%s %s: %v", method, path, out)
+			return result{status, "ev-hook", objType}
+		}
+	}
+
 	cases := map[string]func() result{
 		"POST /api/v1/lockers":             admin("POST", "/api/v1/lockers", `{"id":"EV-3","cells":2}`, 201, "locker"),
 		"PATCH /api/v1/lockers/{id}":       admin("PATCH", "/api/v1/lockers/EV-3", `{"address":"x"}`, 200, "locker"),
@@ -87,6 +97,8 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		"POST /api/v1/users/{name}/password": admin("POST", "/api/v1/users/ev-user/password", `{"password":"another long password"}`, 200, "user"),
 		"POST /api/v1/clients":               admin("POST", "/api/v1/clients", `{"name":"ev-client","carrier":"acme","scopes":["lockers:read"]}`, 201, "client"),
 		"DELETE /api/v1/clients/{name}":      admin("DELETE", "/api/v1/clients/ev-client", "", 200, "client"),
+		"PUT /api/v1/webhook":                client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
+		"DELETE /api/v1/webhook":             client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
 		"POST /api/v1/enroll": func() result {
 			tok, err := h.Admin.CreateEnrollToken(ctx, "EV-2", 0)
 			require.NoError(t, err)

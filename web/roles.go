@@ -113,6 +113,14 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/clients":                {adminOnly, noClients},
 	"POST /api/v1/clients":               {adminOnly, noClients},
 	"DELETE /api/v1/clients/{name}":      {adminOnly, noClients},
+
+	// Webhook endpoints (web/webhooks.go): each API client manages its own;
+	// admins read any client's (never the secret). An admin calling the
+	// client's own routes gets 400 not_a_client.
+	"PUT /api/v1/webhook":                {adminOnly, anyClient},
+	"GET /api/v1/webhook":                {adminOnly, anyClient},
+	"DELETE /api/v1/webhook":             {adminOnly, anyClient},
+	"GET /api/v1/clients/{name}/webhook": {adminOnly, noClients},
 }
 
 // permitted reports whether p may call rt; a route missing from the matrix

@@ -19,6 +19,7 @@ import (
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/telemetry"
 )
 
@@ -45,6 +46,9 @@ type Deps struct {
 	// telemetry is not wired; its routes answer 503).
 	Telemetry      *telemetry.Ingest
 	TelemetryStore *telemetry.Store
+	// Webhooks keeps the API clients' webhook endpoints (nil: its routes
+	// answer 503).
+	Webhooks *outbox.Endpoints
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
@@ -94,6 +98,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.auditRoutes()...)
 	a.routes = append(a.routes, a.userRoutes()...)
 	a.routes = append(a.routes, a.commandRoutes()...)
+	a.routes = append(a.routes, a.webhookRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {

@@ -61,8 +61,22 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Telemetry.UnknownMetrics, "telemetry-unknown-metrics", env("HUB_TELEMETRY_UNKNOWN_METRICS", "keep"), "metrics outside the known set (docs/protocol.md): keep, or refuse the sample (env HUB_TELEMETRY_UNKNOWN_METRICS)")
 	cfg.Commands.ConfirmWithin = 10 * time.Second
 	fs.DurationVar(&cfg.Commands.ConfirmWithin, "command-confirm-within", cfg.Commands.ConfirmWithin, "cell.open: how long the door sensor has to report the door open after the locker answered, else the command ends unconfirmed (env HUB_COMMAND_CONFIRM_WITHIN)")
+	// The outbox (docs/outbox.md): webhooks, the SMS gateway, SMTP, templates.
+	fs.StringVar(&cfg.Outbox.SMS.URL, "sms-url", env("HUB_SMS_URL", ""), "SMS gateway: POST {\"to\",\"text\",\"id\"} to this URL; empty: SMS wait until it is set (env HUB_SMS_URL)")
+	fs.StringVar(&cfg.Outbox.SMS.Token, "sms-token", env("HUB_SMS_TOKEN", ""), "bearer token for --sms-url; prefer the env variable, flags show in ps (env HUB_SMS_TOKEN)")
+	fs.StringVar(&cfg.Outbox.SMTP.Addr, "smtp-addr", env("HUB_SMTP_ADDR", ""), "mail server host:port for e-mail (STARTTLS when offered); empty: e-mails wait until it is set (env HUB_SMTP_ADDR)")
+	fs.StringVar(&cfg.Outbox.SMTP.From, "smtp-from", env("HUB_SMTP_FROM", ""), "sender address of e-mails; required with --smtp-addr (env HUB_SMTP_FROM)")
+	fs.StringVar(&cfg.Outbox.SMTP.User, "smtp-user", env("HUB_SMTP_USER", ""), "SMTP AUTH PLAIN user, optional (env HUB_SMTP_USER)")
+	fs.StringVar(&cfg.Outbox.SMTP.Password, "smtp-password", env("HUB_SMTP_PASSWORD", ""), "SMTP password; prefer the env variable (env HUB_SMTP_PASSWORD)")
+	fs.StringVar(&cfg.Outbox.TemplatesDir, "templates", env("HUB_TEMPLATES", ""), "directory of SMS/e-mail template overrides: <name>.sms.txt, <name>.email.txt (first line \"Subject: …\") (env HUB_TEMPLATES)")
+	fs.BoolVar(&cfg.Outbox.DenyPrivateWebhooks, "webhook-deny-private", env("HUB_WEBHOOK_DENY_PRIVATE", "") == "true",
+		"refuse webhook deliveries to loopback, private and link-local addresses (checked after DNS); set it in production (env HUB_WEBHOOK_DENY_PRIVATE=true)")
+	cfg.Outbox.MaxAge, cfg.Outbox.Concurrency = 24*time.Hour, 8
+	fs.DurationVar(&cfg.Outbox.MaxAge, "outbox-max-age", cfg.Outbox.MaxAge, "a message not delivered after this long is given up (state failed) (env HUB_OUTBOX_MAX_AGE)")
+	fs.IntVar(&cfg.Outbox.Concurrency, "outbox-concurrency", cfg.Outbox.Concurrency, "webhooks, SMS and e-mails sent at once by this hub (env HUB_OUTBOX_CONCURRENCY)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
+		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION"} {
 		if v, ok := os.LookupEnv(key); ok {
 			if err := fs.Set(flagName, v); err != nil {

@@ -1,0 +1,128 @@
+// Package outbox delivers what the hub tells the outside world: signed
+// webhooks to API clients, SMS (through an HTTP gateway) and e-mail (SMTP)
+// to recipients. Domain packages Enqueue a message inside the transaction of
+// the change it reports, so it is sent if and only if that transaction
+// commits; a Dispatcher claims due messages, sends them and retries with
+// exponential backoff. Delivery is at least once: a crash between a send
+// and its bookkeeping repeats that send, and receivers deduplicate on the
+// message's ID (DESIGN decision 13). See docs/outbox.md.
+package outbox
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lockerhub/lockerhub/pg"
+)
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+// Migrations returns the package's schema.
+func Migrations() pg.Migrations { return pg.Embedded("outbox", migrationsFS, "migrations") }
+
+// Channels.
+const (
+	ChannelWebhook = "webhook"
+	ChannelSMS     = "sms"
+	ChannelEmail   = "email"
+)
+
+// Channels lists every channel.
+var Channels = []string{ChannelWebhook, ChannelSMS, ChannelEmail}
+
+// Errors.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = errors.New("not found")
+)
+
+// notifyChannel is the PostgreSQL NOTIFY channel that wakes the dispatchers.
+const notifyChannel = "outbox"
+
+// Message is one thing to send.
+type Message struct {
+	ID       string         // stable, unique: a receiver deduplicates on it (DESIGN decision 13). Enqueue of an existing ID is a no-op.
+	Channel  string         // "webhook" | "sms" | "email"
+	ClientID int64          // webhook: the API client (access package) whose endpoint receives it
+	To       string         // sms: phone number (E.164), email: address
+	Template string         // webhook: the event type, e.g. "parcel.deposited"; sms/email: a template name, e.g. "parcel_ready"
+	Data     map[string]any // webhook: the event's data object; sms/email: the template's variables
+}
+
+var (
+	e164RE = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+)
+
+// maxData bounds a message's data (JSON bytes).
+const maxData = 64 << 10
+
+// Validate checks m without storing it.
+func (m Message) Validate() error {
+	switch {
+	case m.ID == "" || len(m.ID) > 200 || strings.ContainsAny(m.ID, "\r\n"):
+		return fmt.Errorf("%w: a message needs an id of 1 to 200 characters without line breaks", ErrInvalid)
+	case !nameRE.MatchString(m.Template):
+		return fmt.Errorf("%w: template %q must be 1 to 64 of a-z, 0-9, '.', '_', '-'", ErrInvalid, m.Template)
+	}
+	switch m.Channel {
+	case ChannelWebhook:
+		if m.ClientID <= 0 {
+			return fmt.Errorf("%w: a webhook needs the client id", ErrInvalid)
+		}
+	case ChannelSMS:
+		if !e164RE.MatchString(m.To) {
+			return fmt.Errorf("%w: an SMS needs a phone number in E.164 form (+4917012345678), got %q", ErrInvalid, m.To)
+		}
+	case ChannelEmail:
+		a, err := mail.ParseAddress(m.To)
+		if err != nil || a.Address != m.To || strings.ContainsAny(m.To, "\r\n") {
+			return fmt.Errorf("%w: an e-mail needs a plain address (name@example.com), got %q", ErrInvalid, m.To)
+		}
+	default:
+		return fmt.Errorf("%w: channel must be webhook, sms or email, got %q", ErrInvalid, m.Channel)
+	}
+	return nil
+}
+
+// Enqueue stores m in the caller's transaction: it is sent only if that transaction commits.
+func Enqueue(ctx context.Context, tx pgx.Tx, m Message) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	data := m.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	js, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("%w: message %s: data: %v", ErrInvalid, m.ID, err)
+	}
+	if len(js) > maxData {
+		return fmt.Errorf("%w: message %s: data is %d bytes, at most %d", ErrInvalid, m.ID, len(js), maxData)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO outbox_messages (id, channel, client_id, "to", template, data)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+		m.ID, m.Channel, m.ClientID, m.To, m.Template, js)
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", m.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil // enqueued before: a no-op
+	}
+	// Delivered to the dispatchers' LISTEN at commit, not before; repeated
+	// notifications in one transaction are folded into one by PostgreSQL.
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
+		return fmt.Errorf("enqueue %s: notify: %w", m.ID, err)
+	}
+	return nil
+}
