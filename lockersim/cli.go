@@ -66,6 +66,11 @@ Control API (--control, HTTP, JSON):
   POST /lockers/{id}/tamper
   POST /lockers/{id}/offline {"seconds":N} POST /lockers/{id}/online
   POST /lockers/{id}/reboot
+A typed code is asked at the hub (code.check) when connected; offline, or
+without an answer in --ask-timeout, the locker checks it against the parcel
+list and code secret the hub sent it (parcels.sync, codes.key; kept in
+--data/ID.codes.json) and opens the cell itself (cause code:<parcel>). The
+answer says "path":"online"|"offline", "opened", "cell", "parcel" or "error".
 
 Fault flags:
   --drop-acks-pct P  ignore P% of PUBACKs: those messages stay queued and are
