@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
 	"github.com/lockerhub/lockerhub/protocol"
@@ -155,4 +157,57 @@ func TestAsksAnsweredOnceDurably(t *testing.T) {
 	n, err := h.App.Asks.Prune(context.Background(), time.Now().Add(time.Minute))
 	require.NoError(t, err)
 	require.EqualValues(t, 5, n)
+}
+
+// TestAskOverPerLockerBoundWithholdsPuback: a locker with more asks open
+// than its share gets no PUBACK for the extra one and is disconnected with
+// 0x97; after reconnecting, the republished ask is answered.
+func TestAskOverPerLockerBoundWithholdsPuback(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { c.Asks.PerLocker = 1 })
+	cert := h.Locker("ASK-2")
+	release := make(chan struct{})
+	var calls atomic.Int32
+	h.App.Asks.Register("test.slow", func(ctx context.Context, _, askID string, _ json.RawMessage) (json.RawMessage, *protocol.Error) {
+		calls.Add(1)
+		if askID == "s-1" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return json.RawMessage(`{"done":true}`), nil
+	})
+	readErr := make(chan error, 1)
+	c, err := lockersim.Connect(t.Context(), lockersim.ClientOptions{
+		Addr: h.MQTTAddr, TLS: h.ClientTLS(cert), ClientID: "ASK-2", Version: lockersim.MQTT5,
+		Subscribe: []string{protocol.Topic("ASK-2", protocol.KindAskRes)},
+	})
+	require.NoError(t, err)
+	go func() { readErr <- c.ReadLoop() }()
+	t.Cleanup(c.Close)
+	topic := protocol.Topic("ASK-2", protocol.KindAskReq)
+	require.NoError(t, c.Publish(topic, []byte(`{"id":"s-1","boot":1,"seq":1,"ts":1795389000300,"method":"test.slow"}`), 1, 1))
+	hubtest.Eventually(t, 10*time.Second, "first ask running", func() bool { return calls.Load() == 1 })
+	second := `{"id":"s-2","boot":1,"seq":2,"ts":1795389000300,"method":"test.slow"}`
+	require.NoError(t, c.Publish(topic, []byte(second), 1, 2))
+	select {
+	case err := <-readErr:
+		var de *lockersim.DisconnectError
+		require.True(t, errors.As(err, &de), "%v", err)
+		require.EqualValues(t, 0x97, de.Code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not disconnected")
+	}
+	require.EqualValues(t, 1, h.Metric("lockerhub_fleet_asks_total", "method", "test.slow", "outcome", "overloaded"))
+	close(release)
+	hubtest.Eventually(t, 10*time.Second, "first ask stored", func() bool {
+		return h.Metric("lockerhub_fleet_asks_total", "method", "test.slow", "outcome", "ok") == 1
+	})
+
+	l := connectAskLocker(t, h, cert, "ASK-2")
+	_, res := l.ask("s-1", `{"id":"s-1","boot":1,"seq":1,"ts":1795389000300,"method":"test.slow"}`)
+	require.JSONEq(t, `{"done":true}`, string(res.Result))
+	_, res = l.ask("s-2", second)
+	require.JSONEq(t, `{"done":true}`, string(res.Result))
+	require.EqualValues(t, 2, calls.Load(), "s-1 from storage, s-2 handled once")
 }
