@@ -39,7 +39,11 @@ import (
 
 // AskFunc answers one ask. It runs on a worker goroutine with a context
 // bounded by AsksConfig.HandlerTimeout. result must be a JSON object (nil
-// means {}); a non-nil err is the answer instead.
+// means {}); a non-nil err is the answer instead. Whatever it returns is
+// stored as the ask's answer for good. A hub crash between its return and
+// the storing of the answer runs it again for the republished ask, so a
+// handler with effects (a cell.open command) makes them idempotent by
+// (locker, ask id), e.g. as the command's idempotency key.
 type AskFunc func(ctx context.Context, lockerID, askID string, params json.RawMessage) (result json.RawMessage, err *protocol.Error)
 
 // ErrAsksOverloaded withholds an ask's PUBACK: the queue or the locker's
@@ -242,6 +246,12 @@ func (a *Asks) process(ctx context.Context, j askJob) {
 	if !found {
 		var res protocol.Response
 		res, outcome = a.call(ctx, fn, lockerID, req)
+		if ctx.Err() != nil {
+			// Shutting down: an answer made under a cancelled context is
+			// not stored; the locker republishes the ask to the next hub.
+			a.storeFailed(j, label, ctx.Err())
+			return
+		}
 		if answer, err = json.Marshal(res); err != nil {
 			a.storeFailed(j, label, err)
 			return

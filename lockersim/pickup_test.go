@@ -96,8 +96,16 @@ func TestOfflinePickup(t *testing.T) {
 	require.Equal(t, protocol.ErrCodeRateLimited, res.Error.Code)
 	require.Equal(t, protocol.DoorClosed, l.View(true).Cells["B01"].Door)
 
+	// A rotation while offline cannot be sent; it goes out once the locker subscribes again.
+	v2, err := h.App.CodeKeys.Rotate(ctx, id)
+	require.NoError(t, err)
+
 	// Back online: the pickup is reported and stored at the hub.
 	l.ComeOnline()
+	hubtest.Eventually(t, 10*time.Second, "rotated codes.key acknowledged after the reconnect", func() bool {
+		_, d, err := h.App.CodeKeys.DeliveredVersion(ctx, id)
+		return err == nil && d == v2 && l.View(false).CodeKey == v2
+	})
 	hubtest.Eventually(t, 30*time.Second, "door_opened code:p-1 stored at the hub", func() bool {
 		var n int
 		err := h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM fleet_events WHERE locker_id = $1 AND type = $2 AND cell = 'A02' AND cause = 'code:p-1'`,
