@@ -52,6 +52,7 @@ type Config struct {
 	Telemetry       telemetry.Config     // retention, unknown-metric policy, ingest sizing; zero values take its defaults
 	Commands        fleet.CommandsConfig // door confirmation window, re-send period; zero values take its defaults
 	Outbox          outbox.Config        // webhooks, SMS gateway, SMTP, templates, retries; zero values take its defaults
+	Asks            fleet.AsksConfig     // ask workers, queue, per-locker bound, retention; zero values take its defaults
 	Logger          *slog.Logger
 	Out             io.Writer // where the admin credential is printed on first start
 }
@@ -105,7 +106,13 @@ type App struct {
 	Overview *fleet.Overview
 	Broker   *broker.Broker
 	Commands *fleet.Commands
-	Access   *access.Store
+	// Asks answers the lockers' asks (register methods with Asks.Register);
+	// CodeKeys holds the per-locker pickup-code secrets and delivers them
+	// (codes.key); LockerSync delivers offline parcel lists (parcels.sync).
+	Asks       *fleet.Asks
+	CodeKeys   *fleet.CodeKeys
+	LockerSync *fleet.LockerSync
+	Access     *access.Store
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
 	Telemetry      *telemetry.Ingest
@@ -221,6 +228,9 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.Registry.SetConnections(a.Broker)
 	if err := a.startCommands(ctx, runCtx); err != nil {
+		return err
+	}
+	if err := a.startAsks(ctx, runCtx); err != nil {
 		return err
 	}
 	a.routeDeviceMessages(runCtx)

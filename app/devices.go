@@ -58,6 +58,37 @@ func (a *App) startCommands(ctx, runCtx context.Context) error {
 	return nil
 }
 
+// startAsks wires the lockers' asks (answered off the read loop, stored
+// before the PUBACK), the pickup-code secrets (codes.key) and the offline
+// parcel lists (parcels.sync) to the broker. Call it before the broker starts.
+func (a *App) startAsks(ctx, runCtx context.Context) error {
+	a.Asks = fleet.NewAsks(a.Pool, a.Broker, a.log.With("component", "asks"), a.Metrics, a.cfg.Asks)
+	a.CodeKeys = fleet.NewCodeKeys(a.Pool, a.Broker, a.log.With("component", "codekeys"), a.Metrics)
+	a.LockerSync = fleet.NewLockerSync(a.Pool, a.Broker, a.log.With("component", "lockersync"), a.Metrics)
+	if err := a.CodeKeys.Load(ctx); err != nil {
+		return err
+	}
+	if err := a.LockerSync.Load(ctx); err != nil {
+		return err
+	}
+	a.Broker.Handle(protocol.KindAskReq, func(m broker.Message) {
+		a.Asks.Submit(fleet.Inbound{LockerID: m.LockerID, Kind: m.Kind, Payload: m.Payload, Received: m.Received,
+			Done: func(err error) { m.Done(deviceError(err)) }})
+	})
+	for _, d := range []interface {
+		Subscribed(string, []protocol.Kind)
+		Response(string, protocol.Response)
+	}{a.CodeKeys, a.LockerSync} {
+		a.Broker.OnSubscribed(d.Subscribed)
+		a.Broker.OnResponse(d.Response)
+	}
+	a.wg.Add(3)
+	go func() { defer a.wg.Done(); a.Asks.Run(runCtx) }()
+	go func() { defer a.wg.Done(); a.CodeKeys.Run(runCtx) }()
+	go func() { defer a.wg.Done(); a.LockerSync.Run(runCtx) }()
+	return nil
+}
+
 // routeDeviceMessages sends the lockers' state and events to the twins,
 // telemetry to its ingest, and desired configurations to the lockers once
 // they subscribe. The writers run until runCtx ends, after the broker has

@@ -9,7 +9,8 @@ import (
 // Every change of the registry, the desired configurations and the
 // certificates is recorded with audit.Record in the transaction that makes
 // it; the actor comes from the context (web puts it there per request).
-// Object types: locker, model, desired, certificate, enroll_token.
+// Object types: locker, model, desired, certificate, enroll_token, code_key
+// (a pickup-code secret's version, never its value).
 
 // deviceActor is a locker acting for itself (enrolment, renewal), keeping
 // the address and request id of the context's actor.

@@ -549,6 +549,11 @@ func (r *Registry) Update(ctx context.Context, id string, p LockerPatch) (Locker
 			if err := recordRevocation(ctx, tx, id, revoked); err != nil {
 				return err
 			}
+			// A disabled locker's pickup-code secret is gone: enabled again,
+			// it gets a new one (codekeys.go).
+			if _, err := tx.Exec(ctx, `DELETE FROM fleet_code_keys WHERE locker_id = $1`, id); err != nil {
+				return err
+			}
 		}
 		r.fix(&before)
 		r.fix(&after)

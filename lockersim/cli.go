@@ -66,6 +66,11 @@ Control API (--control, HTTP, JSON):
   POST /lockers/{id}/tamper
   POST /lockers/{id}/offline {"seconds":N} POST /lockers/{id}/online
   POST /lockers/{id}/reboot
+A typed code is asked at the hub (code.check) when connected; offline, or
+without an answer in --ask-timeout, the locker checks it against the parcel
+list and code secret the hub sent it (parcels.sync, codes.key; kept in
+--data/ID.codes.json) and opens the cell itself (cause code:<parcel>). The
+answer says "path":"online"|"offline", "opened", "cell", "parcel" or "error".
 
 Fault flags:
   --drop-acks-pct P  ignore P% of PUBACKs: those messages stay queued and are
@@ -208,7 +213,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.QueueSize, "queue", cfg.QueueSize, "max unacknowledged QoS 1 messages kept per locker (full: new messages dropped)")
 	fs.IntVar(&cfg.Inflight, "inflight", cfg.Inflight, "max QoS 1 messages in flight per connection")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", cfg.AckTimeout, "reconnect when a message waits longer than this for its PUBACK (0: never)")
-	fs.DurationVar(&cfg.AskTimeout, "ask-timeout", cfg.AskTimeout, "how long the control API waits for the hub's answer to an ask")
+	fs.DurationVar(&cfg.AskTimeout, "ask-timeout", cfg.AskTimeout, "how long the control API waits for the hub's answer to an ask (a pickup code is then checked offline)")
+	fs.IntVar(&cfg.CodeTries, "code-tries", cfg.CodeTries, "wrong pickup codes checked offline per --code-window before the keypad refuses")
+	fs.DurationVar(&cfg.CodeWindow, "code-window", cfg.CodeWindow, "the window of --code-tries")
 	fs.IntVar(&cfg.EnrollConcurrency, "enroll-concurrency", cfg.EnrollConcurrency, "enrolments at once")
 	fs.Float64Var(&cfg.DropAcksPct, "drop-acks-pct", 0, "fault: ignore this percentage of PUBACKs")
 	fs.Float64Var(&cfg.JamPct, "jam-pct", 0, "fault: this percentage of cell.open calls fail with \"jammed\"")

@@ -27,7 +27,9 @@ import (
 //	POST /lockers/{id}/cells/{cell}/close
 //	POST /lockers/{id}/cells/{cell}/deposit      put a parcel in (door must be open)
 //	POST /lockers/{id}/cells/{cell}/take         take it out (door must be open)
-//	POST /lockers/{id}/code                      {"code":"48213907"}: ask code.check, answer = the hub's
+//	POST /lockers/{id}/code                      {"code":"48213907"}: online, ask code.check (answer: the hub's, "path":"online");
+//	                                             offline or no answer in --ask-timeout, check it against the locker's own
+//	                                             list ("path":"offline", "opened", "cell", "parcel" or "error")
 //	POST /lockers/{id}/barcode                   {"barcode":"…"}: ask barcode.check
 //	POST /lockers/{id}/mains/cut                 event power_lost + state
 //	POST /lockers/{id}/mains/restore             event power_restored + state
@@ -99,7 +101,18 @@ func (s *Sim) controlHandler() http.Handler {
 			return res, nil
 		})
 	}
-	mux.HandleFunc("POST /lockers/{id}/code", ask(protocol.AskCodeCheck, "code"))
+	mux.HandleFunc("POST /lockers/{id}/code", s.withLocker(func(l *Locker, r *http.Request) (any, error) {
+		var body struct {
+			Code string `json:"code"`
+		}
+		if err := readJSON(r, &body); err != nil {
+			return nil, err
+		}
+		if body.Code == "" {
+			return nil, badRequest(`body must be {"code":"…"}`)
+		}
+		return l.EnterCode(r.Context(), body.Code, s.cfg.AskTimeout), nil
+	}))
 	mux.HandleFunc("POST /lockers/{id}/barcode", ask(protocol.AskBarcodeCheck, "barcode"))
 	action := func(act func(l *Locker, r *http.Request) error) http.HandlerFunc {
 		return s.withLocker(func(l *Locker, r *http.Request) (any, error) {

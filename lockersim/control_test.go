@@ -312,9 +312,14 @@ func TestAskTimesOutWithoutAnswer(t *testing.T) {
 		c.AskTimeout = 200 * time.Millisecond
 	})
 	ctl := ctlClient{t: t, base: "http://" + s.ControlAddr()}
-	status, out := ctl.do("POST", "/lockers/"+LockerID(prefix, 1, 1)+"/code", map[string]string{"code": "1"})
+	status, out := ctl.do("POST", "/lockers/"+LockerID(prefix, 1, 1)+"/barcode", map[string]string{"barcode": "1"})
 	require.Equal(t, http.StatusGatewayTimeout, status)
 	require.Equal(t, "timeout", out["code"])
+	// A pickup code without an answer in time is checked offline (no key, no list here).
+	out = ctl.ok("POST", "/lockers/"+LockerID(prefix, 1, 1)+"/code", map[string]string{"code": "12345678"})
+	require.Equal(t, "offline", out["path"])
+	require.Equal(t, false, out["opened"])
+	require.Equal(t, protocol.ErrCodeWrongCode, out["error"].(map[string]any)["code"])
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	_, err := s.Lockers()[0].Ask(ctx, "code.check", nil)

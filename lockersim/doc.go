@@ -14,6 +14,7 @@
 //     goroutine per connection, synchronous writes, keepalive on a runtime timer);
 //   - outbox.go: the bounded per-locker queue of unacknowledged QoS 1 messages;
 //   - locker.go: one locker: its state, RPCs, events, telemetry, connection loop;
+//   - pickup.go: codes.key, parcels.sync and pickup codes checked offline;
 //   - sched.go: one timer heap and a few workers for all lockers' timed work;
 //   - sim.go, control.go: many lockers, enrolment, the HTTP control API;
 //   - bench.go: the load generator;

@@ -95,6 +95,8 @@ type Locker struct {
 	offlineUntil   time.Time
 	rebootReq      bool
 	asks           map[string]chan protocol.Response
+	codes          codeStore   // code secret and offline parcel list (pickup.go), on disk
+	wrongCodes     []time.Time // wrong codes typed offline within the rate-limit window
 	lastErr        string
 	acked          uint64
 	dropped        uint64
@@ -145,6 +147,9 @@ func newLocker(env *lockerEnv, id string, tlsCfg *tls.Config) (*Locker, error) {
 		return nil, fmt.Errorf("locker %s: key cache: %w", id, err)
 	}
 	l.keys = keys
+	if l.codes, err = loadCodes(env.cfg.DataDir, id); err != nil {
+		return nil, fmt.Errorf("locker %s: codes: %w", id, err)
+	}
 	if err := l.bootLocked(); err != nil {
 		return nil, err
 	}
@@ -559,6 +564,12 @@ func (l *Locker) execLocked(req protocol.Request) (result any, perr *protocol.Er
 		return map[string]any{"rebooting": true}, nil, l.scheduleReboot
 	case protocol.MethodPowerCycle:
 		return map[string]any{"cycled": true}, nil, l.scheduleReboot
+	case protocol.MethodCodesKey:
+		res, perr := l.execCodesKeyLocked(req.Params)
+		return res, perr, nil
+	case protocol.MethodParcelsSync:
+		res, perr := l.execParcelsSyncLocked(req.Params)
+		return res, perr, nil
 	case protocol.MethodDisplayMessage:
 		var p protocol.DisplayMessageParams
 		if err := json.Unmarshal(orEmpty(req.Params), &p); err != nil {
@@ -904,6 +915,9 @@ type LockerView struct {
 	BatteryV     float64                       `json:"battery_v"`
 	Display      string                        `json:"display,omitempty"`
 	Desired      *int64                        `json:"desired_version,omitempty"`
+	CodeKey      int64                         `json:"code_key_version,omitempty"` // the pickup-code secret's version (never the secret)
+	ParcelsSync  int64                         `json:"parcels_version,omitempty"`  // the offline parcel list's version
+	Parcels      []protocol.LockerParcel       `json:"offline_parcels,omitempty"`  // parcels it may hand out offline
 	Cells        map[string]protocol.CellState `json:"cells,omitempty"`
 }
 
@@ -915,6 +929,7 @@ func (l *Locker) View(withCells bool) LockerView {
 		ID: l.id, Connected: l.conn != nil, Boot: l.boot, Seq: l.seq, Queued: l.out.len(),
 		Acked: l.acked, Dropped: l.dropped, RPCs: l.rpcs, CommandOpens: l.commandOpens, Keys: l.keys.len(), LastError: l.lastErr,
 		Mains: l.mains, BatteryV: round2(l.batteryV), Display: l.display, Desired: l.desiredVersion,
+		CodeKey: l.codes.KeyVersion, ParcelsSync: l.codes.ParcelsVersion, Parcels: slices.Clone(l.codes.Parcels),
 	}
 	if l.conn != nil {
 		t := l.connectedAt

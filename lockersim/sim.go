@@ -45,7 +45,9 @@ type Config struct {
 	QueueSize   int           // max unacknowledged QoS 1 messages kept per locker
 	Inflight    int           // max QoS 1 messages in flight per connection (also bounded by the server's Receive Maximum)
 	AckTimeout  time.Duration // a message unacknowledged this long makes the locker reconnect (0 = never)
-	AskTimeout  time.Duration // how long the control API waits for an ask's answer
+	AskTimeout  time.Duration // how long the control API waits for an ask's answer; then a code is checked offline
+	CodeTries   int           // wrong pickup codes checked offline within CodeWindow before the keypad refuses (rate_limited)
+	CodeWindow  time.Duration // the window of CodeTries
 	Backoff     Backoff       // reconnect policy
 
 	EnrollConcurrency int // enrolments at once
@@ -85,6 +87,8 @@ func DefaultConfig() Config {
 		Inflight:          32,
 		AckTimeout:        60 * time.Second,
 		AskTimeout:        10 * time.Second,
+		CodeTries:         5,
+		CodeWindow:        5 * time.Minute,
 		Backoff:           DefaultBackoff,
 		EnrollConcurrency: 8,
 		StatusEvery:       10 * time.Second,

@@ -26,6 +26,8 @@ type Stats struct {
 	RPCExpired    atomic.Int64 // … refused as expired
 	Events        atomic.Int64 // events emitted
 	Boots         atomic.Int64 // simulated reboots
+	CodesOffline  atomic.Int64 // pickup codes accepted offline (cells opened by the locker itself)
+	CodesRefused  atomic.Int64 // pickup codes refused offline (wrong or rate-limited)
 
 	mu      sync.Mutex
 	lastErr string
@@ -57,6 +59,8 @@ type StatsSnapshot struct {
 	RPCExpired    int64  `json:"rpc_expired"`
 	Events        int64  `json:"events"`
 	Boots         int64  `json:"boots"`
+	CodesOffline  int64  `json:"codes_offline"`
+	CodesRefused  int64  `json:"codes_refused"`
 	LastError     string `json:"last_error,omitempty"`
 }
 
@@ -71,7 +75,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		Republished: s.Republished.Load(), Dropped: s.Dropped.Load(), Discarded: s.Discarded.Load(),
 		AcksIgnored: s.AcksIgnored.Load(), StrayAcks: s.StrayAcks.Load(), Refused: s.Refused.Load(),
 		BadMessages: s.BadMessages.Load(), RPCs: s.RPCs.Load(), RPCRepeats: s.RPCRepeats.Load(),
-		RPCExpired: s.RPCExpired.Load(), Events: s.Events.Load(), Boots: s.Boots.Load(), LastError: le,
+		RPCExpired: s.RPCExpired.Load(), Events: s.Events.Load(), Boots: s.Boots.Load(),
+		CodesOffline: s.CodesOffline.Load(), CodesRefused: s.CodesRefused.Load(), LastError: le,
 	}
 }
 

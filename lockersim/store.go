@@ -18,6 +18,7 @@ import (
 //	ID.crt, ID.key    the locker's certificate and key (0600)
 //	ID.state.json     boot counter and applied desired version
 //	ID.keys.json      idempotency keys seen, with their first result, until not_after
+//	ID.codes.json     pickup-code secret and offline parcel list, with their versions (0600; pickup.go)
 
 // deviceState is ID.state.json.
 type deviceState struct {

@@ -206,3 +206,80 @@ func jsonKind(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// Limits of asks.
+const (
+	MaxAskBytes     = 8 << 10
+	MaxAskIDLen     = 64
+	MaxAskMethodLen = 64
+)
+
+// askWire is an ask as sent; pointers tell absent fields from zero ones.
+type askWire struct {
+	ID     *string         `json:"id"`
+	Boot   *uint32         `json:"boot"`
+	Seq    *uint64         `json:"seq"`
+	TS     *int64          `json:"ts"`
+	Method *string         `json:"method"`
+	Params json.RawMessage `json:"params"`
+}
+
+// DecodeAsk decodes and checks lockers/{id}/ask/req: a JSON object of at
+// most MaxAskBytes with an id (1–MaxAskIDLen printable ASCII characters), the
+// header (boot > 0, seq, ts > 0), a method (1–MaxAskMethodLen characters of
+// a–z, 0–9, '.', '_') and params, absent, null or a JSON object. Other fields
+// are ignored (section 1 of docs/protocol.md).
+func DecodeAsk(payload []byte) (Request, error) {
+	if len(payload) > MaxAskBytes {
+		return Request{}, invalid("payload of %d bytes is over the limit of %d", len(payload), MaxAskBytes)
+	}
+	if p := bytes.TrimLeft(payload, " \t\r\n"); len(p) == 0 || p[0] != '{' {
+		return Request{}, invalid("ask is not a JSON object")
+	}
+	var w askWire
+	if err := decodeStrict(payload, MaxAskBytes, &w); err != nil {
+		return Request{}, err
+	}
+	switch {
+	case w.ID == nil || *w.ID == "" || len(*w.ID) > MaxAskIDLen || !printableASCII(*w.ID):
+		return Request{}, invalid("id must be 1 to %d printable ASCII characters", MaxAskIDLen)
+	case w.Boot == nil || *w.Boot == 0:
+		return Request{}, invalid("boot is missing or 0")
+	case w.Seq == nil:
+		return Request{}, invalid("seq is missing")
+	case w.TS == nil || *w.TS <= 0:
+		return Request{}, invalid("ts is missing or not positive")
+	case w.Method == nil || !validAskMethod(*w.Method):
+		return Request{}, invalid("method must be 1 to %d characters of a-z, 0-9, '.' and '_'", MaxAskMethodLen)
+	}
+	req := Request{ID: *w.ID, Header: &Header{Boot: *w.Boot, Seq: *w.Seq, TS: *w.TS}, Method: *w.Method}
+	if p := bytes.TrimSpace(w.Params); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+		if p[0] != '{' {
+			return Request{}, invalid("params must be a JSON object")
+		}
+		req.Params = json.RawMessage(p)
+	}
+	return req, nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func validAskMethod(s string) bool {
+	if s == "" || len(s) > MaxAskMethodLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -118,7 +119,18 @@ func FuzzDecodeDeviceMessages(f *testing.F) {
 	f.Add([]byte(`{"id":"7f3c","boot":17,"seq":1043,"ts":1795389000200,"type":"door_opened","cell":"A01","cause":"command:c-81"}`))
 	f.Add([]byte(`{"boot":1,"seq":1,"ts":1,"power":{"battery_v":1e400}}`))
 	f.Add([]byte(`{"boot":17,"seq":1041,"ts":1795389000000,"m":{"temp_c":4.5,"humidity_pct":61,"battery_v":12.6,"mains":1,"rssi_dbm":-71}}`))
+	f.Add([]byte(`{"id":"a-9","boot":17,"seq":1044,"ts":1795389000300,"method":"code.check","params":{"code":"48213907"}}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
+		if a, err := DecodeAsk(payload); err == nil {
+			if a.ID == "" || len(a.ID) > MaxAskIDLen || a.Header == nil || a.Boot == 0 || a.TS <= 0 || !validAskMethod(a.Method) || len(payload) > MaxAskBytes {
+				t.Fatalf("accepted an invalid ask: %+v", a)
+			}
+			if len(a.Params) > 0 && (a.Params[0] != '{' || !json.Valid(a.Params)) {
+				t.Fatalf("accepted params %q", a.Params)
+			}
+		} else if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("ask error without ErrInvalid: %v", err)
+		}
 		if s, err := DecodeState(payload); err == nil {
 			if s.Boot == 0 || len(s.Cells) > MaxCells {
 				t.Fatalf("accepted an invalid state: %+v", s)
@@ -151,4 +163,41 @@ func FuzzDecodeDeviceMessages(f *testing.F) {
 			t.Fatalf("event error without ErrInvalid: %v", err)
 		}
 	})
+}
+
+func TestDecodeAsk(t *testing.T) {
+	a, err := DecodeAsk([]byte(`{"id":"a-9","boot":17,"seq":1044,"ts":1795389000300,"method":"code.check","params":{"code":"48213907"},"extra":1}`))
+	require.NoError(t, err)
+	require.Equal(t, "a-9", a.ID)
+	require.Equal(t, Header{Boot: 17, Seq: 1044, TS: 1795389000300}, *a.Header)
+	require.Equal(t, AskCodeCheck, a.Method)
+	require.JSONEq(t, `{"code":"48213907"}`, string(a.Params))
+	a, err = DecodeAsk([]byte(`{"id":"a-1","boot":1,"seq":0,"ts":1,"method":"x","params":null}`))
+	require.NoError(t, err)
+	require.Nil(t, a.Params)
+
+	for name, bad := range map[string]string{
+		"not json":      `nope`,
+		"array":         `[1]`,
+		"no id":         `{"boot":1,"seq":1,"ts":1,"method":"code.check"}`,
+		"empty id":      `{"id":"","boot":1,"seq":1,"ts":1,"method":"code.check"}`,
+		"long id":       `{"id":"` + strings.Repeat("a", 65) + `","boot":1,"seq":1,"ts":1,"method":"code.check"}`,
+		"id with space": `{"id":"a 1","boot":1,"seq":1,"ts":1,"method":"code.check"}`,
+		"numeric id":    `{"id":7,"boot":1,"seq":1,"ts":1,"method":"code.check"}`,
+		"no boot":       `{"id":"a","seq":1,"ts":1,"method":"code.check"}`,
+		"no seq":        `{"id":"a","boot":1,"ts":1,"method":"code.check"}`,
+		"no ts":         `{"id":"a","boot":1,"seq":1,"method":"code.check"}`,
+		"no method":     `{"id":"a","boot":1,"seq":1,"ts":1}`,
+		"bad method":    `{"id":"a","boot":1,"seq":1,"ts":1,"method":"Code Check"}`,
+		"params array":  `{"id":"a","boot":1,"seq":1,"ts":1,"method":"code.check","params":[1]}`,
+		"params string": `{"id":"a","boot":1,"seq":1,"ts":1,"method":"code.check","params":"x"}`,
+		"trailing data": `{"id":"a","boot":1,"seq":1,"ts":1,"method":"code.check"} {}`,
+		"too large":     `{"id":"a","boot":1,"seq":1,"ts":1,"method":"code.check","params":{"x":"` + strings.Repeat("a", MaxAskBytes) + `"}}`,
+		"negative boot": `{"id":"a","boot":-1,"seq":1,"ts":1,"method":"code.check"}`,
+		"negative ts":   `{"id":"a","boot":1,"seq":1,"ts":-5,"method":"code.check"}`,
+		"broken params": `{"id":"a","boot":1,"seq":1,"ts":1,"method":"code.check","params":{"x":}}`,
+	} {
+		_, err := DecodeAsk([]byte(bad))
+		require.ErrorIs(t, err, ErrInvalid, name)
+	}
 }
