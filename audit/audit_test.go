@@ -128,7 +128,7 @@ func TestRedaction(t *testing.T) {
 
 	for field, want := range map[string]bool{"password": true, "new_password": true, "Password_Hash": true, "token": true,
 		"api_token": true, "webhook_secret": true, "hmac": true, "pickup_code": true, "token_id": false, "name": false,
-		"key": false, "role": false, "address": false} {
+		"key": true, "idempotency_key": false, "role": false, "address": false} {
 		require.Equal(t, want, audit.Sensitive(field), field)
 	}
 }

@@ -15,6 +15,7 @@ var sensitiveExact = map[string]bool{
 	"token": true, "token_hash": true, "session_id": true, "id_hash": true, "hash": true,
 	"api_key": true, "pin": true, "otp": true, "pickup_code": true, "access_code": true,
 	"codes_key": true, "private_key": true, "key_pem": true,
+	"key": true, // codes.key params carry the pickup-code secret as "key"
 }
 
 // sensitiveParts make any field whose name contains them sensitive.

@@ -395,7 +395,7 @@ func (c *Commands) validate(ctx context.Context, nc NewCommand, now time.Time) (
 			return Command{}, fmt.Errorf("%w: locker %s has no cell %q", ErrUnknownCell, nc.LockerID, p.Cell)
 		}
 	}
-	cmd := Command{ID: "c-" + strings.ToLower(rand.Text()[:20]), LockerID: nc.LockerID, Method: nc.Method, Params: params,
+	cmd := Command{ID: commandIDPrefix + strings.ToLower(rand.Text()[:20]), LockerID: nc.LockerID, Method: nc.Method, Params: params,
 		State: CommandPending, CreatedBy: nc.CreatedBy, IdempotencyKey: nc.IdempotencyKey,
 		NotAfter: notAfter.UTC().Truncate(time.Millisecond), CreatedAt: now.UTC().Truncate(time.Microsecond), caller: nc.Caller}
 	if nc.Method == protocol.MethodCellOpen {
@@ -503,9 +503,16 @@ func (c *Commands) sendLocked(e *cmdEntry, now time.Time) {
 	c.queueLocked(write{entry: e})
 }
 
+// commandIDPrefix starts every command's ID, so answers to the hub's other
+// requests are told apart.
+const commandIDPrefix = "c-"
+
 // Response takes a locker's answer to a command (broker OnResponse); it runs
 // on the locker's read goroutine and does not block.
 func (c *Commands) Response(lockerID string, res protocol.Response) {
+	if !strings.HasPrefix(res.ID, commandIDPrefix) {
+		return // another component's request (codes.key, parcels.sync): not ours to count
+	}
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
