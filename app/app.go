@@ -29,6 +29,7 @@ import (
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/telemetry"
@@ -50,8 +51,11 @@ type Config struct {
 	TrustedProxies  []netip.Prefix       // reverse proxies whose X-Forwarded-For names the caller in audit records
 	Telemetry       telemetry.Config     // retention, unknown-metric policy, ingest sizing; zero values take its defaults
 	Commands        fleet.CommandsConfig // door confirmation window, re-send period; zero values take its defaults
-	Logger          *slog.Logger
-	Out             io.Writer // where the admin credential is printed on first start
+	// Parcels: storage period, reminders, code rate limit; its Keys (pickup
+	// code secrets) and Outbox (notifications, webhooks) are nil until wired.
+	Parcels parcels.Config
+	Logger  *slog.Logger
+	Out     io.Writer // where the admin credential is printed on first start
 }
 
 // Defaults fills what is unset with values that work on a laptop.
@@ -87,7 +91,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), parcels.Migrations()}
 }
 
 // App is a running hub.
@@ -103,6 +107,7 @@ type App struct {
 	Overview *fleet.Overview
 	Broker   *broker.Broker
 	Commands *fleet.Commands
+	Parcels  *parcels.Store
 	Access   *access.Store
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
@@ -212,6 +217,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startCommands(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startParcels(ctx, runCtx); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -224,6 +232,7 @@ func (a *App) Start(ctx context.Context) error {
 		Twins:          a.Twins,
 		Overview:       a.Overview,
 		Commands:       a.Commands,
+		Parcels:        a.Parcels,
 		Access:         accessStore,
 		Audit:          audit.NewStore(a.Pool),
 		CAPEM:          ca.CertPEM,

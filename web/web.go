@@ -19,6 +19,7 @@ import (
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/telemetry"
 )
 
@@ -41,6 +42,8 @@ type Deps struct {
 	Overview *fleet.Overview
 	// Commands sends commands to lockers (nil: its routes answer 503).
 	Commands *fleet.Commands
+	// Parcels keeps the deliveries (nil: its routes answer 503).
+	Parcels *parcels.Store
 	// Telemetry has the latest samples, TelemetryStore the history (nil:
 	// telemetry is not wired; its routes answer 503).
 	Telemetry      *telemetry.Ingest
@@ -94,6 +97,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.auditRoutes()...)
 	a.routes = append(a.routes, a.userRoutes()...)
 	a.routes = append(a.routes, a.commandRoutes()...)
+	a.routes = append(a.routes, a.parcelRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
