@@ -51,12 +51,12 @@ func (f parcelFleet) Cell(lockerID, cell string) (parcels.CellReport, bool) {
 		Occupied: c.Occupied, OccupiedAt: parcels.Stamp{Boot: c.OccupiedAt.Boot, Seq: c.OccupiedAt.Seq}}, true
 }
 
-func (f parcelFleet) OpenCell(ctx context.Context, r parcels.OpenRequest) (string, any, error) {
+func (f parcelFleet) OpenCell(ctx context.Context, r parcels.OpenRequest) (parcels.Opened, error) {
 	params, _ := json.Marshal(protocol.CellOpenParams{Cell: r.Cell})
-	cmd, _, err := f.cmds.Create(ctx, fleet.NewCommand{LockerID: r.LockerID, Method: protocol.MethodCellOpen, Params: params,
+	cmd, created, err := f.cmds.Create(ctx, fleet.NewCommand{LockerID: r.LockerID, Method: protocol.MethodCellOpen, Params: params,
 		IdempotencyKey: r.IdempotencyKey, Caller: r.Caller, CreatedBy: r.CreatedBy})
 	if err != nil {
-		return "", nil, err
+		return parcels.Opened{}, err
 	}
-	return cmd.ID, cmd, nil
+	return parcels.Opened{ID: cmd.ID, Created: created, Command: cmd}, nil
 }

@@ -72,15 +72,17 @@ func (s *Store) CheckCode(ctx context.Context, lockerID, askID string, params js
 		}
 		return nil, &protocol.Error{Code: protocol.ErrCodeWrongCode, Message: "no parcel with this code here"}
 	}
-	cmdID, _, err := s.fleet.OpenCell(ctx, OpenRequest{LockerID: lockerID, Cell: match.Cell,
+	op, err := s.fleet.OpenCell(ctx, OpenRequest{LockerID: lockerID, Cell: match.Cell,
 		IdempotencyKey: "ask:" + lockerID + ":" + askID, Caller: "parcels", CreatedBy: "recipient (parcel " + match.ID + " pickup)"})
 	if err != nil {
 		s.m.codeChecks.WithLabelValues("error").Inc()
 		s.log.Error("pickup: opening the cell failed", "locker", lockerID, "parcel", match.ID, "error", err)
 		return nil, &protocol.Error{Code: protocol.ErrCodeInternal, Message: "the cell could not be opened; try again"}
 	}
-	if _, err := s.change(ctx, *match, "recipient", "pickup code accepted at the locker: cell.open "+cmdID, `mark_boot = mark_boot`, nil, nil); err != nil {
-		s.log.Warn("pickup: history not written", "parcel", match.ID, "error", err)
+	if op.Created {
+		if _, err := s.change(ctx, *match, "recipient", "pickup code accepted at the locker: cell.open "+op.ID, `mark_boot = mark_boot`, nil, nil); err != nil {
+			s.log.Warn("pickup: history not written", "parcel", match.ID, "error", err)
+		}
 	}
 	s.m.codeChecks.WithLabelValues("ok").Inc()
 	res, _ := json.Marshal(protocol.CodeCheckResult{Cell: match.Cell, Parcel: match.ID, Charge: json.RawMessage("null")})

@@ -119,9 +119,16 @@ type Fleet interface {
 	SetTaken(lockerID string, cells []string)
 	// Cell is a cell's reported state.
 	Cell(lockerID, cell string) (CellReport, bool)
-	// OpenCell creates (or, for a known key, finds) a cell.open command and
-	// returns it as the API shows it, with its id.
-	OpenCell(ctx context.Context, r OpenRequest) (cmdID string, cmd any, err error)
+	// OpenCell creates (or, for a known key, finds) a cell.open command.
+	OpenCell(ctx context.Context, r OpenRequest) (Opened, error)
+}
+
+// Opened is a cell.open command: its id, whether this request created it
+// (false: the key was known), and the command as the API shows it.
+type Opened struct {
+	ID      string
+	Created bool
+	Command any
 }
 
 // CodeKeys gives a locker's pickup-code secret. The secret is never logged,
@@ -760,7 +767,7 @@ func (s *Store) openFor(ctx context.Context, c Caller, id, step string) (Parcel,
 	case step == "collect" && !(p.ToReturn && p.holdsCell):
 		return Parcel{}, nil, fmt.Errorf("%w: parcel %s is %s and not marked for return", ErrConflict, id, p.State)
 	}
-	cmdID, cmd, err := s.fleet.OpenCell(ctx, OpenRequest{LockerID: p.LockerID, Cell: p.Cell,
+	op, err := s.fleet.OpenCell(ctx, OpenRequest{LockerID: p.LockerID, Cell: p.Cell,
 		IdempotencyKey: "parcel:" + p.ID + ":" + step, Caller: "parcels", CreatedBy: c.Name + " (parcel " + p.ID + " " + step + ")"})
 	if err != nil {
 		return Parcel{}, nil, fmt.Errorf("open cell %s of parcel %s: %w", p.Cell, p.ID, err)
@@ -770,13 +777,13 @@ func (s *Store) openFor(ctx context.Context, c Caller, id, step string) (Parcel,
 		if step == "collect" {
 			col = "collect_at"
 		}
-		p, err = s.change(ctx, p, c.Name, step+" asked: cell.open "+cmdID, col+` = $3`, nil, nil)
+		p, err = s.change(ctx, p, c.Name, step+" asked: cell.open "+op.ID, col+` = $3`, nil, nil)
 		if err != nil {
 			return Parcel{}, nil, err
 		}
 	}
 	s.TwinChanged(p.LockerID)
-	return p, cmd, nil
+	return p, op.Command, nil
 }
 
 // Cancel cancels a parcel: before deposit its cell is released; after, it is
