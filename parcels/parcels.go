@@ -209,6 +209,7 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.DefaultStorage = min(max(c.DefaultStorage, c.MinStorage), c.MaxStorage)
 }
 
 // Recipient is who picks the parcel up.
@@ -288,12 +289,11 @@ type Store struct {
 	log   *slog.Logger
 	m     *metrics
 
-	mu     sync.Mutex
-	held   map[string]map[string]string // locker → cell → parcel holding it
-	dirty  map[string]bool              // lockers whose parcels to evaluate against their twin
-	wrong  map[string][]time.Time       // locker → times of recent wrong codes
-	wake   chan struct{}
-	loaded bool
+	mu    sync.Mutex
+	held  map[string]map[string]string // locker → cell → parcel holding it
+	dirty map[string]bool              // lockers whose parcels to evaluate against their twin
+	wrong map[string][]time.Time       // locker → times of recent wrong codes
+	wake  chan struct{}
 }
 
 // New returns a store; Load it, then Run it.
@@ -362,7 +362,6 @@ func (s *Store) Load(ctx context.Context) error {
 	for l := range held {
 		s.dirty[l] = true
 	}
-	s.loaded = true
 	s.mu.Unlock()
 	for l := range held {
 		s.tellFleet(l)

@@ -518,3 +518,24 @@ func do(t *testing.T, s hubtest.Session, method, url string) (int, string) {
 	data, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(data)
 }
+
+// TestOfflinePickup: the locker, offline, hands the parcel out by its own
+// check of the code (door opened with cause code:<parcel>); its reports
+// arrive after the reconnect and the parcel is picked up.
+func TestOfflinePickup(t *testing.T) {
+	e := start(t, 2)
+	ctx := context.Background()
+	p, err := e.h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: lockerID, Size: "M", Recipient: apiclient.Recipient{Phone: "+4917000004"}}, "")
+	require.NoError(t, err)
+	dep := e.deposit(t, e.h.Admin, p.ID)
+	l := e.locker()
+	l.GoOffline(time.Hour)
+	hubtest.Eventually(t, 10*time.Second, "offline", func() bool { return !e.h.App.Broker.Online(lockerID) })
+	require.NoError(t, l.OpenDoor(dep.Cell, "code:"+dep.ID))
+	require.NoError(t, l.SetOccupied(dep.Cell, false))
+	require.NoError(t, l.CloseDoor(dep.Cell))
+	require.Equal(t, parcels.StateDeposited, e.parcel(t, p.ID).State)
+	l.ComeOnline()
+	up := e.waitState(t, p.ID, parcels.StatePickedUp)
+	require.NotNil(t, up.PickedUpAt)
+}

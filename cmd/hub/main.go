@@ -61,8 +61,12 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Telemetry.UnknownMetrics, "telemetry-unknown-metrics", env("HUB_TELEMETRY_UNKNOWN_METRICS", "keep"), "metrics outside the known set (docs/protocol.md): keep, or refuse the sample (env HUB_TELEMETRY_UNKNOWN_METRICS)")
 	cfg.Commands.ConfirmWithin = 10 * time.Second
 	fs.DurationVar(&cfg.Commands.ConfirmWithin, "command-confirm-within", cfg.Commands.ConfirmWithin, "cell.open: how long the door sensor has to report the door open after the locker answered, else the command ends unconfirmed (env HUB_COMMAND_CONFIRM_WITHIN)")
+	cfg.Parcels.DefaultStorage, cfg.Parcels.ReminderBefore = 72*time.Hour, 24*time.Hour
+	fs.DurationVar(&cfg.Parcels.DefaultStorage, "parcel-storage", cfg.Parcels.DefaultStorage, "a parcel's storage period when its creator gives none; a parcel may ask for 1 h to 30 days (env HUB_PARCEL_STORAGE)")
+	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
+		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION"} {
 		if v, ok := os.LookupEnv(key); ok {
 			if err := fs.Set(flagName, v); err != nil {
