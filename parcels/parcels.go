@@ -578,8 +578,14 @@ func (s *Store) get(ctx context.Context, q querier, id string) (Parcel, error) {
 	return p, nil
 }
 
-// visible reports whether a caller limited to carrier may see the parcel.
-func visible(c Caller, p Parcel) bool { return c.Carrier == "" || c.Carrier == p.Carrier }
+// visible reports whether the caller may see the parcel: an API client the
+// parcels it created, a user limited to a carrier the carrier's parcels.
+func visible(c Caller, p Parcel) bool {
+	if c.ClientID != 0 && c.ClientID != p.clientID {
+		return false
+	}
+	return c.Carrier == "" || c.Carrier == p.Carrier
+}
 
 // Get returns a parcel with its history; another carrier's is not found.
 func (s *Store) Get(ctx context.Context, c Caller, id string) (Parcel, error) {
@@ -629,13 +635,14 @@ func (s *Store) List(ctx context.Context, c Caller, f Filter) ([]Parcel, int, er
 	if f.Limit <= 0 || f.Limit > MaxPage {
 		f.Limit = min(max(f.Limit, 100), MaxPage)
 	}
-	where := `($1 = '' OR locker_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR carrier = $3) AND ($4 = '' OR reference = $4)`
+	where := `($1 = '' OR locker_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR carrier = $3) AND ($4 = '' OR reference = $4)
+		AND ($5 = 0 OR client_id = $5)`
 	var total int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM parcels_parcels WHERE `+where, f.LockerID, f.State, f.Carrier, f.Reference).Scan(&total); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM parcels_parcels WHERE `+where, f.LockerID, f.State, f.Carrier, f.Reference, c.ClientID).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count parcels: %w", err)
 	}
 	ps, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE `+where+`
-		ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6`, f.LockerID, f.State, f.Carrier, f.Reference, f.Limit, f.Offset))
+		ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7`, f.LockerID, f.State, f.Carrier, f.Reference, c.ClientID, f.Limit, f.Offset))
 	if err != nil {
 		return nil, 0, fmt.Errorf("list parcels: %w", err)
 	}

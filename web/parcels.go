@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/parcels"
 )
 
@@ -179,9 +178,7 @@ func (a *API) parcelError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "no_free_cell", err.Error())
 	case errors.Is(err, parcels.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, fleet.ErrDisabled), errors.Is(err, fleet.ErrNotFound), errors.Is(err, fleet.ErrUnknownCell):
-		a.commandError(w, r, err)
-	default:
+	default: // fleet's errors of the cell.open command (disabled locker, …)
 		a.commandError(w, r, err)
 	}
 }

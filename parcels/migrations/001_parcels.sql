@@ -42,6 +42,7 @@ CREATE UNIQUE INDEX parcels_parcels_idempotency ON parcels_parcels (caller, idem
 CREATE INDEX parcels_parcels_due ON parcels_parcels (expires_at) WHERE state = 'deposited';
 CREATE INDEX parcels_parcels_recent ON parcels_parcels (created_at DESC, id DESC);
 CREATE INDEX parcels_parcels_reference ON parcels_parcels (reference) WHERE reference <> '';
+CREATE INDEX parcels_parcels_client ON parcels_parcels (client_id, created_at DESC) WHERE client_id IS NOT NULL;
 
 -- Every state change (and step within a state) of a parcel.
 CREATE TABLE parcels_history (
