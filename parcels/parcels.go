@@ -848,7 +848,7 @@ func (s *Store) evaluateDirty(ctx context.Context) {
 	more := len(s.dirty) > 0
 	s.mu.Unlock()
 	for _, l := range lockers {
-		if err := s.evaluate(ctx, l); err != nil {
+		if err := s.Evaluate(ctx, l); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -863,8 +863,9 @@ func (s *Store) evaluateDirty(ctx context.Context) {
 	}
 }
 
-// evaluate moves a locker's open parcels on as its twin says.
-func (s *Store) evaluate(ctx context.Context, lockerID string) error {
+// Evaluate moves a locker's open parcels on as its twin says (Run calls it
+// for every locker marked by TwinChanged or Load).
+func (s *Store) Evaluate(ctx context.Context, lockerID string) error {
 	ps, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE locker_id = $1 AND holds_cell`, lockerID))
 	if err != nil {
 		return fmt.Errorf("open parcels of %s: %w", lockerID, err)
