@@ -19,7 +19,16 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 	if err := a.Parcels.Load(ctx); err != nil {
 		return err
 	}
-	a.Twins.Observe(func(t *fleet.Twin, _ fleet.TwinChange) { a.Parcels.TwinChanged(t.LockerID) })
+	a.Twins.Observe(func(t *fleet.Twin, ch fleet.TwinChange) {
+		if len(ch.Cells) == 0 {
+			return // power, firmware, desired: no parcel moves
+		}
+		cells := make([]string, 0, len(ch.Cells))
+		for c := range ch.Cells {
+			cells = append(cells, c)
+		}
+		a.Parcels.TwinChanged(t.LockerID, cells)
+	})
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Parcels.Run(runCtx) }()
 	return nil

@@ -405,18 +405,26 @@ func (s *Store) poke() {
 	}
 }
 
-// TwinChanged tells the store that a locker's twin changed (the app calls it
-// from the twins' observer, after the commit). It never blocks: the locker
-// is marked (one mark per locker, so the set is bounded by the fleet) and
-// evaluated by Run.
-func (s *Store) TwinChanged(lockerID string) {
+// TwinChanged tells the store that cells of a locker's twin changed (the app
+// calls it from the twins' observer, after the commit; nil cells: any). It
+// never blocks: a locker with a changed cell that a parcel holds is marked
+// (one mark per locker, so the set is bounded by the fleet) and evaluated by
+// Run; changes of other cells cost a map lookup.
+func (s *Store) TwinChanged(lockerID string, cells []string) {
 	s.mu.Lock()
-	_, has := s.held[lockerID]
-	if has {
+	held := s.held[lockerID]
+	mark := len(held) > 0 && cells == nil
+	for _, c := range cells {
+		if _, ok := held[c]; ok {
+			mark = true
+			break
+		}
+	}
+	if mark {
 		s.dirty[lockerID] = true
 	}
 	s.mu.Unlock()
-	if has {
+	if mark {
 		s.poke()
 	}
 }
@@ -788,7 +796,7 @@ func (s *Store) openFor(ctx context.Context, c Caller, id, step string) (Parcel,
 			return Parcel{}, nil, err
 		}
 	}
-	s.TwinChanged(p.LockerID)
+	s.TwinChanged(p.LockerID, nil)
 	return p, op.Command, nil
 }
 
