@@ -185,4 +185,3 @@ func TestOverviewTakenCells(t *testing.T) {
 	r, _ = ov.Row("T1")
 	require.Equal(t, 2, r.FreeCells["M"])
 }
-
