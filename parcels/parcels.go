@@ -68,6 +68,8 @@ var (
 	ErrNotFound   = errors.New("not found")
 	ErrNoFreeCell = errors.New("no free cell")
 	ErrConflict   = errors.New("conflict") // the parcel's state does not allow the step
+	// ErrIdempotencyConflict: the key belongs to a parcel for another locker or size.
+	ErrIdempotencyConflict = errors.New("idempotency key already used for another parcel")
 )
 
 // Stamp orders a locker's reports: (boot, seq).
@@ -485,7 +487,7 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 	}
 	if n.IdempotencyKey != "" {
 		if p, err := s.byKey(ctx, s.pool, c.Scope, n.IdempotencyKey); err == nil {
-			return p, false, nil
+			return p, false, sameRequest(p, n)
 		} else if !errors.Is(err, ErrNotFound) {
 			return Parcel{}, false, err
 		}
@@ -553,11 +555,20 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 	if err != nil {
 		return Parcel{}, false, err
 	}
-	if created {
-		s.m.transitions.WithLabelValues(StateReserved).Inc()
-		s.setHeld(out.LockerID, out.Cell, out.ID, true)
+	if !created {
+		return out, false, sameRequest(out, n)
 	}
-	return out, created, nil
+	s.m.transitions.WithLabelValues(StateReserved).Inc()
+	s.setHeld(out.LockerID, out.Cell, out.ID, true)
+	return out, true, nil
+}
+
+// sameRequest checks that a repeated idempotency key asks for the same parcel.
+func sameRequest(p Parcel, n NewParcel) error {
+	if p.LockerID != n.LockerID || p.Size != n.Size || p.Reference != n.Reference {
+		return fmt.Errorf("%w: the key belongs to parcel %s (locker %s, size %s, reference %q)", ErrIdempotencyConflict, p.ID, p.LockerID, p.Size, p.Reference)
+	}
+	return nil
 }
 
 type querier interface {

@@ -291,6 +291,8 @@ func TestLastFreeCell(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, first.ID, again.ID)
 	require.True(t, again.Replayed)
+	_, err = e.h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: lockerID, Size: "L", Recipient: r}, "k1")
+	require.True(t, apiclient.IsCode(err, "idempotency_conflict"), "the key with another size: %v", err)
 
 	var wg sync.WaitGroup
 	got := make([]apiclient.Parcel, 2)

@@ -176,6 +176,8 @@ func (a *API) parcelError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, parcels.ErrNoFreeCell):
 		writeError(w, http.StatusConflict, "no_free_cell", err.Error())
+	case errors.Is(err, parcels.ErrIdempotencyConflict):
+		writeError(w, http.StatusConflict, "idempotency_conflict", err.Error())
 	case errors.Is(err, parcels.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	default: // fleet's errors of the cell.open command (disabled locker, …)
