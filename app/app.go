@@ -30,6 +30,7 @@ import (
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/outbox"
+	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/telemetry"
@@ -53,8 +54,11 @@ type Config struct {
 	Commands        fleet.CommandsConfig // door confirmation window, re-send period; zero values take its defaults
 	Outbox          outbox.Config        // webhooks, SMS gateway, SMTP, templates, retries; zero values take its defaults
 	Asks            fleet.AsksConfig     // ask workers, queue, per-locker bound, retention; zero values take its defaults
-	Logger          *slog.Logger
-	Out             io.Writer // where the admin credential is printed on first start
+	// Parcels: storage period, reminders, code rate limit; its Keys (pickup
+	// code secrets) and Outbox (notifications, webhooks) are wired by app.
+	Parcels parcels.Config
+	Logger  *slog.Logger
+	Out     io.Writer // where the admin credential is printed on first start
 }
 
 // Defaults fills what is unset with values that work on a laptop.
@@ -90,7 +94,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations()}
 }
 
 // App is a running hub.
@@ -112,6 +116,7 @@ type App struct {
 	Asks       *fleet.Asks
 	CodeKeys   *fleet.CodeKeys
 	LockerSync *fleet.LockerSync
+	Parcels    *parcels.Store
 	Access     *access.Store
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
@@ -233,6 +238,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startAsks(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startParcels(ctx, runCtx); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -245,6 +253,7 @@ func (a *App) Start(ctx context.Context) error {
 		Twins:          a.Twins,
 		Overview:       a.Overview,
 		Commands:       a.Commands,
+		Parcels:        a.Parcels,
 		Access:         accessStore,
 		Audit:          audit.NewStore(a.Pool),
 		CAPEM:          ca.CertPEM,

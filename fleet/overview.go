@@ -110,6 +110,9 @@ type Overview struct {
 	total   Summary // of every row, kept as rows change: Summary(RowFilter{}) without a scan
 	subs    map[int]func(Row)
 	nextSub int
+	// taken are cells another component holds (a parcel's reserved cell):
+	// not free for loading whatever the twin says (see SetTaken).
+	taken map[string]map[string]bool
 
 	settled atomic.Bool // the reconnect window has passed and no row is unknown any more
 }
@@ -118,7 +121,7 @@ type Overview struct {
 func NewOverview(reg *Registry, twins *Twins, log *slog.Logger) *Overview {
 	o := &Overview{reg: reg, twins: twins, log: log, start: time.Now(),
 		lockers: map[string]Locker{}, layout: map[string]map[string]Cell{}, online: map[string]bool{}, seen: map[string]bool{}, since: map[string]time.Time{},
-		rows: map[string]Row{}, total: emptySummary(), subs: map[int]func(Row){}}
+		rows: map[string]Row{}, total: emptySummary(), subs: map[int]func(Row){}, taken: map[string]map[string]bool{}}
 	reg.OnChange(o.registryChanged)
 	twins.Observe(func(t *Twin, _ TwinChange) { o.update(t.LockerID) })
 	return o
@@ -209,6 +212,49 @@ func (o *Overview) HasCell(lockerID, cell string) bool {
 	return has
 }
 
+// SetTaken replaces the set of a locker's cells that another component
+// holds (parcels: the cells of open parcels); they stop counting as free.
+func (o *Overview) SetTaken(lockerID string, cells []string) {
+	o.mu.Lock()
+	if len(cells) == 0 {
+		delete(o.taken, lockerID)
+	} else {
+		m := make(map[string]bool, len(cells))
+		for _, c := range cells {
+			m[c] = true
+		}
+		o.taken[lockerID] = m
+	}
+	o.mu.Unlock()
+	o.update(lockerID)
+}
+
+// FreeCellNames lists a locker's cells of a size that are free for loading
+// (closed, reported empty, not jammed, in the layout, not held, not taken),
+// in name order; ok is false for a locker the overview does not know.
+func (o *Overview) FreeCellNames(lockerID, size string) (names []string, ok bool) {
+	tw := o.twins.Get(lockerID)
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if _, ok := o.lockers[lockerID]; !ok {
+		return nil, false
+	}
+	if tw == nil {
+		return nil, true
+	}
+	layout := o.layout[lockerID]
+	for name, c := range tw.Reported.Cells {
+		lc, known := layout[name]
+		if !known || lc.Size != size || lc.Hold != "" || o.taken[lockerID][name] ||
+			c.Occupied == nil || *c.Occupied || c.Door == protocol.DoorOpen || c.Lock == protocol.LockJammed {
+			continue
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names, true
+}
+
 // SetOnline records a presence change (the app calls it with the registry's).
 func (o *Overview) SetOnline(lockerID string, online bool) {
 	o.mu.Lock()
@@ -251,10 +297,12 @@ func (o *Overview) update(id string) {
 			if !known || c.Occupied == nil || *c.Occupied || c.Door == protocol.DoorOpen || c.Lock == protocol.LockJammed {
 				continue
 			}
-			switch lc.Hold {
-			case "":
+			switch {
+			case o.taken[id][name]:
+				// held by a parcel: not free, not ready for returns
+			case lc.Hold == "":
 				r.FreeCells[lc.Size]++
-			case HoldReturns:
+			case lc.Hold == HoldReturns:
 				if r.HeldForReturns == nil {
 					r.HeldForReturns = map[string]int{}
 				}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/protocol"
@@ -151,4 +152,36 @@ func TestCellsHeldForReturnsAreNotFreeForLoading(t *testing.T) {
 	require.Equal(t, 1, s.FreeCells["M"])
 	require.Equal(t, 1, s.HeldForReturns["M"])
 	require.Equal(t, 0, s.HeldForReturns["L"])
+}
+
+// TestOverviewTakenCells: cells another component holds (parcels' reserved
+// cells) are not free, in the row, the summary and FreeCellNames.
+func TestOverviewTakenCells(t *testing.T) {
+	reg, twins, ov := overviewRig(t)
+	ctx := context.Background()
+	_, _, err := reg.Create(ctx, fleet.NewLocker{ID: "T1", Cells: 3})
+	require.NoError(t, err)
+	settled := make(chan error, 1)
+	twins.Submit(fleet.Inbound{LockerID: "T1", Kind: protocol.KindState, Received: time.Now(), Done: func(err error) { settled <- err },
+		Payload: []byte(`{"boot":1,"seq":1,"ts":1,"cells":{"A01":{"door":"closed","occupied":false},"A02":{"door":"closed","occupied":false},"A03":{"door":"open","occupied":false}}}`)})
+	require.NoError(t, <-settled)
+	hubtest.Eventually(t, 5*time.Second, "row of T1", func() bool { r, _ := ov.Row("T1"); return r.FreeCells["M"] == 2 })
+	names, ok := ov.FreeCellNames("T1", "M")
+	require.True(t, ok)
+	require.Equal(t, []string{"A01", "A02"}, names, "A03 is open")
+	names, ok = ov.FreeCellNames("T1", "S")
+	require.True(t, ok)
+	require.Empty(t, names)
+	_, ok = ov.FreeCellNames("nope", "M")
+	require.False(t, ok)
+
+	ov.SetTaken("T1", []string{"A01"})
+	r, _ := ov.Row("T1")
+	require.Equal(t, 1, r.FreeCells["M"])
+	require.Equal(t, 1, ov.Summary(fleet.RowFilter{}).FreeCells["M"])
+	names, _ = ov.FreeCellNames("T1", "M")
+	require.Equal(t, []string{"A02"}, names)
+	ov.SetTaken("T1", nil)
+	r, _ = ov.Row("T1")
+	require.Equal(t, 2, r.FreeCells["M"])
 }

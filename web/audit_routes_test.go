@@ -8,12 +8,15 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/protocol"
 	"github.com/lockerhub/lockerhub/web"
 )
 
@@ -56,7 +59,58 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		}
 	}
 
+	// Parcels need a locker whose twin reports free cells: EV-1's reports,
+	// as its broker connection would hand them to the twins.
+	var seq uint64
+	report := func(cell, door string, occupied bool) {
+		seq++
+		payload := fmt.Sprintf(`{"boot":1,"seq":%d,"ts":%d,"cells":{%q:{"door":%q,"occupied":%v}}}`, seq, time.Now().UnixMilli(), cell, door, occupied)
+		done := make(chan error, 1)
+		h.App.Twins.Submit(fleet.Inbound{LockerID: "EV-1", Kind: protocol.KindState, Payload: []byte(payload), Received: time.Now(),
+			Done: func(err error) { done <- err }})
+		require.NoError(t, <-done)
+	}
+	for i := 1; i <= 4; i++ {
+		report(fmt.Sprintf("A%02d", i), "closed", false)
+	}
+	newParcel := func() apiclient.Parcel {
+		p, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "EV-1", Size: "M", Recipient: apiclient.Recipient{Phone: "+4917000000"}}, "")
+		require.NoError(t, err)
+		return p
+	}
+	var firstParcel apiclient.Parcel
 	cases := map[string]func() result{
+		"POST /api/v1/parcels": func() result {
+			firstParcel = newParcel()
+			return result{201, "admin", "parcel"}
+		},
+		"POST /api/v1/parcels/{id}/cancel": func() result {
+			return admin("POST", "/api/v1/parcels/"+firstParcel.ID+"/cancel", `{"reason":"test"}`, 200, "parcel")()
+		},
+		"POST /api/v1/parcels/{id}/dropoff": func() result {
+			return admin("POST", "/api/v1/parcels/"+newParcel().ID+"/dropoff", "", 202, "parcel")()
+		},
+		"POST /api/v1/parcels/{id}/collect": func() result {
+			p := newParcel()
+			_, err := h.Admin.DropoffParcel(ctx, p.ID)
+			require.NoError(t, err)
+			report(p.Cell, "open", false)
+			report(p.Cell, "closed", true)
+			hubtest.Eventually(t, 10*time.Second, "deposited", func() bool {
+				got, err := h.Admin.Parcel(ctx, p.ID)
+				require.NoError(t, err)
+				return got.State == "deposited"
+			})
+			_, err = h.Admin.CancelParcel(ctx, p.ID, "return it")
+			require.NoError(t, err)
+			var before int64
+			require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT max(id) FROM audit_log`).Scan(&before))
+			res := admin("POST", "/api/v1/parcels/"+p.ID+"/collect", "", 202, "parcel")()
+			var n int
+			require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE id > $1 AND object_type = 'parcel'`, before).Scan(&n))
+			require.Positive(t, n, "the collection itself is audited")
+			return res
+		},
 		"POST /api/v1/lockers":             admin("POST", "/api/v1/lockers", `{"id":"EV-3","cells":2}`, 201, "locker"),
 		"PATCH /api/v1/lockers/{id}":       admin("PATCH", "/api/v1/lockers/EV-3", `{"address":"x"}`, 200, "locker"),
 		"DELETE /api/v1/lockers/{id}":      admin("DELETE", "/api/v1/lockers/EV-3", "", 200, "locker"),

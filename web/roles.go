@@ -101,6 +101,17 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/commands":                        {everyone, access.ScopeCommandsRead},
 	"GET /api/v1/commands/{id}":                   {everyone, access.ScopeCommandsRead},
 
+	// Parcels (web/parcels.go): delivery services (parcels:write), couriers,
+	// technicians and admins create and cancel; couriers, technicians and
+	// admins open the cell to drop off or collect; a carrier's callers only
+	// the carrier's parcels.
+	"POST /api/v1/parcels":              {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"GET /api/v1/parcels":               {everyone, access.ScopeParcelsRead},
+	"GET /api/v1/parcels/{id}":          {everyone, access.ScopeParcelsRead},
+	"POST /api/v1/parcels/{id}/dropoff": {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/collect": {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/cancel":  {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+
 	// The audit log (web/audit.go): admins only.
 	"GET /api/v1/audit": {adminOnly, noClients},
 

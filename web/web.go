@@ -20,6 +20,7 @@ import (
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/outbox"
+	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/telemetry"
 )
 
@@ -42,6 +43,8 @@ type Deps struct {
 	Overview *fleet.Overview
 	// Commands sends commands to lockers (nil: its routes answer 503).
 	Commands *fleet.Commands
+	// Parcels keeps the deliveries (nil: its routes answer 503).
+	Parcels *parcels.Store
 	// Telemetry has the latest samples, TelemetryStore the history (nil:
 	// telemetry is not wired; its routes answer 503).
 	Telemetry      *telemetry.Ingest
@@ -99,6 +102,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.userRoutes()...)
 	a.routes = append(a.routes, a.commandRoutes()...)
 	a.routes = append(a.routes, a.webhookRoutes()...)
+	a.routes = append(a.routes, a.parcelRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {

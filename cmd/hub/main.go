@@ -74,9 +74,13 @@ func run(args []string) int {
 	cfg.Outbox.MaxAge, cfg.Outbox.Concurrency = 24*time.Hour, 8
 	fs.DurationVar(&cfg.Outbox.MaxAge, "outbox-max-age", cfg.Outbox.MaxAge, "a message not delivered after this long is given up (state failed) (env HUB_OUTBOX_MAX_AGE)")
 	fs.IntVar(&cfg.Outbox.Concurrency, "outbox-concurrency", cfg.Outbox.Concurrency, "webhooks, SMS and e-mails sent at once by this hub (env HUB_OUTBOX_CONCURRENCY)")
+	cfg.Parcels.DefaultStorage, cfg.Parcels.ReminderBefore = 72*time.Hour, 24*time.Hour
+	fs.DurationVar(&cfg.Parcels.DefaultStorage, "parcel-storage", cfg.Parcels.DefaultStorage, "a parcel's storage period when its creator gives none; a parcel may ask for 1 h to 30 days (env HUB_PARCEL_STORAGE)")
+	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
+		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION"} {
 		if v, ok := os.LookupEnv(key); ok {
 			if err := fs.Set(flagName, v); err != nil {

@@ -1,0 +1,186 @@
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Recipient is who picks a parcel up.
+type Recipient struct {
+	Name  string `json:"name,omitempty"`
+	Phone string `json:"phone,omitempty"`
+	Email string `json:"email,omitempty"`
+}
+
+// Parcel is a delivery as the API returns it (never with its pickup code).
+type Parcel struct {
+	ID           string       `json:"id"`
+	Carrier      string       `json:"carrier"`
+	CreatedBy    string       `json:"created_by"`
+	LockerID     string       `json:"locker_id"`
+	Size         string       `json:"size"`
+	Cell         string       `json:"cell"`
+	State        string       `json:"state"` // reserved, deposited, picked_up, cancelled, expired, returned
+	ToReturn     bool         `json:"to_return"`
+	Recipient    Recipient    `json:"recipient"`
+	Reference    string       `json:"reference"`
+	StorageHours int          `json:"storage_hours"`
+	CreatedAt    time.Time    `json:"created_at"`
+	DropoffAt    *time.Time   `json:"dropoff_at,omitempty"`
+	DepositedAt  *time.Time   `json:"deposited_at,omitempty"`
+	ExpiresAt    *time.Time   `json:"expires_at,omitempty"`
+	RemindedAt   *time.Time   `json:"reminded_at,omitempty"`
+	PickedUpAt   *time.Time   `json:"picked_up_at,omitempty"`
+	ExpiredAt    *time.Time   `json:"expired_at,omitempty"`
+	CancelledAt  *time.Time   `json:"cancelled_at,omitempty"`
+	CollectAt    *time.Time   `json:"collect_at,omitempty"`
+	ReturnedAt   *time.Time   `json:"returned_at,omitempty"`
+	CancelReason string       `json:"cancel_reason,omitempty"`
+	UpdatedAt    time.Time    `json:"updated_at"`
+	History      []ParcelStep `json:"history,omitempty"`
+
+	// Replayed: the idempotency key had been used; this is the first parcel.
+	Replayed bool `json:"-"`
+}
+
+// ParcelStep is one entry of a parcel's history.
+type ParcelStep struct {
+	At   time.Time `json:"at"`
+	From string    `json:"from,omitempty"`
+	To   string    `json:"to"`
+	By   string    `json:"by"`
+	Note string    `json:"note,omitempty"`
+}
+
+// NewParcel is the body of POST /api/v1/parcels.
+type NewParcel struct {
+	Locker       string    `json:"locker"`
+	Size         string    `json:"size"`
+	Recipient    Recipient `json:"recipient"`
+	Reference    string    `json:"reference,omitempty"`
+	StorageHours int       `json:"storage_hours,omitempty"`
+	Carrier      string    `json:"carrier,omitempty"`
+}
+
+// ParcelOpen is the answer of a drop-off or collection: the parcel and the
+// cell.open command.
+type ParcelOpen struct {
+	Parcel  Parcel  `json:"parcel"`
+	Command Command `json:"command"`
+}
+
+// CreateParcel creates a delivery (POST /api/v1/parcels); a repeated
+// idempotency key returns the first parcel with Replayed set.
+func (c *Client) CreateParcel(ctx context.Context, in NewParcel, idempotencyKey string) (Parcel, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return Parcel{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/api/v1/parcels", bytes.NewReader(body))
+	if err != nil {
+		return Parcel{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if idempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", idempotencyKey)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return Parcel{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return Parcel{}, fmt.Errorf("POST /api/v1/parcels: reading response: %w", err)
+	}
+	if resp.StatusCode >= 400 {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Message == "" {
+			e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(data))
+		}
+		return Parcel{}, e
+	}
+	var p Parcel
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Parcel{}, fmt.Errorf("POST /api/v1/parcels: decoding response: %w", err)
+	}
+	p.Replayed = resp.Header.Get("Idempotent-Replayed") == "true"
+	return p, nil
+}
+
+// Parcel returns one parcel with its history (GET /api/v1/parcels/{id}).
+func (c *Client) Parcel(ctx context.Context, id string) (Parcel, error) {
+	var p Parcel
+	err := c.JSON(ctx, http.MethodGet, "/api/v1/parcels/"+url.PathEscape(id), nil, &p)
+	return p, err
+}
+
+// ParcelFilter selects parcels; empty fields select all.
+type ParcelFilter struct {
+	Locker, State, Carrier, Reference string
+	Limit, Offset                     int
+}
+
+// ParcelPage is a page of parcels.
+type ParcelPage struct {
+	Parcels []Parcel `json:"parcels"`
+	Total   int      `json:"total"`
+	Limit   int      `json:"limit"`
+	Offset  int      `json:"offset"`
+}
+
+// Parcels lists parcels, newest first (GET /api/v1/parcels).
+func (c *Client) Parcels(ctx context.Context, f ParcelFilter) (ParcelPage, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"locker": f.Locker, "state": f.State, "carrier": f.Carrier, "reference": f.Reference} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	if f.Offset > 0 {
+		q.Set("offset", strconv.Itoa(f.Offset))
+	}
+	path := "/api/v1/parcels"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var page ParcelPage
+	err := c.JSON(ctx, http.MethodGet, path, nil, &page)
+	return page, err
+}
+
+// DropoffParcel opens the parcel's reserved cell for the courier.
+func (c *Client) DropoffParcel(ctx context.Context, id string) (ParcelOpen, error) {
+	var out ParcelOpen
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/parcels/"+url.PathEscape(id)+"/dropoff", nil, &out)
+	return out, err
+}
+
+// CollectParcel opens the cell of a parcel marked for return.
+func (c *Client) CollectParcel(ctx context.Context, id string) (ParcelOpen, error) {
+	var out ParcelOpen
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/parcels/"+url.PathEscape(id)+"/collect", nil, &out)
+	return out, err
+}
+
+// CancelParcel cancels a parcel.
+func (c *Client) CancelParcel(ctx context.Context, id, reason string) (Parcel, error) {
+	var p Parcel
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/parcels/"+url.PathEscape(id)+"/cancel", map[string]string{"reason": reason}, &p)
+	return p, err
+}

@@ -1,0 +1,71 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/parcels"
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// startParcels loads the parcels and wires them to the fleet: free cells and
+// the cells parcels hold (overview), the cells' reported state (twins),
+// cell.open commands, and every twin change (to move parcels on). Call it
+// after startCommands and before routeDeviceMessages starts the twin writer.
+// The code.check ask is registered by the ask transport (Parcels.CheckCode).
+func (a *App) startParcels(ctx, runCtx context.Context) error {
+	a.Parcels = parcels.New(a.Pool, parcelFleet{a.Overview, a.Twins, a.Commands}, a.log.With("component", "parcels"), a.Metrics, a.cfg.Parcels)
+	if err := a.Parcels.Load(ctx); err != nil {
+		return err
+	}
+	a.Twins.Observe(func(t *fleet.Twin, ch fleet.TwinChange) {
+		if len(ch.Cells) == 0 {
+			return // power, firmware, desired: no parcel moves
+		}
+		cells := make([]string, 0, len(ch.Cells))
+		for c := range ch.Cells {
+			cells = append(cells, c)
+		}
+		a.Parcels.TwinChanged(t.LockerID, cells)
+	})
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.Parcels.Run(runCtx) }()
+	return nil
+}
+
+// parcelFleet adapts the fleet to parcels.Fleet.
+type parcelFleet struct {
+	ov   *fleet.Overview
+	tw   *fleet.Twins
+	cmds *fleet.Commands
+}
+
+func (f parcelFleet) FreeCells(lockerID, size string) ([]string, bool) {
+	return f.ov.FreeCellNames(lockerID, size)
+}
+
+func (f parcelFleet) SetTaken(lockerID string, cells []string) { f.ov.SetTaken(lockerID, cells) }
+
+func (f parcelFleet) Cell(lockerID, cell string) (parcels.CellReport, bool) {
+	t := f.tw.Get(lockerID)
+	if t == nil {
+		return parcels.CellReport{}, false
+	}
+	c, ok := t.Reported.Cells[cell]
+	if !ok {
+		return parcels.CellReport{}, false
+	}
+	return parcels.CellReport{Door: c.Door, DoorAt: parcels.Stamp{Boot: c.DoorAt.Boot, Seq: c.DoorAt.Seq},
+		Occupied: c.Occupied, OccupiedAt: parcels.Stamp{Boot: c.OccupiedAt.Boot, Seq: c.OccupiedAt.Seq}}, true
+}
+
+func (f parcelFleet) OpenCell(ctx context.Context, r parcels.OpenRequest) (parcels.Opened, error) {
+	params, _ := json.Marshal(protocol.CellOpenParams{Cell: r.Cell})
+	cmd, created, err := f.cmds.Create(ctx, fleet.NewCommand{LockerID: r.LockerID, Method: protocol.MethodCellOpen, Params: params,
+		IdempotencyKey: r.IdempotencyKey, Caller: r.Caller, CreatedBy: r.CreatedBy})
+	if err != nil {
+		return parcels.Opened{}, err
+	}
+	return parcels.Opened{ID: cmd.ID, Created: created, Command: cmd}, nil
+}

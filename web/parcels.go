@@ -1,0 +1,186 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/lockerhub/lockerhub/parcels"
+)
+
+// Parcels (parcels/, docs/parcels.md): deliveries for delivery services. A
+// carrier's callers see only the carrier's parcels (another's is 404). The
+// pickup code is never in an answer.
+
+func (a *API) parcelRoutes() []route {
+	return []route{
+		{"POST", "/api/v1/parcels", false, a.createParcel},
+		{"GET", "/api/v1/parcels", false, a.listParcels},
+		{"GET", "/api/v1/parcels/{id}", false, a.getParcel},
+		{"POST", "/api/v1/parcels/{id}/dropoff", false, a.parcelDropoff},
+		{"POST", "/api/v1/parcels/{id}/collect", false, a.parcelCollect},
+		{"POST", "/api/v1/parcels/{id}/cancel", false, a.cancelParcel},
+	}
+}
+
+func parcelCaller(r *http.Request) parcels.Caller {
+	p, _ := principalFrom(r.Context())
+	return parcels.Caller{Scope: callerScope(p), Name: p.Role + ":" + p.Name, Carrier: p.Carrier, ClientID: p.ClientID}
+}
+
+func (a *API) parcelsWired(w http.ResponseWriter) bool {
+	if a.d.Parcels == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "parcels are not wired in this hub")
+		return false
+	}
+	return true
+}
+
+func (a *API) createParcel(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	var n parcels.NewParcel
+	if !readJSON(w, r, &n) {
+		return
+	}
+	n.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	if n.LockerID != "" && !a.inCallerScope(r, n.LockerID) {
+		writeError(w, http.StatusNotFound, "not_found", "locker "+n.LockerID+" not found")
+		return
+	}
+	p, created, err := a.d.Parcels.Create(r.Context(), parcelCaller(r), n)
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/parcels/"+p.ID)
+	if !created {
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeJSON(w, http.StatusOK, p)
+		return
+	}
+	writeJSON(w, http.StatusCreated, p)
+}
+
+var parcelListParams = map[string]bool{"locker": true, "state": true, "carrier": true, "reference": true, "limit": true, "offset": true}
+
+func (a *API) listParcels(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	q := r.URL.Query()
+	for k := range q {
+		if !parcelListParams[k] {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("unknown query parameter %q (locker, state, carrier, reference, limit, offset)", k))
+			return
+		}
+	}
+	f := parcels.Filter{LockerID: q.Get("locker"), State: q.Get("state"), Carrier: q.Get("carrier"), Reference: q.Get("reference"), Limit: DefaultPageSize}
+	for _, p := range []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{{"limit", &f.Limit, 1, parcels.MaxPage}, {"offset", &f.Offset, 0, 1 << 30}} {
+		s := q.Get(p.name)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < p.min || n > p.max {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%s: must be a whole number between %d and %d, got %q", p.name, p.min, p.max, s))
+			return
+		}
+		*p.dst = n
+	}
+	ps, total, err := a.d.Parcels.List(r.Context(), parcelCaller(r), f)
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Parcels []parcels.Parcel `json:"parcels"`
+		Total   int              `json:"total"`
+		Limit   int              `json:"limit"`
+		Offset  int              `json:"offset"`
+	}{ps, total, f.Limit, f.Offset})
+}
+
+func (a *API) getParcel(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	p, err := a.d.Parcels.Get(r.Context(), parcelCaller(r), r.PathValue("id"))
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// parcelOpen is the answer of dropoff and collect: the parcel and the
+// cell.open command (GET /api/v1/commands/{id} follows it).
+type parcelOpen struct {
+	Parcel  parcels.Parcel `json:"parcel"`
+	Command any            `json:"command"`
+}
+
+func (a *API) parcelDropoff(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	p, cmd, err := a.d.Parcels.Dropoff(r.Context(), parcelCaller(r), r.PathValue("id"))
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, parcelOpen{p, cmd})
+}
+
+func (a *API) parcelCollect(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	p, cmd, err := a.d.Parcels.Collect(r.Context(), parcelCaller(r), r.PathValue("id"))
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, parcelOpen{p, cmd})
+}
+
+func (a *API) cancelParcel(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 && !readJSON(w, r, &req) {
+		return
+	}
+	p, err := a.d.Parcels.Cancel(r.Context(), parcelCaller(r), r.PathValue("id"), req.Reason)
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *API) parcelError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, parcels.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, parcels.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, parcels.ErrNoFreeCell):
+		writeError(w, http.StatusConflict, "no_free_cell", err.Error())
+	case errors.Is(err, parcels.ErrIdempotencyConflict):
+		writeError(w, http.StatusConflict, "idempotency_conflict", err.Error())
+	case errors.Is(err, parcels.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	default: // fleet's errors of the cell.open command (disabled locker, …)
+		a.commandError(w, r, err)
+	}
+}
