@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/protocol"
 )
@@ -15,7 +18,17 @@ import (
 // after startCommands and before routeDeviceMessages starts the twin writer.
 // The code.check ask is registered by the ask transport (Parcels.CheckCode).
 func (a *App) startParcels(ctx, runCtx context.Context) error {
-	a.Parcels = parcels.New(a.Pool, parcelFleet{a.Overview, a.Twins, a.Commands}, a.log.With("component", "parcels"), a.Metrics, a.cfg.Parcels)
+	cfg := a.cfg.Parcels
+	if cfg.Keys == nil {
+		cfg.Keys = a.CodeKeys
+	}
+	if cfg.Outbox == nil {
+		cfg.Outbox = parcelOutbox{}
+	}
+	if cfg.Offline == nil {
+		cfg.Offline = a.LockerSync
+	}
+	a.Parcels = parcels.New(a.Pool, parcelFleet{a.Overview, a.Twins, a.Commands, a.Registry}, a.log.With("component", "parcels"), a.Metrics, cfg)
 	if err := a.Parcels.Load(ctx); err != nil {
 		return err
 	}
@@ -29,9 +42,19 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 		}
 		a.Parcels.TwinChanged(t.LockerID, cells)
 	})
+	a.Asks.Register(protocol.AskCodeCheck, a.Parcels.CheckCode)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Parcels.Run(runCtx) }()
 	return nil
+}
+
+// parcelOutbox hands parcels' webhooks and notifications to the outbox, in
+// the transaction of the change they tell of.
+type parcelOutbox struct{}
+
+func (parcelOutbox) Enqueue(ctx context.Context, tx pgx.Tx, m parcels.OutMessage) error {
+	return outbox.Enqueue(ctx, tx, outbox.Message{ID: m.ID, Channel: m.Channel, ClientID: m.ClientID, To: m.To,
+		Template: m.Template, Data: m.Data})
 }
 
 // parcelFleet adapts the fleet to parcels.Fleet.
@@ -39,6 +62,15 @@ type parcelFleet struct {
 	ov   *fleet.Overview
 	tw   *fleet.Twins
 	cmds *fleet.Commands
+	reg  *fleet.Registry
+}
+
+func (f parcelFleet) Place(ctx context.Context, lockerID string) (string, string, error) {
+	l, err := f.reg.Get(ctx, lockerID)
+	if err != nil {
+		return "", "", err
+	}
+	return l.Address, l.TimeZone, nil
 }
 
 func (f parcelFleet) FreeCells(lockerID, size string) ([]string, bool) {

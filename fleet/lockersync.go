@@ -56,7 +56,8 @@ func (s *LockerSync) Subscribed(lockerID string, kinds []protocol.Kind) {
 func (s *LockerSync) Response(lockerID string, res protocol.Response) { s.d.Response(lockerID, res) }
 
 // SetParcels replaces a locker's offline parcel list (nil or empty: none),
-// bumps its version and sends it. ErrNotFound for an unknown locker,
+// bumps its version and sends it; the same list as the stored one changes
+// nothing. ErrNotFound for an unknown locker,
 // ErrInvalidParcels for a list it could not use.
 func (s *LockerSync) SetParcels(ctx context.Context, lockerID string, parcels []protocol.LockerParcel) error {
 	if err := checkParcels(parcels); err != nil {
@@ -72,7 +73,11 @@ func (s *LockerSync) SetParcels(ctx context.Context, lockerID string, parcels []
 	var version int64
 	err = s.pool.QueryRow(ctx, `INSERT INTO fleet_parcel_lists (locker_id, version, doc) VALUES ($1, nextval('fleet_delivery_version'), $2)
 		ON CONFLICT (locker_id) DO UPDATE SET version = EXCLUDED.version, doc = EXCLUDED.doc, updated_at = now()
+			WHERE fleet_parcel_lists.doc IS DISTINCT FROM EXCLUDED.doc
 		RETURNING version`, lockerID, doc).Scan(&version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // the same list: nothing to send again
+	}
 	if err != nil {
 		if pg.IsCode(err, "23503") {
 			return fmt.Errorf("parcel list: locker %s: %w", lockerID, ErrNotFound)

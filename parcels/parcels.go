@@ -38,6 +38,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
+	"github.com/lockerhub/lockerhub/protocol"
 )
 
 //go:embed migrations/*.sql
@@ -123,6 +124,9 @@ type Fleet interface {
 	Cell(lockerID, cell string) (CellReport, bool)
 	// OpenCell creates (or, for a known key, finds) a cell.open command.
 	OpenCell(ctx context.Context, r OpenRequest) (Opened, error)
+	// Place is a locker's address and IANA time zone ("" when not set), for
+	// what recipients are told.
+	Place(ctx context.Context, lockerID string) (address, timeZone string, err error)
 }
 
 // Opened is a cell.open command: its id, whether this request created it
@@ -168,6 +172,13 @@ type Outbox interface {
 	Enqueue(ctx context.Context, tx pgx.Tx, m OutMessage) error
 }
 
+// OfflineLists keeps each locker's list of the parcels it may hand out by
+// itself while offline (fleet.LockerSync delivers it by parcels.sync). The
+// same list twice changes nothing.
+type OfflineLists interface {
+	SetParcels(ctx context.Context, lockerID string, parcels []protocol.LockerParcel) error
+}
+
 // Config tunes the store; zero values take the defaults noted.
 type Config struct {
 	DefaultStorage time.Duration // 72 h
@@ -179,8 +190,9 @@ type Config struct {
 	WrongCodes     int           // wrong codes per locker in WrongWindow before rate_limited, 5
 	WrongWindow    time.Duration // 5 min
 	Now            func() time.Time
-	Keys           CodeKeys // nil: no codes (deposits still happen; codes are not sent)
-	Outbox         Outbox   // nil: messages are dropped
+	Keys           CodeKeys     // nil: no codes (deposits still happen; codes are not sent)
+	Outbox         Outbox       // nil: messages are dropped
+	Offline        OfflineLists // nil: lockers get no offline parcel list
 }
 
 func (c *Config) defaults() {
@@ -711,12 +723,26 @@ func (s *Store) notify(ctx context.Context, tx pgx.Tx, p Parcel, template string
 	return nil
 }
 
-func recipientData(p Parcel) map[string]any {
+func (s *Store) recipientData(ctx context.Context, p Parcel) (map[string]any, error) {
 	d := map[string]any{"parcel": p.ID, "locker": p.LockerID, "cell": p.Cell, "reference": p.Reference, "name": p.Recipient.Name}
+	address, tz, err := s.fleet.Place(ctx, p.LockerID)
+	if err != nil {
+		return nil, fmt.Errorf("place of locker %s: %w", p.LockerID, err)
+	}
+	if address == "" {
+		address = "locker " + p.LockerID
+	}
+	d["address"] = address
 	if p.ExpiresAt != nil {
 		d["expires_at"] = p.ExpiresAt.Format(time.RFC3339)
+		// The deadline as the recipient reads it: the locker's local time.
+		loc := time.UTC
+		if l, err := time.LoadLocation(tz); err == nil && tz != "" {
+			loc = l
+		}
+		d["deadline"] = p.ExpiresAt.In(loc).Format("Mon 2 Jan 2006, 15:04 MST")
 	}
-	return d
+	return d, nil
 }
 
 // change moves a parcel from one state (or step) to the next in one
@@ -764,7 +790,58 @@ func (s *Store) change(ctx context.Context, before Parcel, by, note string, set 
 	if before.holdsCell && !after.holdsCell {
 		s.setHeld(after.LockerID, after.Cell, after.ID, false)
 	}
+	if before.State == StateDeposited || after.State == StateDeposited {
+		s.syncOffline(ctx, after.LockerID)
+	}
 	return after, nil
+}
+
+// syncOffline gives the locker the list of its deposited parcels, with the
+// cell and window each pickup code is bound to (all are prepaid: there are
+// no amounts due yet). A failure is logged; the next change of the locker's
+// parcels, or the next start, sends the list again.
+func (s *Store) syncOffline(ctx context.Context, lockerID string) {
+	if s.cfg.Offline == nil {
+		return
+	}
+	deposited, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels
+		WHERE locker_id = $1 AND state = 'deposited' AND expires_at > $2 ORDER BY id`, lockerID, s.cfg.Now().UTC()))
+	if err == nil {
+		list := make([]protocol.LockerParcel, 0, len(deposited))
+		for _, p := range deposited {
+			from, to := window(p)
+			list = append(list, protocol.LockerParcel{ID: p.ID, Cell: p.Cell, ValidFrom: from.UnixMilli(), ValidTo: to.UnixMilli()})
+		}
+		err = s.cfg.Offline.SetParcels(ctx, lockerID, list)
+	}
+	if err != nil {
+		s.m.offlineSyncErrors.Inc()
+		s.log.Warn("offline parcel list not updated", "locker", lockerID, "error", err)
+	}
+}
+
+// syncAllOffline sends every locker with deposited parcels its list (a
+// list already stored unchanged costs one statement and sends nothing).
+func (s *Store) syncAllOffline(ctx context.Context) {
+	if s.cfg.Offline == nil {
+		return
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT locker_id FROM parcels_parcels WHERE state = 'deposited'`)
+	if err != nil {
+		s.log.Warn("offline parcel lists not checked", "error", err)
+		return
+	}
+	lockers, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		s.log.Warn("offline parcel lists not checked", "error", err)
+		return
+	}
+	for _, l := range lockers {
+		if ctx.Err() != nil {
+			return
+		}
+		s.syncOffline(ctx, l)
+	}
 }
 
 // Dropoff opens the parcel's reserved cell for the courier. The command's
@@ -838,6 +915,7 @@ func (s *Store) Cancel(ctx context.Context, c Caller, id, reason string) (Parcel
 func (s *Store) Run(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.Sweep)
 	defer tick.Stop()
+	s.syncAllOffline(ctx) // a change committed just before a crash may not have reached the list
 	for {
 		select {
 		case <-ctx.Done():
@@ -937,7 +1015,10 @@ func (s *Store) deposit(ctx context.Context, p Parcel, mark Stamp) error {
 		`state = 'deposited', deposited_at = $4, expires_at = $5, mark_boot = $6, mark_seq = $7`,
 		[]any{now, expires, int64(mark.Boot), int64(mark.Seq)},
 		func(tx pgx.Tx, after Parcel) error {
-			data := recipientData(after)
+			data, err := s.recipientData(ctx, after)
+			if err != nil {
+				return err
+			}
 			if secret != nil {
 				code, err := s.code(secret, after)
 				if err != nil {
@@ -970,7 +1051,10 @@ func (s *Store) Sweep(ctx context.Context) {
 			}
 		}
 		_, err := s.change(ctx, p, "hub", "pickup reminder sent", `reminded_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
-			data := recipientData(after)
+			data, err := s.recipientData(ctx, after)
+			if err != nil {
+				return err
+			}
 			if secret != nil {
 				code, err := s.code(secret, after)
 				if err != nil {
@@ -992,7 +1076,11 @@ func (s *Store) Sweep(ctx context.Context) {
 	for _, p := range expired {
 		_, err := s.change(ctx, p, "hub", "storage period over: marked for return",
 			`state = 'expired', to_return = true, expired_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
-				return s.notify(ctx, tx, after, TemplateExpired, recipientData(after))
+				data, err := s.recipientData(ctx, after)
+				if err != nil {
+					return err
+				}
+				return s.notify(ctx, tx, after, TemplateExpired, data)
 			})
 		if err != nil && !errors.Is(err, ErrConflict) {
 			s.log.Warn("parcel expiry failed", "parcel", p.ID, "error", err)
@@ -1007,6 +1095,8 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	codeChecks  *prometheus.CounterVec
 	bruteForce  prometheus.Counter
+
+	offlineSyncErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -1017,9 +1107,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, wrong, rate_limited, error."}, []string{"result"}),
 		bruteForce: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_code_lockouts_total", Help: "Times a locker reached the limit of wrong pickup codes (brute force suspected)."}),
+		offlineSyncErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_parcels_offline_list_errors_total", Help: "Offline parcel lists of lockers that could not be updated (sent again at the next change or start)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce)
+		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.offlineSyncErrors)
 	}
 	return m
 }

@@ -126,3 +126,7 @@ func TestStepsResumeAtStart(t *testing.T) {
 	_, _, err = s2.Create(ctx, admin, parcels.NewParcel{LockerID: "L1", Size: "M", Recipient: parcels.Recipient{Phone: "+4917000009"}})
 	require.ErrorIs(t, err, parcels.ErrNoFreeCell)
 }
+
+func (f *twinFleet) Place(context.Context, string) (string, string, error) {
+	return "Teststraße 1, Berlin", "Europe/Berlin", nil
+}
