@@ -117,7 +117,7 @@ func TestOfflinePickup(t *testing.T) {
 		id, protocol.EventCodeOffline).Scan(&n))
 	require.Equal(t, 1, n)
 
-	// Online, a code is asked at the hub; without a code.check handler it is unknown_method.
+	// Online, a code is asked at the hub, which knows no parcel with it.
 	body, _ := json.Marshal(map[string]string{"code": "22222222"})
 	resp, err := http.Post("http://"+sim.ControlAddr()+"/lockers/"+id+"/code", "application/json", bytes.NewReader(body))
 	require.NoError(t, err)
@@ -125,5 +125,6 @@ func TestOfflinePickup(t *testing.T) {
 	var online lockersim.CodeResult
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&online))
 	require.Equal(t, lockersim.CodeOnline, online.Path)
-	require.Equal(t, protocol.ErrCodeUnknownMethod, online.Error.Code)
+	require.NotNil(t, online.Error)
+	require.Equal(t, protocol.ErrCodeWrongCode, online.Error.Code)
 }
