@@ -37,8 +37,12 @@ import (
 //	POST /lockers/{id}/offline                   {"seconds":N}: drop the link for N s (messages queue)
 //	POST /lockers/{id}/online                    end an offline period now
 //	POST /lockers/{id}/reboot                    drop the link, boot+1, reconnect
+//	POST /sms                                    a stand-in SMS gateway for demos (the hub's --sms-url): {"to","text","id"}
+//	GET  /sms[?to=NUMBER]                        the last 100 texts it got, newest first (the recipients' pickup codes)
 func (s *Sim) controlHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /sms", s.phones.receive)
+	mux.HandleFunc("GET /sms", s.phones.list)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.stats.Snapshot())
 	})

@@ -325,3 +325,40 @@ func TestAskTimesOutWithoutAnswer(t *testing.T) {
 	_, err := s.Lockers()[0].Ask(ctx, "code.check", nil)
 	require.Error(t, err)
 }
+
+// TestDemoSMSGateway: the control API takes the hub's SMS (--sms-url) and
+// shows them, newest first, per number, keeping the last 100.
+func TestDemoSMSGateway(t *testing.T) {
+	needMosquitto(t)
+	prefix := fmt.Sprintf("S%s-", strings.ToUpper(uniqueName(t)[len(uniqueName(t))-6:]))
+	s := startTestSim(t, mosquittoAddr, func(c *Config) {
+		c.Prefix = prefix
+		c.Control = "127.0.0.1:0"
+	})
+	base := "http://" + s.ControlAddr()
+	for i := range 102 {
+		ctl := ctlClient{t: t, base: base}
+		ctl.ok("POST", "/sms", map[string]string{"to": fmt.Sprintf("+4917%d", i%2), "text": fmt.Sprintf("code %08d", i), "id": fmt.Sprint(i)})
+	}
+	resp, err := http.Post(base+"/sms", "application/json", strings.NewReader(`{"text":"no number"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	list := func(q string) []Text {
+		resp, err := http.Get(base + "/sms" + q)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out []Text
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return out
+	}
+	all := list("")
+	require.Len(t, all, 100, "the oldest go")
+	require.Equal(t, "code 00000101", all[0].Text, "newest first")
+	one := list("?to=%2B49170")
+	require.Len(t, one, 50)
+	for _, m := range one {
+		require.Equal(t, "+49170", m.To)
+	}
+}

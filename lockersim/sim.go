@@ -114,6 +114,7 @@ type Sim struct {
 	wg      sync.WaitGroup
 	srv     *http.Server
 	ctlAddr string
+	phones  phones
 }
 
 // NewSim checks cfg and prepares a simulation; Start runs it.

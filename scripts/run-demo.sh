@@ -129,7 +129,9 @@ fi
 # script, which then stops them in order with one SIGTERM each.
 echo "run-demo: starting the hub ($BIN/hub --data-dir $DATA, log $HUB_LOG)"
 hub_from=$(wc -l <"$HUB_LOG")
-setsid "$BIN/hub" --data-dir "$DATA" </dev/null >>"$HUB_LOG" 2>&1 &
+# The recipients' SMS go to lockersim's stand-in gateway (GET http://$CONTROL/sms
+# shows them), unless HUB_SMS_URL names a real one.
+HUB_SMS_URL=${HUB_SMS_URL:-http://$CONTROL/sms} setsid "$BIN/hub" --data-dir "$DATA" </dev/null >>"$HUB_LOG" 2>&1 &
 hub_pid=$!
 
 deadline=$((SECONDS + READY_TIMEOUT))
@@ -188,9 +190,11 @@ lockerhub is running$([[ -n $n ]] && echo ", $n of $LOCKERS simulated lockers co
   admin token         $DATA/admin.token
   dashboard login     admin / $DATA/admin.password
   lockersim control   http://$CONTROL
+  recipients' SMS     http://$CONTROL/sms   (pickup codes of the parcels you deliver)
   logs                $HUB_LOG, $SIM_LOG
 
 First command, in another terminal:   $BIN/hubctl locker list
+A parcel from drop-off to pickup:      README.md, "A parcel, by hand"
 Ctrl-C stops lockersim and the hub.
 EOF
 
