@@ -3,10 +3,7 @@ package lockersim
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -33,28 +30,9 @@ type codeStore struct {
 
 func codesPath(dir, id string) string { return filepath.Join(dir, id+".codes.json") }
 
-func loadCodes(dir, id string) (codeStore, error) {
-	var c codeStore
-	data, err := os.ReadFile(codesPath(dir, id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, nil
-	}
-	if err != nil {
-		return c, err
-	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return c, fmt.Errorf("%s: %w", codesPath(dir, id), err)
-	}
-	return c, nil
-}
+func loadCodes(dir, id string) (codeStore, error) { return loadJSON[codeStore](codesPath(dir, id)) }
 
-func saveCodes(dir, id string, c codeStore) error {
-	data, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(codesPath(dir, id), data, 0o600)
-}
+func saveCodes(dir, id string, c codeStore) error { return saveJSON(codesPath(dir, id), c, 0o600) }
 
 // execCodesKeyLocked stores a newer code secret; it answers the version held.
 func (l *Locker) execCodesKeyLocked(params json.RawMessage) (any, *protocol.Error) {

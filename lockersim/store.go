@@ -30,27 +30,35 @@ func statePath(dir, id string) string { return filepath.Join(dir, id+".state.jso
 func keysPath(dir, id string) string  { return filepath.Join(dir, id+".keys.json") }
 
 // loadState reads ID.state.json; a missing file is a locker that never booted.
-func loadState(dir, id string) (deviceState, error) {
-	var st deviceState
-	data, err := os.ReadFile(statePath(dir, id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		return st, fmt.Errorf("%s: %w", statePath(dir, id), err)
-	}
-	return st, nil
-}
+func loadState(dir, id string) (deviceState, error) { return loadJSON[deviceState](statePath(dir, id)) }
 
 func saveState(dir, id string, st deviceState) error {
-	data, err := json.Marshal(st)
+	return saveJSON(statePath(dir, id), st, 0o644)
+}
+
+// loadJSON reads a JSON file into a T; a missing file is T's zero value.
+func loadJSON[T any](path string) (T, error) {
+	var v T
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return v, nil
+	}
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+// saveJSON writes v as JSON to path atomically.
+func saveJSON(path string, v any, perm os.FileMode) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(statePath(dir, id), data, 0o644)
+	return writeFileAtomic(path, data, perm)
 }
 
 // nextBoot increments the boot counter on disk and returns the new value:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -43,6 +44,28 @@ func bodyLimit(r *http.Request) int64 {
 
 var listParams = map[string]bool{"segment": true, "model": true, "carrier": true, "status": true, "q": true, "limit": true, "offset": true}
 
+// readPage reads ?limit (1 to max) and ?offset into limit and offset, which
+// keep their values when absent; false after a 400 for a bad one.
+func readPage(w http.ResponseWriter, q url.Values, limit, offset *int, max int) bool {
+	for _, p := range []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{{"limit", limit, 1, max}, {"offset", offset, 0, 1 << 30}} {
+		s := q.Get(p.name)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < p.min || n > p.max {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%s: must be a whole number between %d and %d, got %q", p.name, p.min, p.max, s))
+			return false
+		}
+		*p.dst = n
+	}
+	return true
+}
+
 func (a *API) listLockers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
@@ -53,21 +76,8 @@ func (a *API) listLockers(w http.ResponseWriter, r *http.Request) {
 	}
 	f := fleet.LockerFilter{Segment: q.Get("segment"), Model: q.Get("model"), Carrier: scopeCarrier(r, q.Get("carrier")),
 		Status: q.Get("status"), Query: q.Get("q"), Limit: DefaultPageSize}
-	for _, p := range []struct {
-		name     string
-		dst      *int
-		min, max int
-	}{{"limit", &f.Limit, 1, fleet.MaxPageSize}, {"offset", &f.Offset, 0, 1 << 30}} {
-		s := q.Get(p.name)
-		if s == "" {
-			continue
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < p.min || n > p.max {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%s: must be a whole number between %d and %d, got %q", p.name, p.min, p.max, s))
-			return
-		}
-		*p.dst = n
+	if !readPage(w, q, &f.Limit, &f.Offset, fleet.MaxPageSize) {
+		return
 	}
 	ls, total, err := a.d.Registry.List(r.Context(), f)
 	if err != nil {

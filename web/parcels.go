@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/lockerhub/lockerhub/parcels"
 )
@@ -78,21 +77,8 @@ func (a *API) listParcels(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f := parcels.Filter{LockerID: q.Get("locker"), State: q.Get("state"), Carrier: q.Get("carrier"), Reference: q.Get("reference"), Limit: DefaultPageSize}
-	for _, p := range []struct {
-		name     string
-		dst      *int
-		min, max int
-	}{{"limit", &f.Limit, 1, parcels.MaxPage}, {"offset", &f.Offset, 0, 1 << 30}} {
-		s := q.Get(p.name)
-		if s == "" {
-			continue
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < p.min || n > p.max {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%s: must be a whole number between %d and %d, got %q", p.name, p.min, p.max, s))
-			return
-		}
-		*p.dst = n
+	if !readPage(w, q, &f.Limit, &f.Offset, parcels.MaxPage) {
+		return
 	}
 	ps, total, err := a.d.Parcels.List(r.Context(), parcelCaller(r), f)
 	if err != nil {
