@@ -390,12 +390,12 @@ func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
 func (a *App) DeviceAddr() string { return a.deviceLn.Addr().String() }
 
 func connectDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	pool, err := pg.Connect(ctx, url, 0)
+	pool, err := pg.Connect(ctx, url, pg.DefaultMaxConns)
 	if err != nil && pg.IsCode(err, "3D000") { // invalid_catalog_name: create it once
 		if err := pg.EnsureDatabase(ctx, url); err != nil {
 			return nil, err
 		}
-		pool, err = pg.Connect(ctx, url, 0)
+		pool, err = pg.Connect(ctx, url, pg.DefaultMaxConns)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (set --database-url or HUB_DATABASE_URL; `make run` starts a local PostgreSQL)", err)

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -129,15 +130,42 @@ func Record(ctx context.Context, db Execer, e Entry) error {
 // RecordAll writes entries with one statement (a CSV import of thousands of
 // lockers), like Record.
 func RecordAll(ctx context.Context, db Execer, entries []Entry) error {
-	if len(entries) == 0 {
-		return nil
-	}
 	a := ActorFrom(ctx)
-	var actions, types, ids, befores, afters []string
-	for _, e := range entries {
+	entries = slices.Clone(entries)
+	for i, e := range entries {
 		if e.Action == "" || e.ObjectType == "" || e.Actor.Kind != "" {
 			return errors.New("audit: RecordAll takes entries with an action, an object type and the context's actor")
 		}
+		entries[i].Actor = a
+	}
+	return insertAll(ctx, db, entries)
+}
+
+// RecordEach records entries of different actors in one statement (a writer
+// that batches many callers' changes in one transaction): each entry's Actor,
+// or the context's when its Kind is empty.
+func RecordEach(ctx context.Context, db Execer, entries []Entry) error {
+	entries = slices.Clone(entries)
+	for i, e := range entries {
+		if e.Action == "" || e.ObjectType == "" {
+			return errors.New("audit: an entry needs an action and an object type")
+		}
+		if e.Actor.Kind == "" {
+			entries[i].Actor = ActorFrom(ctx)
+		}
+	}
+	return insertAll(ctx, db, entries)
+}
+
+// insertAll stores entries, each with its Actor set, in one statement.
+func insertAll(ctx context.Context, db Execer, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	n := len(entries)
+	kinds, aids, names, roles, addrs, reqs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	actions, types, ids, befores, afters := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, e := range entries {
 		before, err := redacted(e.Before)
 		if err != nil {
 			return fmt.Errorf("audit: before: %w", err)
@@ -146,20 +174,22 @@ func RecordAll(ctx context.Context, db Execer, entries []Entry) error {
 		if err != nil {
 			return fmt.Errorf("audit: after: %w", err)
 		}
-		actions, types, ids = append(actions, e.Action), append(types, e.ObjectType), append(ids, clip(e.ObjectID, 500))
-		befores, afters = append(befores, string(before)), append(afters, string(after))
+		a := e.Actor
+		kinds[i], aids[i], names[i], roles[i], addrs[i], reqs[i] = a.Kind, clip(a.ID, 200), clip(a.Name, 200), clip(a.Role, 50), clip(a.Addr, 100), clip(a.RequestID, 100)
+		actions[i], types[i], ids[i] = e.Action, e.ObjectType, clip(e.ObjectID, 500)
+		befores[i], afters[i] = string(before), string(after)
 	}
 	_, err := db.Exec(ctx, `INSERT INTO audit_log (actor_kind, actor_id, actor_name, actor_role, remote_addr, request_id,
 			action, object_type, object_id, before, after)
-		SELECT $1, $2, $3, $4, $5, $6, u.action, u.type, u.id,
+		SELECT u.kind, u.aid, u.name, u.role, u.addr, u.req, u.action, u.type, u.id,
 			CASE WHEN u.before = '' THEN NULL ELSE u.before::jsonb END,
 			CASE WHEN u.after = '' THEN NULL ELSE u.after::jsonb END
-		FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY AS u(action, type, id, before, after, n)
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+			WITH ORDINALITY AS u(kind, aid, name, role, addr, req, action, type, id, before, after, n)
 		ORDER BY u.n`,
-		a.Kind, clip(a.ID, 200), clip(a.Name, 200), clip(a.Role, 50), clip(a.Addr, 100), clip(a.RequestID, 100),
-		actions, types, ids, befores, afters)
+		kinds, aids, names, roles, addrs, reqs, actions, types, ids, befores, afters)
 	if err != nil {
-		return fmt.Errorf("audit: record %d entries: %w", len(entries), err)
+		return fmt.Errorf("audit: record %d entries: %w", n, err)
 	}
 	return nil
 }

@@ -223,3 +223,29 @@ func TestExportCSVDefusesFormulas(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, `'=HYPERLINK("http://evil.example","x")`, recs[1][10])
 }
+
+// TestRecordEachKeepsEveryEntrysActor: one statement for entries of several
+// actors (a writer batching many callers), each stored with its own actor;
+// an entry without one takes the context's. Secrets are redacted as ever.
+func TestRecordEachKeepsEveryEntrysActor(t *testing.T) {
+	pool := newPool(t)
+	bob := audit.Actor{Kind: audit.KindToken, ID: "3", Name: "bob", Role: "technician", Addr: "192.0.2.2", RequestID: "req-2"}
+	ctx := audit.WithActor(context.Background(), alice)
+	require.NoError(t, audit.RecordEach(ctx, pool, []audit.Entry{
+		{Action: audit.ActionCommand, ObjectType: "command", ObjectID: "c-1", After: map[string]any{"n": 1}, Actor: bob},
+		{Action: audit.ActionCommand, ObjectType: "command", ObjectID: "c-2", After: map[string]any{"n": 2, "password": "x"}},
+	}))
+	require.NoError(t, audit.RecordEach(ctx, pool, nil))
+	require.Error(t, audit.RecordEach(ctx, pool, []audit.Entry{{ObjectType: "command"}}), "an entry needs an action")
+	p, err := audit.NewStore(pool).List(context.Background(), audit.Filter{})
+	require.NoError(t, err)
+	require.Len(t, p.Records, 2)
+	byID := map[string]audit.Row{}
+	for _, r := range p.Records {
+		byID[r.ObjectID] = r
+	}
+	require.Equal(t, bob, byID["c-1"].Actor)
+	require.JSONEq(t, `{"n":1}`, string(byID["c-1"].After))
+	require.Equal(t, alice, byID["c-2"].Actor)
+	require.NotContains(t, string(byID["c-2"].After), `"x"`, "redacted")
+}

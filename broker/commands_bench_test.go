@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -40,6 +41,9 @@ import (
 // own time is measured inside lockersim (Config.OnRPC): from reading the
 // request to having written its door event and answer (key cache on disk
 // included). Hub-side overhead = end-to-end − device time, per command.
+//
+// BENCH_CPUPROFILE=FILE profiles this process (hub, answering lockers,
+// caller) over the measuring window.
 //
 //	make bench BENCH=Commands
 //	BENCH_LOCKERS=2000 BENCH_ACTIVE=500 make bench BENCH=Commands
@@ -105,6 +109,17 @@ func BenchmarkCommands(b *testing.B) {
 	out := make([]outcome, total)
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(rate)
+	if f := os.Getenv("BENCH_CPUPROFILE"); f != "" { // this process over the measuring window
+		pf, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
+	pool0 := h.App.Pool.Stat()
 	cpu0, pg0, m0, idle0 := selfCPU(), postgresCPU(), machineCPU(), procCPU(idlePID)
 	start := time.Now()
 	for i := range total {
@@ -203,6 +218,10 @@ func BenchmarkCommands(b *testing.B) {
 	figure("postgres_cpu_cores", pgc/elapsed.Seconds(), "core", n)
 	figure("machine_cpu_busy_cores", mc/elapsed.Seconds(), "core", n)
 	logHistogram(b, h, "lockerhub_fleet_command_commit_seconds", 1000, "ms")
+	ps := h.App.Pool.Stat()
+	acq, waited := ps.AcquireCount()-pool0.AcquireCount(), ps.EmptyAcquireCount()-pool0.EmptyAcquireCount()
+	b.Logf("database pool over the window: %d connections max; %d acquires, %d had to wait (%.1f%%), %s acquiring in all",
+		ps.MaxConns(), acq, waited, 100*float64(waited)/float64(max(acq, 1)), (ps.AcquireDuration() - pool0.AcquireDuration()).Round(time.Millisecond))
 	b.Logf("states %v, %d errors (first: %v); %d answering lockers in this process, %d idle in lockersim bench; the process (hub + %d lockers + API caller) used %.2f cores",
 		states, errs, firstErr, active, n-active, active, cpu/elapsed.Seconds())
 	if errs > 0 || states["succeeded"] < total {

@@ -838,19 +838,19 @@ func (c *Commands) commit(ctx context.Context, inserts []*insertOp, snaps []Comm
 				isNew[id] = true
 			}
 			var dupCallers, dupKeys []string
-			byActor := map[audit.Actor][]audit.Entry{}
+			var entries []audit.Entry
 			for i, op := range inserts {
 				if isNew[op.cmd.ID] {
 					results[i] = insertResult{cmd: op.cmd, created: true}
-					byActor[op.actor] = append(byActor[op.actor], audit.Entry{Action: audit.ActionCommand, ObjectType: "command", ObjectID: op.cmd.ID, After: op.cmd})
+					entries = append(entries, audit.Entry{Action: audit.ActionCommand, ObjectType: "command", ObjectID: op.cmd.ID, After: op.cmd, Actor: op.actor})
 				} else {
 					dupCallers, dupKeys = append(dupCallers, op.cmd.caller), append(dupKeys, op.cmd.IdempotencyKey)
 				}
 			}
-			for actor, entries := range byActor { // one statement per caller
-				if err := audit.RecordAll(audit.WithActor(ctx, actor), tx, entries); err != nil {
-					return err
-				}
+			// One statement for the batch: an actor includes its request's
+			// id and address, so one statement per actor was one per command.
+			if err := audit.RecordEach(ctx, tx, entries); err != nil {
+				return err
 			}
 			if len(dupKeys) > 0 {
 				rows, err := tx.Query(ctx, `SELECT `+cmdColumns+` FROM fleet_commands

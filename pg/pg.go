@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,13 +17,21 @@ import (
 // DefaultURL is used when no database URL is configured.
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/lockerhub?sslmode=disable"
 
-// Connect opens a pool and checks the server answers within ctx.
+// DefaultMaxConns is the hub's pool size unless the URL sets pool_max_conns.
+// pgx's own default, max(4, cores), is 4 on a 2-core machine: fewer than the
+// hub's writers (twins, commands ×2, telemetry, asks, presence, outbox) that
+// each hold a connection for a whole group commit, so an API request's query
+// waited for one of them to commit first.
+const DefaultMaxConns = 16
+
+// Connect opens a pool and checks the server answers within ctx. maxConns > 0
+// sets the pool's size unless the URL has pool_max_conns (the URL wins).
 func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)
 	}
-	if maxConns > 0 {
+	if maxConns > 0 && !strings.Contains(url, "pool_max_conns=") {
 		cfg.MaxConns = maxConns
 	}
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
