@@ -172,7 +172,8 @@ func (c *CommandsConfig) defaults() {
 
 type cmdEntry struct {
 	cmd      Command
-	done     chan struct{} // closed when the state is final
+	done     chan struct{} // closed when the final state is stored
+	stored   bool          // done is closed (guarded by Commands.mu)
 	lastSent time.Time
 }
 
@@ -598,7 +599,6 @@ func (c *Commands) finishLocked(e *cmdEntry, state string, cerr *CommandError, n
 			delete(c.byLocker, e.cmd.LockerID)
 		}
 	}
-	close(e.done)
 	c.m.finished.WithLabelValues(e.cmd.Method, state).Inc()
 	c.m.seconds.WithLabelValues(e.cmd.Method).Observe(now.Sub(e.cmd.CreatedAt).Seconds())
 	c.queueLocked(write{entry: e})
@@ -772,6 +772,12 @@ func (c *Commands) store(ctx context.Context, insertQueue bool) bool {
 		// Final and stored: the database answers for it from now on.
 		if CommandFinal(snaps[i].State) && c.entries[e.cmd.ID] == e {
 			delete(c.entries, e.cmd.ID)
+		}
+		if CommandFinal(snaps[i].State) && !e.stored {
+			// Waiters (?wait) hear of the final state only once it is
+			// stored: what they were told is what a GET or a restart shows.
+			e.stored = true
+			close(e.done)
 		}
 	}
 	c.mu.Unlock()
