@@ -2,6 +2,7 @@ package dashboardtest_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/lockersim"
 	"github.com/lockerhub/lockerhub/protocol"
 )
 
@@ -24,13 +26,8 @@ func TestParcelsPages(t *testing.T) {
 	h := hubtest.Start(t)
 	ctx := t.Context()
 	h.AddLocker("PX-1")
-	// Free cells: PX-1's reports, as its broker connection would hand them to the twins.
 	for i := 1; i <= 4; i++ {
-		payload := fmt.Sprintf(`{"boot":1,"seq":%d,"ts":%d,"cells":{"A%02d":{"door":"closed","occupied":false}}}`, i, time.Now().UnixMilli(), i)
-		done := make(chan error, 1)
-		h.App.Twins.Submit(fleet.Inbound{LockerID: "PX-1", Kind: protocol.KindState, Payload: []byte(payload), Received: time.Now(),
-			Done: func(err error) { done <- err }})
-		require.NoError(t, <-done)
+		submitState(t, h, "PX-1", uint64(i), fmt.Sprintf(`"A%02d":{"door":"closed","occupied":false}`, i))
 	}
 	p1, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PX-1", Size: "M", Reference: "TRK-1001",
 		Recipient: apiclient.Recipient{Name: "Ada", Phone: "+4917000001"}}, "")
@@ -98,8 +95,37 @@ func TestParcelsPages(t *testing.T) {
 	b.run("cancel again", chromedp.Click(chromedp.CSS("#p-cancel-btn")))
 	b.waitJS("the API's message", 10*time.Second, `(document.querySelector('#p-msg .error')||{}).innerText?.includes('cannot be cancelled') && !!document.querySelector('.p-state[data-state="cancelled"]')`)
 
+	// An error state: a filter the API refuses.
+	b.open("#/parcels?state=bogus")
+	b.waitJS("the API's refusal", 10*time.Second, `(document.querySelector('#p-error .error')||{}).innerText?.includes('state')`)
+
+	// Paging: 101 parcels at PG-1 are two pages, the page in the URL.
+	_, err = h.Admin.CreateLocker(ctx, apiclient.NewLocker{ID: "PG-1", Cells: 101})
+	require.NoError(t, err)
+	cells := make([]string, 0, 101)
+	for _, name := range lockersim.CellNames(101) {
+		cells = append(cells, fmt.Sprintf(`%q:{"door":"closed","occupied":false}`, name))
+	}
+	submitState(t, h, "PG-1", 1, strings.Join(cells, ","))
+	for i := 0; i < 101; i++ {
+		_, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PG-1", Size: "M", Reference: fmt.Sprintf("PG-%03d", i),
+			Recipient: apiclient.Recipient{Phone: "+4917000009"}}, "")
+		require.NoError(t, err)
+	}
+	b.open("#/parcels?locker=PG-1")
+	b.waitJS("the first page", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 100`)
+	require.Contains(t, b.text("#p-count"), "Showing 1–100 of 101")
+	b.run("next page", chromedp.Click(chromedp.CSS("#p-next")))
+	b.waitJS("the second page", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && location.hash.includes('offset=100')`)
+	require.Contains(t, b.text("#p-count"), "Showing 101–101 of 101")
+	require.Contains(t, b.text("#p-rows"), "PG-000", "newest first: the oldest is last")
+	b.run("reload", chromedp.Reload())
+	b.waitJS("still the second page", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && document.querySelector('#p-next').disabled`)
+	b.run("previous page", chromedp.Click(chromedp.CSS("#p-prev")))
+	b.waitJS("the first page again", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 100 && document.querySelector('#p-prev').disabled`)
+
 	// Tablet width.
-	b.open("#/parcels")
+	b.open("#/parcels?locker=PX-1")
 	b.run("tablet", chromedp.EmulateViewport(820, 1180))
 	b.waitJS("listed at tablet width", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 2`)
 	b.screenshot("parcels-tablet")
@@ -112,4 +138,15 @@ func TestParcelsPages(t *testing.T) {
 	b.login("vic", pw)
 	b.open("#/parcels/" + p3.ID)
 	b.waitJS("the parcel without Cancel", 10*time.Second, `!!document.querySelector('.p-state[data-state="reserved"]') && !document.querySelector('#p-cancel')`)
+}
+
+// submitState hands a locker's state report with cells (JSON members) to the
+// twins, as its broker connection would, and waits until it is committed.
+func submitState(t *testing.T, h *hubtest.Hub, locker string, seq uint64, cells string) {
+	t.Helper()
+	payload := fmt.Sprintf(`{"boot":1,"seq":%d,"ts":%d,"cells":{%s}}`, seq, time.Now().UnixMilli(), cells)
+	done := make(chan error, 1)
+	h.App.Twins.Submit(fleet.Inbound{LockerID: locker, Kind: protocol.KindState, Payload: []byte(payload), Received: time.Now(),
+		Done: func(err error) { done <- err }})
+	require.NoError(t, <-done)
 }
