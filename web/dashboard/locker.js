@@ -122,7 +122,7 @@ export function mountLocker(root, ctx, id) {
   const OPEN = ['reserved', 'deposited', 'expired'];
   async function loadParcels() {
     const el = $('#l-parcels');
-    if (!el) return;
+    if (gone || !el) return;
     try {
       const pages = await Promise.all(OPEN.map((st) => get(`/api/v1/parcels?locker=${encodeURIComponent(id)}&state=${st}&limit=20`)));
       if (gone) return;
