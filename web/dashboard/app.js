@@ -4,12 +4,15 @@
 //   #/lockers/ID       one locker
 //   #/audit?actor=…    the audit log (admins)
 //   #/users            users (admins)
+//   #/parcels?locker=… parcels (filters in the query)
+//   #/parcels/ID       one parcel
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
 import { mountLocker } from './locker.js';
 import { mountAudit } from './audit.js';
 import { mountUsers } from './users.js';
+import { mountParcels, mountParcel } from './parcels.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
@@ -54,6 +57,7 @@ const ctx = {
     el.title = s.reason ? `Last close: ${s.reason}` : '';
   },
   user: () => user,
+  can: (route) => can(route),
   stream: startStream,
 };
 
@@ -85,7 +89,12 @@ function route() {
   // from the hub's role matrix); a page the role cannot use is the fleet.
   const audit = path === '/audit' && can('GET /api/v1/audit');
   const users = path === '/users' && can('GET /api/v1/users');
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users);
+  const mayParcels = can('GET /api/v1/parcels');
+  const parcelsPage = path === '/parcels' && mayParcels;
+  const pm = mayParcels ? path.match(/^\/parcels\/([^/]+)$/) : null;
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm);
+  document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm);
+  document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
   document.getElementById('nav-audit').hidden = !can('GET /api/v1/audit');
   document.getElementById('nav-users').classList.toggle('active', users);
@@ -93,6 +102,8 @@ function route() {
   if (m) view = mountLocker(app, ctx, decodeURIComponent(m[1]));
   else if (audit) view = mountAudit(app, ctx, params);
   else if (users) view = mountUsers(app, ctx);
+  else if (parcelsPage) view = mountParcels(app, ctx, params);
+  else if (pm) view = mountParcel(app, ctx, decodeURIComponent(pm[1]));
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
 }

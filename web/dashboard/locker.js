@@ -8,6 +8,7 @@
 import { get, APIError } from './api.js';
 import { Frame } from './stream.js';
 import { mountTelemetry } from './telemetry.js';
+import { stateBadge } from './parcels.js';
 import { esc, fmtTime, fmtDuration, since, humanize, naturalCompare, debounce, SIZES } from './util.js';
 
 const POLL_MS = 5000;
@@ -48,6 +49,11 @@ export function mountLocker(root, ctx, id) {
         <div class="cellgrid" id="cells" role="list" aria-label="Cells of ${esc(id)}"></div>
       </section>
       <div class="side">
+        ${ctx.can('GET /api/v1/parcels') ? `<section class="panel" aria-labelledby="h-parcels" id="l-parcels-panel">
+          <div class="panel-h"><h2 id="h-parcels">Parcels</h2><span class="muted">open: reserved, deposited, expired</span>
+            <a href="#/parcels?locker=${encodeURIComponent(id)}" id="l-parcels-all">Parcels at this locker</a></div>
+          <div id="l-parcels"><p class="muted">Loading…</p></div>
+        </section>` : ''}
         <section class="panel" aria-labelledby="h-conn">
           <div class="panel-h"><h2 id="h-conn">Connectivity</h2></div>
           <div id="conn"></div>
@@ -111,7 +117,29 @@ export function mountLocker(root, ctx, id) {
     dirty.conn = true;
     frame.schedule();
   }
-  const eventsSoon = debounce(loadEvents, 300);
+  // The locker's open parcels (reserved, deposited, expired), newest first,
+  // at most 20 of each state; the link shows them all.
+  const OPEN = ['reserved', 'deposited', 'expired'];
+  async function loadParcels() {
+    const el = $('#l-parcels');
+    if (gone || !el) return;
+    try {
+      const pages = await Promise.all(OPEN.map((st) => get(`/api/v1/parcels?locker=${encodeURIComponent(id)}&state=${st}&limit=20`)));
+      if (gone) return;
+      const list = pages.flatMap((p) => p.parcels || []).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+      const total = pages.reduce((n, p) => n + (p.total || 0), 0);
+      el.innerHTML = list.length === 0 ? '<p class="muted">No open parcels.</p>' : `
+        <table class="periods l-parcels" aria-label="Open parcels of ${esc(id)}">
+          <thead><tr><th scope="col">Parcel</th><th scope="col">State</th><th scope="col">Cell</th><th scope="col">Reference</th></tr></thead>
+          <tbody>${list.map((p) => `<tr data-parcel="${esc(p.id)}"><td><a href="#/parcels/${encodeURIComponent(p.id)}">${esc(p.id)}</a></td>
+            <td>${stateBadge(p)}</td><td>${esc(p.cell || '—')} <span class="muted">${esc(p.size)}</span></td><td>${esc(p.reference || '—')}</td></tr>`).join('')}</tbody>
+        </table>${total > list.length ? `<p class="muted">${total - list.length} more: see all parcels at this locker.</p>` : ''}`;
+    } catch (e) {
+      if (!gone) el.innerHTML = `<p class="error">${esc(e.message)}</p>`;
+    }
+  }
+  const parcelsSoon = debounce(loadParcels, 500);
+  const eventsSoon = debounce(() => { loadEvents(); parcelsSoon(); }, 300);
   const connSoon = debounce(loadConnectivity, 500);
   const infoSoon = debounce(loadInfo, 300);
 
@@ -359,6 +387,7 @@ export function mountLocker(root, ctx, id) {
     loadTwin();
     loadEvents();
     loadConnectivity();
+    loadParcels();
     if (!gone) telemetry = mountTelemetry($('#telemetry'), id, base);
     release = ctx.stream().use(handlers);
     ctx.stream().watch({ watch: 'locker', id });

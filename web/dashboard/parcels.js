@@ -1,0 +1,271 @@
+// Parcels (docs/parcels.md): the list, searched by locker, state, reference
+// and carrier (#/parcels?locker=…&state=…&reference=…&carrier=…&offset=…),
+// a page of 100 at a time, newest first; and one parcel (#/parcels/ID) with
+// its history and, for admins and technicians, "Cancel parcel". The pickup
+// code is never shown: the API never returns it.
+//
+// Data: GET /api/v1/parcels, GET /api/v1/parcels/{id}, POST …/{id}/cancel.
+import { api, get, query, APIError } from './api.js';
+import { esc, fmtTime, humanize } from './util.js';
+
+const FILTERS = ['locker', 'state', 'reference', 'carrier'];
+const PAGE = 100;
+export const PARCEL_STATES = ['reserved', 'deposited', 'picked_up', 'cancelled', 'expired', 'returned'];
+const CANCELLABLE = new Set(['reserved', 'deposited']);
+
+// stateBadge is a parcel's state as a badge with its name in words.
+export function stateBadge(p, big = false) {
+  const cls = { reserved: 'warn', deposited: 'on', picked_up: 'unk', cancelled: 'off', expired: 'off', returned: 'unk' }[p.state] || 'unk';
+  const ret = p.to_return && p.state !== 'returned' ? ' · to return' : '';
+  return `<span class="badge ${cls}${big ? ' big' : ''} p-state" data-state="${esc(p.state)}">${esc(humanize(p.state))}${ret}</span>`;
+}
+
+function recipient(r) {
+  const parts = [r?.phone, r?.email].filter(Boolean);
+  return parts.length ? parts.join(' · ') : '—';
+}
+
+export function mountParcels(root, ctx, params) {
+  document.title = 'Parcels · lockerhub';
+  const f = {};
+  for (const k of FILTERS) f[k] = (params.get(k) || '').trim();
+  let offset = Math.max(0, Number.parseInt(params.get('offset') || '0', 10) || 0);
+  let total = 0;
+  let list = [];
+  let gone = false;
+  let seq = 0; // the answer of the latest request only
+
+  root.innerHTML = `
+  <section class="audit parcels">
+    <h1 class="page-title">Parcels</h1>
+    <form class="filters" id="p-filters" role="search" aria-label="Search parcels">
+      <div class="field">
+        <label for="p-locker">Locker</label>
+        <input id="p-locker" name="locker" placeholder="Any" autocomplete="off" spellcheck="false">
+      </div>
+      <div class="field">
+        <label for="p-state">State</label>
+        <select id="p-state" name="state"><option value="">Any</option>
+          ${PARCEL_STATES.map((s) => `<option value="${esc(s)}">${esc(humanize(s))}</option>`).join('')}</select>
+      </div>
+      <div class="field grow">
+        <label for="p-reference">Reference / tracking number</label>
+        <input id="p-reference" name="reference" type="search" placeholder="Any" autocomplete="off" spellcheck="false">
+      </div>
+      <div class="field">
+        <label for="p-carrier">Carrier</label>
+        <input id="p-carrier" name="carrier" placeholder="Any" autocomplete="off" spellcheck="false">
+      </div>
+      <button type="button" class="btn-quiet" id="p-clear">Clear</button>
+    </form>
+    <div class="list-meta"><span id="p-count" role="status" aria-live="polite"></span></div>
+    <div id="p-error"></div>
+    <div class="p-scroll">
+    <table class="audit-table parcels-table" aria-label="Parcels">
+      <thead><tr><th scope="col">Parcel</th><th scope="col">State</th><th scope="col">Locker · cell</th><th scope="col" class="p-c-size">Size</th>
+        <th scope="col">Reference</th><th scope="col">Recipient</th><th scope="col">Created</th><th scope="col" class="p-c-dep">Deposited</th><th scope="col">Expires</th></tr></thead>
+      <tbody id="p-rows"><tr><td colspan="9" class="muted">Loading…</td></tr></tbody>
+    </table>
+    </div>
+    <div class="pager">
+      <button type="button" class="btn-quiet" id="p-prev" disabled>← Previous</button>
+      <button type="button" class="btn-quiet" id="p-next" disabled>Next →</button>
+    </div>
+  </section>`;
+
+  const $ = (s) => root.querySelector(s);
+  const form = $('#p-filters');
+  for (const k of FILTERS) form.elements[k].value = f[k];
+
+  function syncHash() {
+    const h = `#/parcels${query({ ...f, offset: offset || '' })}`;
+    if (location.hash !== h) history.replaceState(null, '', h);
+  }
+
+  async function load() {
+    const my = ++seq;
+    try {
+      const p = await get(`/api/v1/parcels${query({ ...f, limit: PAGE, offset })}`);
+      if (gone || my !== seq) return;
+      list = p.parcels || [];
+      total = p.total ?? list.length;
+      if (list.length === 0 && offset > 0 && total > 0) { // the page went away (a reload after changes)
+        offset = Math.floor((total - 1) / PAGE) * PAGE;
+        syncHash();
+        load();
+        return;
+      }
+      $('#p-error').innerHTML = '';
+      render();
+    } catch (e) {
+      if (gone || my !== seq) return;
+      $('#p-error').innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
+      $('#p-count').textContent = '';
+      $('#p-rows').innerHTML = '<tr><td colspan="9" class="muted">The parcels could not be loaded.</td></tr>';
+      $('#p-prev').disabled = $('#p-next').disabled = true;
+    }
+  }
+
+  function render() {
+    const tbody = $('#p-rows');
+    const filtered = FILTERS.some((k) => f[k]);
+    $('#p-count').textContent = list.length === 0 ? (filtered ? 'No parcels match.' : 'No parcels yet.')
+      : `Showing ${(offset + 1).toLocaleString()}–${(offset + list.length).toLocaleString()} of ${total.toLocaleString()}, newest first`;
+    $('#p-prev').disabled = offset <= 0;
+    $('#p-next').disabled = offset + list.length >= total;
+    if (list.length === 0) {
+      tbody.innerHTML = `<tr><td colspan="9" class="muted">${filtered ? 'No parcels match these filters.' : 'There are no parcels yet.'}</td></tr>`;
+      return;
+    }
+    tbody.innerHTML = list.map((p) => `
+      <tr data-parcel="${esc(p.id)}">
+        <td class="nowrap"><a href="#/parcels/${encodeURIComponent(p.id)}" class="p-id">${esc(p.id)}</a></td>
+        <td>${stateBadge(p)}</td>
+        <td class="nowrap"><a href="#/lockers/${encodeURIComponent(p.locker_id)}">${esc(p.locker_id)}</a>${p.cell ? ` · ${esc(p.cell)}` : ''}<span class="p-size-inline muted"> · ${esc(p.size)}</span></td>
+        <td class="p-c-size">${esc(p.size)}</td>
+        <td class="p-ref">${esc(p.reference || '—')}</td>
+        <td class="p-recipient">${esc(recipient(p.recipient))}</td>
+        <td class="nowrap" title="${esc(p.created_at)}">${esc(fmtTime(p.created_at))}</td>
+        <td class="nowrap p-c-dep" title="${esc(p.deposited_at || '')}">${esc(fmtTime(p.deposited_at))}</td>
+        <td class="nowrap" title="${esc(p.expires_at || '')}">${esc(fmtTime(p.expires_at))}</td>
+      </tr>`).join('');
+  }
+
+  function apply() {
+    for (const k of FILTERS) f[k] = form.elements[k].value.trim();
+    offset = 0;
+    syncHash();
+    load();
+  }
+
+  let timer;
+  form.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(apply, 300); });
+  form.addEventListener('change', () => { clearTimeout(timer); apply(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); clearTimeout(timer); apply(); });
+  $('#p-clear').addEventListener('click', () => {
+    for (const k of FILTERS) form.elements[k].value = '';
+    clearTimeout(timer);
+    apply();
+  });
+  $('#p-prev').addEventListener('click', () => { offset = Math.max(0, offset - PAGE); syncHash(); load(); });
+  $('#p-next').addEventListener('click', () => { if (offset + list.length < total) { offset += PAGE; syncHash(); load(); } });
+
+  syncHash();
+  load();
+  return { unmount() { gone = true; clearTimeout(timer); } };
+}
+
+export function mountParcel(root, ctx, id) {
+  document.title = `Parcel ${id} · lockerhub`;
+  const base = `/api/v1/parcels/${encodeURIComponent(id)}`;
+  const role = ctx.user()?.role;
+  const mayCancel = (role === 'admin' || role === 'technician') && ctx.can('POST /api/v1/parcels/{id}/cancel');
+  let gone = false;
+  let parcel = null;
+
+  root.innerHTML = `
+  <section class="locker parcel">
+    <a class="back" href="#/parcels">← Parcels</a>
+    <div class="l-head" id="p-head"><h1>Parcel ${esc(id)}</h1></div>
+    <div id="p-msg" role="status" aria-live="polite"></div>
+    <div class="facts" id="p-facts"></div>
+    <div class="l-body p-body">
+      <section class="panel" aria-labelledby="h-history">
+        <div class="panel-h"><h2 id="h-history">History</h2><span class="muted">oldest first</span></div>
+        <ol class="timeline p-history" id="p-history"><li class="muted">Loading…</li></ol>
+      </section>
+      <div class="side" id="p-side"></div>
+    </div>
+  </section>`;
+  const $ = (s) => root.querySelector(s);
+
+  function say(kind, text) { $('#p-msg').innerHTML = text ? `<p class="${kind}"${kind === 'error' ? ' role="alert"' : ''}>${esc(text)}</p>` : ''; }
+
+  async function load() {
+    try {
+      const p = await get(base);
+      if (gone) return;
+      parcel = p;
+      render();
+    } catch (e) {
+      if (gone) return;
+      if (e instanceof APIError && e.status === 404) {
+        $('#p-head').innerHTML = `<h1>Parcel ${esc(id)}</h1>`;
+        say('error', `There is no parcel ${id}.`);
+        $('#p-history').innerHTML = '';
+        return;
+      }
+      say('error', e.message);
+    }
+  }
+
+  function render() {
+    const p = parcel;
+    $('#p-head').innerHTML = `<h1>Parcel ${esc(p.id)}</h1> ${stateBadge(p, true)}
+      <p class="sub muted">${esc(p.size)} parcel at <a href="#/lockers/${encodeURIComponent(p.locker_id)}" id="p-locker-link">${esc(p.locker_id)}</a>${p.cell ? `, cell ${esc(p.cell)}` : ''}</p>`;
+    const fact = (k, v, cls = '') => `<div class="fact card ${cls}"><span class="k">${esc(k)}</span><span class="v">${v}</span></div>`;
+    const r = p.recipient || {};
+    $('#p-facts').innerHTML = [
+      fact('Locker · cell', `<a href="#/lockers/${encodeURIComponent(p.locker_id)}">${esc(p.locker_id)}</a>${p.cell ? ` · ${esc(p.cell)}` : ''}`),
+      fact('Reference', esc(p.reference || '—')),
+      fact('Carrier', esc(p.carrier || '—')),
+      fact('Recipient', `${esc(r.name || '')}${r.name ? '<br>' : ''}<span class="p-contact">${esc(recipient(r))}</span>`),
+      fact('Created', `${esc(fmtTime(p.created_at))}<span class="muted"> by ${esc(p.created_by || '—')}</span>`),
+      fact('Deposited', esc(fmtTime(p.deposited_at))),
+      fact('Expires', `${esc(fmtTime(p.expires_at))}<span class="muted"> · storage ${esc(p.storage_hours)} h</span>`),
+      fact(p.state === 'picked_up' ? 'Picked up' : p.state === 'returned' ? 'Returned' : p.cancelled_at ? 'Cancelled' : 'Updated',
+        esc(fmtTime(p.picked_up_at || p.returned_at || p.cancelled_at || p.updated_at))
+        + (p.cancel_reason ? `<span class="muted p-reason"> · ${esc(p.cancel_reason)}</span>` : '')
+        + (p.to_return && p.state !== 'returned' ? '<span class="muted"> · marked for return</span>' : '')),
+    ].join('');
+    const steps = p.history || [];
+    $('#p-history').innerHTML = steps.length === 0 ? '<li class="muted">No history recorded.</li>' : steps.map((s) => `
+      <li>
+        <time datetime="${esc(s.at)}" title="${esc(new Date(s.at).toLocaleString())}">${esc(fmtTime(s.at))}</time>
+        <span class="ev">${s.from && s.from !== s.to ? `${esc(humanize(s.from))} → ` : ''}${esc(humanize(s.to))}</span>
+        <span class="cause muted">by ${esc(s.by || '—')}${s.note ? ` · ${esc(s.note)}` : ''}</span>
+      </li>`).join('');
+    renderSide();
+  }
+
+  function renderSide() {
+    const side = $('#p-side');
+    const links = `<section class="panel" aria-labelledby="h-links"><div class="panel-h"><h2 id="h-links">Locker</h2></div>
+      <p class="p-links"><a href="#/lockers/${encodeURIComponent(parcel.locker_id)}">Locker ${esc(parcel.locker_id)}</a> ·
+      <a href="#/parcels${query({ locker: parcel.locker_id })}">Parcels at this locker</a></p></section>`;
+    if (!mayCancel || !CANCELLABLE.has(parcel.state)) { side.innerHTML = links; return; }
+    side.innerHTML = `
+      <section class="panel" aria-labelledby="h-cancel">
+        <div class="panel-h"><h2 id="h-cancel">Cancel</h2></div>
+        <form class="p-cancel" id="p-cancel">
+          <label for="p-reason">Reason</label>
+          <input id="p-reason" name="reason" maxlength="500" placeholder="Why the parcel is cancelled" autocomplete="off">
+          <p class="muted p-hint">${parcel.state === 'deposited' ? 'The parcel is in the cell: it is marked for return and the cell stays held until it is collected.' : 'The reserved cell is released.'}</p>
+          <button type="submit" class="btn btn-danger" id="p-cancel-btn">Cancel parcel</button>
+        </form>
+      </section>${links}`;
+    $('#p-cancel').addEventListener('submit', cancel);
+  }
+
+  async function cancel(ev) {
+    ev.preventDefault();
+    const reason = $('#p-reason').value.trim();
+    if (!window.confirm(`Cancel parcel ${id}?${reason ? ` Reason: ${reason}` : ''}`)) return;
+    const btn = $('#p-cancel-btn');
+    btn.disabled = true;
+    try {
+      parcel = await api('POST', `${base}/cancel`, { reason });
+      if (gone) return;
+      say('notice', `Parcel ${id} is cancelled.`);
+      await load();
+    } catch (e) {
+      if (gone) return;
+      say('error', e.message);
+      btn.disabled = false;
+      if (e instanceof APIError && e.status === 409) load(); // show the state that refused it
+    }
+  }
+
+  load();
+  return { unmount() { gone = true; } };
+}

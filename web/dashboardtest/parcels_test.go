@@ -1,0 +1,152 @@
+package dashboardtest_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/lockersim"
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// TestParcelsPages: two parcels made through the API are listed on the
+// Parcels page; a reference narrows the list to one, kept in the URL over a
+// reload; the parcel's page shows its history and cancels it (after a
+// confirm), and a cancel the state refuses shows the API's message; the
+// locker page lists the locker's open parcels; a viewer sees the list but no
+// Cancel.
+func TestParcelsPages(t *testing.T) {
+	h := hubtest.Start(t)
+	ctx := t.Context()
+	h.AddLocker("PX-1")
+	for i := 1; i <= 4; i++ {
+		submitState(t, h, "PX-1", uint64(i), fmt.Sprintf(`"A%02d":{"door":"closed","occupied":false}`, i))
+	}
+	p1, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PX-1", Size: "M", Reference: "TRK-1001",
+		Recipient: apiclient.Recipient{Name: "Ada", Phone: "+4917000001"}}, "")
+	require.NoError(t, err)
+	p2, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PX-1", Size: "M", Reference: "TRK-2002",
+		Recipient: apiclient.Recipient{Email: "bob@example.com"}}, "")
+	require.NoError(t, err)
+
+	b := newBrowser(t, h, 1366, 860)
+	b.login("admin", h.AdminPassword)
+	b.run("parcels link", chromedp.WaitVisible(chromedp.CSS("#nav-parcels")), chromedp.Click(chromedp.CSS("#nav-parcels")))
+	b.waitJS("both parcels listed", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 2`)
+	require.Contains(t, b.text("#p-count"), "Showing 1–2 of 2")
+	row := b.text(fmt.Sprintf(`tr[data-parcel=%q]`, p2.ID))
+	for _, want := range []string{"Reserved", "PX-1 · " + p2.Cell, "TRK-2002", "bob@example.com"} {
+		require.Contains(t, row, want)
+	}
+
+	b.setValue("#p-reference", "TRK-1001")
+	b.waitJS("filtered to one", 5*time.Second, fmt.Sprintf(
+		`document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && !!document.querySelector('tr[data-parcel=%q]')`, p1.ID))
+	b.run("reload", chromedp.Reload())
+	b.waitJS("still filtered after a reload", 10*time.Second,
+		`location.hash.includes('reference=TRK-1001') && document.querySelector('#p-reference').value === 'TRK-1001' && document.querySelectorAll('#p-rows tr[data-parcel]').length === 1`)
+	b.screenshot("parcels")
+
+	b.setValue("#p-reference", "NO-SUCH")
+	b.waitJS("the empty state", 5*time.Second, `document.querySelector('#p-rows').innerText.includes('No parcels match')`)
+	b.setValue("#p-reference", "TRK-1001")
+	b.waitJS("one again", 5*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 1`)
+
+	b.run("open the parcel", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-parcel=%q] a.p-id`, p1.ID))))
+	b.waitJS("its history", 10*time.Second, `!!document.querySelector('#p-history') && document.querySelector('#p-history').innerText.includes('Reserved')`)
+	require.Contains(t, b.text("#p-facts"), "+4917000001")
+	href, err := eval[string](b, `document.querySelector('#p-locker-link').getAttribute('href')`)
+	require.NoError(t, err)
+	require.Equal(t, "#/lockers/PX-1", href)
+	b.screenshot("parcel")
+
+	b.setValue("#p-reason", "sender withdrew")
+	b.run("cancel",
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS("#p-cancel-btn")))
+	b.waitJS("cancelled", 10*time.Second, `!!document.querySelector('.p-state[data-state="cancelled"]') && document.querySelector('#p-history').innerText.includes('Cancelled') && !document.querySelector('#p-cancel')`)
+	require.Contains(t, b.text("#p-history"), "sender withdrew")
+	got, err := h.Admin.Parcel(ctx, p1.ID)
+	require.NoError(t, err)
+	require.Equal(t, "cancelled", got.State)
+	b.screenshot("parcel-cancelled")
+
+	// The locker page lists its open parcel (p2), not the cancelled one.
+	b.open("#/lockers/PX-1")
+	b.waitJS("the open parcel on the locker page", 10*time.Second, fmt.Sprintf(`!!document.querySelector('#l-parcels tr[data-parcel=%q]')`, p2.ID))
+	require.Empty(t, b.text(fmt.Sprintf(`#l-parcels tr[data-parcel=%q]`, p1.ID)))
+	b.screenshot("locker-parcels")
+	b.run("all parcels at the locker", chromedp.Click(chromedp.CSS("#l-parcels-all")))
+	b.waitJS("the list filtered by locker", 10*time.Second,
+		`document.querySelector('#p-locker') && document.querySelector('#p-locker').value === 'PX-1' && document.querySelectorAll('#p-rows tr[data-parcel]').length === 2`)
+
+	// A cancel the state refuses: p2 is cancelled elsewhere meanwhile.
+	b.open("#/parcels/" + p2.ID)
+	b.waitJS("the cancel form", 10*time.Second, `!!document.querySelector('#p-cancel-btn')`)
+	_, err = h.Admin.CancelParcel(ctx, p2.ID, "elsewhere")
+	require.NoError(t, err)
+	b.run("cancel again", chromedp.Click(chromedp.CSS("#p-cancel-btn")))
+	b.waitJS("the API's message", 10*time.Second, `(document.querySelector('#p-msg .error')||{}).innerText?.includes('cannot be cancelled') && !!document.querySelector('.p-state[data-state="cancelled"]')`)
+
+	// An error state: a filter the API refuses.
+	b.open("#/parcels?state=bogus")
+	b.waitJS("the API's refusal", 10*time.Second, `(document.querySelector('#p-error .error')||{}).innerText?.includes('state')`)
+
+	// Paging: 101 parcels at PG-1 are two pages, the page in the URL.
+	_, err = h.Admin.CreateLocker(ctx, apiclient.NewLocker{ID: "PG-1", Cells: 101})
+	require.NoError(t, err)
+	cells := make([]string, 0, 101)
+	for _, name := range lockersim.CellNames(101) {
+		cells = append(cells, fmt.Sprintf(`%q:{"door":"closed","occupied":false}`, name))
+	}
+	submitState(t, h, "PG-1", 1, strings.Join(cells, ","))
+	for i := 0; i < 101; i++ {
+		_, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PG-1", Size: "M", Reference: fmt.Sprintf("PG-%03d", i),
+			Recipient: apiclient.Recipient{Phone: "+4917000009"}}, "")
+		require.NoError(t, err)
+	}
+	b.open("#/parcels?locker=PG-1")
+	b.waitJS("the first page", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 100`)
+	require.Contains(t, b.text("#p-count"), "Showing 1–100 of 101")
+	b.run("next page", chromedp.Click(chromedp.CSS("#p-next")))
+	b.waitJS("the second page", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && location.hash.includes('offset=100')`)
+	require.Contains(t, b.text("#p-count"), "Showing 101–101 of 101")
+	require.Contains(t, b.text("#p-rows"), "PG-000", "newest first: the oldest is last")
+	b.run("reload", chromedp.Reload())
+	b.waitJS("still the second page", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && document.querySelector('#p-next').disabled`)
+	b.run("previous page", chromedp.Click(chromedp.CSS("#p-prev")))
+	b.waitJS("the first page again", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 100 && document.querySelector('#p-prev').disabled`)
+
+	// Tablet width.
+	b.open("#/parcels?locker=PX-1")
+	b.run("tablet", chromedp.EmulateViewport(820, 1180))
+	b.waitJS("listed at tablet width", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 2`)
+	b.screenshot("parcels-tablet")
+
+	// A viewer reads parcels but has no Cancel, even of a reserved one.
+	p3, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PX-1", Size: "M", Recipient: apiclient.Recipient{Phone: "+4917000003"}}, "")
+	require.NoError(t, err)
+	pw := h.AddUser("vic", "viewer")
+	b.run("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+	b.login("vic", pw)
+	b.open("#/parcels/" + p3.ID)
+	b.waitJS("the parcel without Cancel", 10*time.Second, `!!document.querySelector('.p-state[data-state="reserved"]') && !document.querySelector('#p-cancel')`)
+}
+
+// submitState hands a locker's state report with cells (JSON members) to the
+// twins, as its broker connection would, and waits until it is committed.
+func submitState(t *testing.T, h *hubtest.Hub, locker string, seq uint64, cells string) {
+	t.Helper()
+	payload := fmt.Sprintf(`{"boot":1,"seq":%d,"ts":%d,"cells":{%s}}`, seq, time.Now().UnixMilli(), cells)
+	done := make(chan error, 1)
+	h.App.Twins.Submit(fleet.Inbound{LockerID: locker, Kind: protocol.KindState, Payload: []byte(payload), Received: time.Now(),
+		Done: func(err error) { done <- err }})
+	require.NoError(t, <-done)
+}
