@@ -20,6 +20,7 @@ export function mountLocker(root, ctx, id) {
   let info = null;
   let layout = null; // [{name,size,col,row}]
   let twin = null;
+  let reserved = new Map(); // cell → parcel id: reserved for a delivery, not free for loading
   let events = null;
   let periods = null;
   let gone = false;
@@ -124,8 +125,14 @@ export function mountLocker(root, ctx, id) {
     const el = $('#l-parcels');
     if (gone || !el) return;
     try {
-      const pages = await Promise.all(OPEN.map((st) => get(`/api/v1/parcels?locker=${encodeURIComponent(id)}&state=${st}&limit=20`)));
+      // Every reserved parcel (a locker has at most a few hundred cells), to
+      // mark their cells; 20 of the other states for the panel.
+      const pages = await Promise.all(OPEN.map((st) => get(`/api/v1/parcels?locker=${encodeURIComponent(id)}&state=${st}&limit=${st === 'reserved' ? 1000 : 20}`)));
       if (gone) return;
+      reserved = new Map((pages[0].parcels || []).filter((p) => p.cell).map((p) => [p.cell, p.id]));
+      dirty.cells = true;
+      frame.schedule();
+      pages[0] = { ...pages[0], parcels: (pages[0].parcels || []).slice(0, 20) };
       const list = pages.flatMap((p) => p.parcels || []).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
       const total = pages.reduce((n, p) => n + (p.total || 0), 0);
       el.innerHTML = list.length === 0 ? '<p class="muted">No open parcels.</p>' : `
@@ -266,9 +273,11 @@ export function mountLocker(root, ctx, id) {
     const classes = ['cell'];
     const door = c.door === 'open' ? 'Door open' : c.door === 'closed' ? 'Closed' : '—';
     const lock = c.lock === 'jammed' ? '⚠ Jammed' : c.lock === 'unlocked' ? 'Unlocked' : c.lock === 'locked' ? 'Locked' : '—';
-    const occ = c.occupied === true ? 'Occupied' : c.occupied === false ? (c.hold === 'returns' ? 'For returns' : 'Free') : '—';
+    const held = reserved.has(c.name);
+    const occ = c.occupied === true ? 'Occupied' : c.occupied === false ? (c.hold === 'returns' ? 'For returns' : held ? 'Reserved' : 'Free') : '—';
     if (!known) classes.push('unknown');
-    if (c.occupied === true) classes.push('occupied'); else if (c.occupied === false) classes.push('free');
+    if (c.occupied === true) classes.push('occupied'); else if (c.occupied === false && !held) classes.push('free');
+    if (held) classes.push('reserved');
     if (c.door === 'open') classes.push('open');
     if (c.lock === 'jammed') classes.push('jammed');
     const label = `${c.name}${c.size ? `, size ${c.size}` : ''}: ${known ? `${door.toLowerCase()}, ${lock.replace('⚠ ', '').toLowerCase()}, ${occ.toLowerCase()}` : 'not reported'}`;
@@ -295,12 +304,15 @@ export function mountLocker(root, ctx, id) {
     const jam = cells.filter((c) => c.lock === 'jammed').length;
     const free = {};
     let held = 0;
+    let booked = 0;
     for (const c of cells) {
       if (c.occupied !== false || c.door === 'open' || c.lock === 'jammed' || !c.size) continue;
-      if (c.hold === 'returns') held++; else free[c.size] = (free[c.size] || 0) + 1;
+      if (c.hold === 'returns') held++;
+      else if (reserved.has(c.name)) booked++;
+      else free[c.size] = (free[c.size] || 0) + 1;
     }
     const freeTxt = SIZES.filter((z) => free[z]).map((z) => `${z} ${free[z]}`).join(' · ');
-    $('#cells-sum').textContent = `${cells.length} cells · ${open} open · ${occ} occupied${jam ? ` · ${jam} jammed` : ''}${freeTxt ? ` · free ${freeTxt}` : ''}${held ? ` · ${held} held for returns` : ''}`;
+    $('#cells-sum').textContent = `${cells.length} cells · ${open} open · ${occ} occupied${jam ? ` · ${jam} jammed` : ''}${freeTxt ? ` · free ${freeTxt}` : ''}${booked ? ` · ${booked} reserved` : ''}${held ? ` · ${held} held for returns` : ''}`;
   }
 
   function renderConn() {

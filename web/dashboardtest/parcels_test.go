@@ -82,6 +82,11 @@ func TestParcelsPages(t *testing.T) {
 	b.open("#/lockers/PX-1")
 	b.waitJS("the open parcel on the locker page", 10*time.Second, fmt.Sprintf(`!!document.querySelector('#l-parcels tr[data-parcel=%q]')`, p2.ID))
 	require.Empty(t, b.text(fmt.Sprintf(`#l-parcels tr[data-parcel=%q]`, p1.ID)))
+	// p2's cell is reserved, not free for loading; p1's (cancelled) is free again.
+	b.waitJS("the reserved cell marked", 10*time.Second, fmt.Sprintf(
+		`(document.querySelector('.cell[data-cell=%q] .s-occ')||{}).textContent === 'Reserved'`, p2.Cell))
+	require.Equal(t, "Free", b.text(fmt.Sprintf(`.cell[data-cell=%q] .s-occ`, p1.Cell)))
+	require.Contains(t, b.text("#cells-sum"), "1 reserved")
 	b.screenshot("locker-parcels")
 	b.run("all parcels at the locker", chromedp.Click(chromedp.CSS("#l-parcels-all")))
 	b.waitJS("the list filtered by locker", 10*time.Second,
