@@ -1,10 +1,14 @@
 package lockersim
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -163,12 +167,61 @@ func TestKeyCachePersistsUntilNotAfter(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, k3.len())
 	require.NoError(t, k3.put("c-3", keyEntry{NotAfter: now + 9000}, now+6000)) // prunes c-2 too
-	data, err := os.ReadFile(path)
+	k4, err := loadKeyCache(path, now+6000)
 	require.NoError(t, err)
-	var onDisk map[string]keyEntry
-	require.NoError(t, json.Unmarshal(data, &onDisk))
-	require.Len(t, onDisk, 1)
-	require.Contains(t, onDisk, "c-3")
+	require.Equal(t, 1, k4.len())
+	_, ok = k4.get("c-3", now+6000)
+	require.True(t, ok)
+}
+
+// TestKeyCacheJournal: the file grows by one line a key, is rewritten with
+// the live keys when it holds many more lines, survives a torn last line,
+// and takes over a cache of the older one-object format.
+func TestKeyCacheJournal(t *testing.T) {
+	dir := t.TempDir()
+	path := keysPath(dir, "L1")
+	now := int64(1_000_000)
+	k, err := loadKeyCache(path, now)
+	require.NoError(t, err)
+	lines := func() int {
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return bytes.Count(data, []byte("\n"))
+	}
+	for i := range 500 { // each key lives 10 ms: at most a few are live at once
+		at := now + int64(i)*5
+		require.NoError(t, k.put(fmt.Sprintf("c-%d", i), keyEntry{NotAfter: at + 10, Result: json.RawMessage(`{"opened":true}`)}, at))
+		require.LessOrEqual(t, lines(), 4*k.len()+64, "compacted as it goes")
+	}
+	require.NoError(t, k.put("last", keyEntry{NotAfter: now + 1_000_000}, now+2500))
+
+	// A crash in the middle of a put leaves a torn line at the end.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"k":"torn","e":{"not_af`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	k2, err := loadKeyCache(path, now+2600)
+	require.NoError(t, err)
+	_, ok := k2.get("last", now+2600)
+	require.True(t, ok)
+	_, ok = k2.get("torn", now+2600)
+	require.False(t, ok)
+
+	// A cache written by an older lockersim (ID.keys.json) is taken over.
+	dir2 := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir2, "L2.keys.json"), []byte(`{"c-9":{"not_after":2000000,"result":{"opened":true}}}`), 0o644))
+	k3, err := loadKeyCache(keysPath(dir2, "L2"), now)
+	require.NoError(t, err)
+	e, ok := k3.get("c-9", now)
+	require.True(t, ok)
+	require.JSONEq(t, `{"opened":true}`, string(e.Result))
+	_, err = os.Stat(filepath.Join(dir2, "L2.keys.json"))
+	require.ErrorIs(t, err, fs.ErrNotExist, "the old file is gone once its keys are in the journal")
+	k4, err := loadKeyCache(keysPath(dir2, "L2"), now)
+	require.NoError(t, err)
+	_, ok = k4.get("c-9", now)
+	require.True(t, ok)
 }
 
 func TestCellOpenIsIdempotentAcrossReboots(t *testing.T) {

@@ -1,12 +1,14 @@
 package lockersim
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/lockerhub/lockerhub/protocol"
@@ -17,7 +19,7 @@ import (
 //	ca.crt            the hub CA (shared by all lockers)
 //	ID.crt, ID.key    the locker's certificate and key (0600)
 //	ID.state.json     boot counter and applied desired version
-//	ID.keys.json      idempotency keys seen, with their first result, until not_after
+//	ID.keys.jsonl     idempotency keys seen, with their first result, until not_after (a journal)
 //	ID.codes.json     pickup-code secret and offline parcel list, with their versions (0600; pickup.go)
 
 // deviceState is ID.state.json.
@@ -27,7 +29,7 @@ type deviceState struct {
 }
 
 func statePath(dir, id string) string { return filepath.Join(dir, id+".state.json") }
-func keysPath(dir, id string) string  { return filepath.Join(dir, id+".keys.json") }
+func keysPath(dir, id string) string  { return filepath.Join(dir, id+".keys.jsonl") }
 
 // loadState reads ID.state.json; a missing file is a locker that never booted.
 func loadState(dir, id string) (deviceState, error) { return loadJSON[deviceState](statePath(dir, id)) }
@@ -108,26 +110,62 @@ const keyTTLWithoutNotAfter = 24 * time.Hour
 
 // keyCache remembers the idempotency keys a locker has acted on, on disk, until
 // their not_after: a repeated key is answered with the first result without
-// acting again, also after a reboot. Not safe for concurrent use (the locker's mutex).
+// acting again, also after a reboot. The file is a journal, one JSON line
+// {"k","e"} per key appended at put (one small write, no temporary file and
+// rename per command), rewritten with only the live keys once it holds many
+// more lines than those. A torn last line (a crash mid-write) is ignored: its
+// put had not returned, so its response was never published. Not safe for
+// concurrent use (the locker's mutex).
 type keyCache struct {
-	path string
-	m    map[string]keyEntry
+	path  string
+	m     map[string]keyEntry
+	lines int // lines in the file
 }
 
-// loadKeyCache reads the cache file and forgets entries whose not_after has passed.
+type keyLine struct {
+	K string   `json:"k"`
+	E keyEntry `json:"e"`
+}
+
+// loadKeyCache reads the journal and forgets entries whose not_after has
+// passed. A cache file of the older format (ID.keys.json, one JSON object)
+// is taken over and removed.
 func loadKeyCache(path string, nowMs int64) (*keyCache, error) {
-	k := &keyCache{path: path}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return k, nil
+	k := &keyCache{path: path, m: map[string]keyEntry{}}
+	legacy := strings.TrimSuffix(path, "l") // ID.keys.jsonl → ID.keys.json
+	if old, err := loadJSON[map[string]keyEntry](legacy); err != nil {
+		return nil, err
+	} else if len(old) > 0 {
+		k.m = old
 	}
-	if err != nil {
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	if err := json.Unmarshal(data, &k.m); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	lines := bytes.Split(data, []byte("\n"))
+	for i, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var kl keyLine
+		if err := json.Unmarshal(line, &kl); err != nil {
+			if i == len(lines)-1 {
+				break // torn by a crash during its put
+			}
+			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+		}
+		k.m[kl.K] = kl.E
+		k.lines++
 	}
 	k.prune(nowMs)
+	if _, err := os.Stat(legacy); err == nil {
+		if err := k.compact(); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(legacy); err != nil {
+			return nil, err
+		}
+	}
 	return k, nil
 }
 
@@ -140,18 +178,45 @@ func (k *keyCache) get(key string, nowMs int64) (keyEntry, bool) {
 	return e, true
 }
 
-// put records the first result for key and writes the cache to disk.
+// put records the first result for key on disk before it returns.
 func (k *keyCache) put(key string, e keyEntry, nowMs int64) error {
-	if k.m == nil {
-		k.m = map[string]keyEntry{}
-	}
 	k.m[key] = e
 	k.prune(nowMs)
-	data, err := json.Marshal(k.m)
+	if k.lines >= 4*len(k.m)+64 {
+		return k.compact()
+	}
+	line, err := json.Marshal(keyLine{K: key, E: e})
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(k.path, data, 0o644)
+	f, err := os.OpenFile(k.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(append(line, '\n'))
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return err
+	}
+	k.lines++
+	return nil
+}
+
+// compact rewrites the journal with the live keys only.
+func (k *keyCache) compact() error {
+	var buf bytes.Buffer
+	for key, e := range k.m {
+		line, err := json.Marshal(keyLine{K: key, E: e})
+		if err != nil {
+			return err
+		}
+		buf.Write(line)
+		buf.WriteByte('\n')
+	}
+	if err := writeFileAtomic(k.path, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	k.lines = len(k.m)
+	return nil
 }
 
 func (k *keyCache) prune(nowMs int64) {
