@@ -435,7 +435,8 @@ type UserPatch struct {
 
 // UpdateUser changes a user's role, carrier or whether it is disabled.
 // Disabling ends the user's sessions in the same transaction; a changed role
-// or carrier applies to the user's next request (sessions read them each time).
+// or carrier applies to the user's next request (the user's cached sessions
+// are dropped once it commits).
 func (s *Store) UpdateUser(ctx context.Context, username string, p UserPatch) (User, error) {
 	var u User
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
