@@ -62,14 +62,19 @@ func (p Principal) HasScope(scope string) bool {
 	return false
 }
 
-// Store keeps tokens, users and sessions in PostgreSQL.
+// Store keeps tokens, users and sessions in PostgreSQL, and the credentials
+// it authenticated in a small in-memory cache (see Config).
 type Store struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool  *pgxpool.Pool
+	now   func() time.Time
+	cache *authCache
 }
 
 // NewStore returns a store on pool.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool, now: time.Now} }
+func NewStore(pool *pgxpool.Pool, cfg Config) *Store {
+	cfg.defaults()
+	return &Store{pool: pool, now: time.Now, cache: newAuthCache(cfg)}
+}
 
 // CreateToken makes a new random token with a role and returns it; only its hash is stored.
 func (s *Store) CreateToken(ctx context.Context, name, role string) (string, error) {
@@ -102,9 +107,13 @@ func (s *Store) Authenticate(ctx context.Context, token string) (Principal, erro
 	if strings.HasPrefix(token, clientTokenPrefix) {
 		return s.authenticateClient(ctx, token)
 	}
-	h := sha256.Sum256([]byte(token))
+	key := keyOf(token)
+	if e, ok := s.cache.get(key, kindToken, s.now()); ok {
+		return e.principal, nil
+	}
+	gen := s.cache.generation()
 	var p Principal
-	err := s.pool.QueryRow(ctx, `SELECT id, name, role FROM access_tokens WHERE hash = $1 AND revoked_at IS NULL`, h[:]).
+	err := s.pool.QueryRow(ctx, `SELECT id, name, role FROM access_tokens WHERE hash = $1 AND revoked_at IS NULL`, key[:]).
 		Scan(&p.TokenID, &p.Name, &p.Role)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Principal{}, ErrUnauthenticated
@@ -112,5 +121,6 @@ func (s *Store) Authenticate(ctx context.Context, token string) (Principal, erro
 	if err != nil {
 		return Principal{}, fmt.Errorf("authenticate: %w", err)
 	}
+	s.cache.put(key, gen, cacheEntry{kind: kindToken, principal: p}, s.now())
 	return p, nil
 }

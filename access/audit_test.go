@@ -16,7 +16,7 @@ import (
 // password, hash or token is.
 func TestAuditOfUsersSessionsTokens(t *testing.T) {
 	pool := pgtest.Pool(t, audit.Migrations(), access.Migrations())
-	s := access.NewStore(pool)
+	s := access.NewStore(pool, access.Config{})
 	admin := audit.Actor{Kind: audit.KindUser, ID: "1", Name: "root", Role: "admin", Addr: "192.0.2.10"}
 	ctx := audit.WithActor(context.Background(), admin)
 	const pw = "correct horse battery staple"

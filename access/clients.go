@@ -136,13 +136,34 @@ func (s *Store) RevokeClient(ctx context.Context, name string) (Client, error) {
 	if err != nil {
 		return Client{}, fmt.Errorf("revoke client: %w", err)
 	}
+	s.cache.dropClient(c.ID)
 	return c, nil
 }
 
 func (s *Store) authenticateClient(ctx context.Context, token string) (Principal, error) {
-	h := hashToken(token)
+	key := keyOf(token)
+	now := s.now()
+	if e, ok := s.cache.get(key, kindClient, now); ok {
+		gen := s.cache.generation()
+		if now.Sub(e.lastUsed) >= clientLastUsedEvery {
+			tag, err := s.pool.Exec(ctx, `UPDATE access_clients SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL`, e.principal.ClientID, now)
+			if err != nil {
+				return Principal{}, fmt.Errorf("authenticate: %w", err)
+			}
+			if tag.RowsAffected() == 0 { // revoked on another node
+				s.cache.drop(key)
+				return Principal{}, ErrUnauthenticated
+			}
+			e.lastUsed = now
+			s.cache.update(key, gen, e)
+		}
+		p := e.principal
+		p.Scopes = slices.Clone(p.Scopes)
+		return p, nil
+	}
+	gen := s.cache.generation()
 	var c Client
-	err := s.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM access_clients WHERE hash = $1 AND revoked_at IS NULL`, h).
+	err := s.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM access_clients WHERE hash = $1 AND revoked_at IS NULL`, key[:]).
 		Scan(clientFields(&c)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Principal{}, ErrUnauthenticated
@@ -150,11 +171,18 @@ func (s *Store) authenticateClient(ctx context.Context, token string) (Principal
 	if err != nil {
 		return Principal{}, fmt.Errorf("authenticate: %w", err)
 	}
-	now := s.now()
-	if c.LastUsedAt == nil || now.Sub(*c.LastUsedAt) >= clientLastUsedEvery {
+	var lastUsed time.Time
+	if c.LastUsedAt != nil {
+		lastUsed = *c.LastUsedAt
+	}
+	if now.Sub(lastUsed) >= clientLastUsedEvery {
 		if _, err := s.pool.Exec(ctx, `UPDATE access_clients SET last_used_at = $2 WHERE id = $1`, c.ID, now); err != nil {
 			return Principal{}, fmt.Errorf("authenticate: %w", err)
 		}
+		lastUsed = now
 	}
-	return Principal{ClientID: c.ID, Name: c.Name, Role: RoleClient, Carrier: c.Carrier, Scopes: c.Scopes}, nil
+	p := Principal{ClientID: c.ID, Name: c.Name, Role: RoleClient, Carrier: c.Carrier, Scopes: c.Scopes}
+	s.cache.put(key, gen, cacheEntry{kind: kindClient, principal: p, lastUsed: lastUsed}, now)
+	p.Scopes = slices.Clone(p.Scopes)
+	return p, nil
 }

@@ -179,8 +179,8 @@ func (s *Store) SetPassword(ctx context.Context, username, password string) erro
 	if err != nil {
 		return err
 	}
-	return pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		var id int64
+	var id int64
+	err = pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE access_users SET password_hash = $2 WHERE username = $1 RETURNING id`,
 			NormalizeUsername(username), hash).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -194,12 +194,17 @@ func (s *Store) SetPassword(ctx context.Context, username, password string) erro
 		}
 		return audit.Record(ctx, tx, audit.Entry{Action: "set_password", ObjectType: "user", ObjectID: NormalizeUsername(username)})
 	})
+	if err != nil {
+		return err
+	}
+	s.cache.dropUser(id)
+	return nil
 }
 
 // DisableUser stops a user from logging in and ends the user's sessions.
 func (s *Store) DisableUser(ctx context.Context, username string) error {
-	return pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		var id int64
+	var id int64
+	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE access_users SET disabled_at = coalesce(disabled_at, $2) WHERE username = $1 RETURNING id`,
 			NormalizeUsername(username), s.now()).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -213,6 +218,11 @@ func (s *Store) DisableUser(ctx context.Context, username string) error {
 		}
 		return audit.Record(ctx, tx, audit.Entry{Action: "disable", ObjectType: "user", ObjectID: NormalizeUsername(username)})
 	})
+	if err != nil {
+		return err
+	}
+	s.cache.dropUser(id)
+	return nil
 }
 
 // Session is a logged-in browser.
@@ -298,7 +308,30 @@ func (s *Store) Session(ctx context.Context, id string) (Session, error) {
 		return Session{}, ErrNoSession
 	}
 	now := s.now()
-	h := hashToken(id)
+	key := keyOf(id)
+	h := key[:]
+	if e, ok := s.cache.get(key, kindSession, now); ok {
+		if sess := e.session; sess.ExpiresAt.After(now) && sess.LastSeenAt.After(now.Add(-SessionIdle)) {
+			if now.Sub(sess.LastSeenAt) < touchEvery {
+				return sess, nil
+			}
+			gen := s.cache.generation()
+			tag, err := s.pool.Exec(ctx, `UPDATE access_sessions SET last_seen_at = $2 WHERE id_hash = $1`, h, now)
+			if err != nil {
+				return Session{}, fmt.Errorf("session: %w", err)
+			}
+			if tag.RowsAffected() == 0 { // ended on another node
+				s.cache.drop(key)
+				return Session{}, ErrNoSession
+			}
+			sess.LastSeenAt = now
+			e.session = sess
+			s.cache.update(key, gen, e)
+			return sess, nil
+		}
+		s.cache.drop(key) // ended here by the clock: PostgreSQL has the last word
+	}
+	gen := s.cache.generation()
 	var sess Session
 	err := s.pool.QueryRow(ctx, `SELECT u.id, u.username, u.role, u.carrier, u.created_at, u.disabled_at,
 			s.csrf_token, s.created_at, s.last_seen_at, s.expires_at
@@ -318,6 +351,7 @@ func (s *Store) Session(ctx context.Context, id string) (Session, error) {
 		}
 		sess.LastSeenAt = now
 	}
+	s.cache.put(key, gen, cacheEntry{kind: kindSession, principal: sess.Principal(), session: sess}, now)
 	return sess, nil
 }
 
@@ -341,6 +375,7 @@ func (s *Store) Logout(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("logout: %w", err)
 	}
+	s.cache.drop(keyOf(id))
 	return nil
 }
 
@@ -400,7 +435,8 @@ type UserPatch struct {
 
 // UpdateUser changes a user's role, carrier or whether it is disabled.
 // Disabling ends the user's sessions in the same transaction; a changed role
-// or carrier applies to the user's next request (sessions read them each time).
+// or carrier applies to the user's next request (the user's cached sessions
+// are dropped once it commits).
 func (s *Store) UpdateUser(ctx context.Context, username string, p UserPatch) (User, error) {
 	var u User
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
@@ -450,7 +486,11 @@ func (s *Store) UpdateUser(ctx context.Context, username string, p UserPatch) (U
 		}
 		return audit.Record(ctx, tx, audit.Entry{Action: audit.ActionUpdate, ObjectType: "user", ObjectID: u.Username, Before: before, After: u})
 	})
-	return u, err
+	if err != nil {
+		return User{}, err
+	}
+	s.cache.dropUser(u.ID)
+	return u, nil
 }
 
 // keepAnAdmin refuses to take away the last active admin (besides the one

@@ -23,7 +23,7 @@ func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func newStore(t *testing.T) (*access.Store, *clock) {
-	s := access.NewStore(pgtest.Pool(t, audit.Migrations(), access.Migrations()))
+	s := access.NewStore(pgtest.Pool(t, audit.Migrations(), access.Migrations()), access.Config{})
 	c := &clock{t: time.Now().Truncate(time.Millisecond)}
 	s.SetClock(c.now)
 	return s, c
@@ -106,7 +106,7 @@ func TestLoginSessionLogout(t *testing.T) {
 
 func TestSessionStoresOnlyAHash(t *testing.T) {
 	pool := pgtest.Pool(t, audit.Migrations(), access.Migrations())
-	s := access.NewStore(pool)
+	s := access.NewStore(pool, access.Config{})
 	ctx := context.Background()
 	_, err := s.CreateUser(ctx, "ada", "long enough password", access.RoleViewer)
 	require.NoError(t, err)

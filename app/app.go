@@ -57,8 +57,11 @@ type Config struct {
 	// Parcels: storage period, reminders, code rate limit; its Keys (pickup
 	// code secrets) and Outbox (notifications, webhooks) are wired by app.
 	Parcels parcels.Config
-	Logger  *slog.Logger
-	Out     io.Writer // where the admin credential is printed on first start
+	// Access: the cache of authenticated credentials (TTL, size); its
+	// Registerer is wired by app.
+	Access access.Config
+	Logger *slog.Logger
+	Out    io.Writer // where the admin credential is printed on first start
 }
 
 // Defaults fills what is unset with values that work on a laptop.
@@ -183,7 +186,12 @@ func (a *App) Start(ctx context.Context) error {
 		a.log.Info("migrations applied", "count", n)
 	}
 
-	accessStore := access.NewStore(a.Pool)
+	a.Metrics = prometheus.NewRegistry()
+	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	accessCfg := cfg.Access
+	accessCfg.Registerer = a.Metrics
+	accessStore := access.NewStore(a.Pool, accessCfg)
 	a.Access = accessStore
 	if a.AdminToken, err = a.ensureAdminToken(ctx, accessStore); err != nil {
 		return err
@@ -191,9 +199,6 @@ func (a *App) Start(ctx context.Context) error {
 	if a.AdminPassword, err = a.ensureAdminPassword(ctx, accessStore); err != nil {
 		return err
 	}
-
-	a.Metrics = prometheus.NewRegistry()
-	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	a.Registry = fleet.NewRegistry(a.Pool, ca, a.log.With("component", "fleet"))
 	if err := a.Registry.Load(ctx); err != nil {

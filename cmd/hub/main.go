@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/pg"
 )
@@ -61,6 +62,9 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Telemetry.UnknownMetrics, "telemetry-unknown-metrics", env("HUB_TELEMETRY_UNKNOWN_METRICS", "keep"), "metrics outside the known set (docs/protocol.md): keep, or refuse the sample (env HUB_TELEMETRY_UNKNOWN_METRICS)")
 	cfg.Commands.ConfirmWithin = 10 * time.Second
 	fs.DurationVar(&cfg.Commands.ConfirmWithin, "command-confirm-within", cfg.Commands.ConfirmWithin, "cell.open: how long the door sensor has to report the door open after the locker answered, else the command ends unconfirmed (env HUB_COMMAND_CONFIRM_WITHIN)")
+	cfg.Access.CacheTTL = access.DefaultCacheTTL
+	fs.DurationVar(&cfg.Access.CacheTTL, "auth-cache-ttl", cfg.Access.CacheTTL, "how long this hub trusts an authenticated token or session without asking PostgreSQL; "+
+		"a revocation made on another hub node is seen here within it; negative: no cache (env HUB_AUTH_CACHE_TTL)")
 	// The outbox (docs/outbox.md): webhooks, the SMS gateway, SMTP, templates.
 	fs.StringVar(&cfg.Outbox.SMS.URL, "sms-url", env("HUB_SMS_URL", ""), "SMS gateway: POST {\"to\",\"text\",\"id\"} to this URL; empty: SMS wait until it is set (env HUB_SMS_URL)")
 	fs.StringVar(&cfg.Outbox.SMS.Token, "sms-token", env("HUB_SMS_TOKEN", ""), "bearer token for --sms-url; prefer the env variable, flags show in ps (env HUB_SMS_TOKEN)")
@@ -79,6 +83,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
+		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL",
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
 		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION"} {
