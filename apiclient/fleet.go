@@ -57,23 +57,29 @@ type LockerPage struct {
 }
 
 // ListLockers returns one page of the lockers that match f (GET /api/v1/lockers).
-func (c *Client) ListLockers(ctx context.Context, f LockerFilter) (LockerPage, error) {
+// listPath is a list route with its filters (empty ones left out) and page.
+func listPath(route string, filters map[string]string, limit, offset int) string {
 	q := url.Values{}
-	for k, v := range map[string]string{"segment": f.Segment, "model": f.Model, "carrier": f.Carrier, "status": f.Status, "q": f.Query} {
+	for k, v := range filters {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	if f.Limit > 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
 	}
-	if f.Offset > 0 {
-		q.Set("offset", strconv.Itoa(f.Offset))
+	if offset > 0 {
+		q.Set("offset", strconv.Itoa(offset))
 	}
-	path := "/api/v1/lockers"
 	if len(q) > 0 {
-		path += "?" + q.Encode()
+		route += "?" + q.Encode()
 	}
+	return route
+}
+
+func (c *Client) ListLockers(ctx context.Context, f LockerFilter) (LockerPage, error) {
+	path := listPath("/api/v1/lockers", map[string]string{"segment": f.Segment, "model": f.Model, "carrier": f.Carrier, "status": f.Status, "q": f.Query},
+		f.Limit, f.Offset)
 	var out LockerPage
 	err := c.JSON(ctx, http.MethodGet, path, nil, &out)
 	return out, err

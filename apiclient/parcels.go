@@ -143,22 +143,8 @@ type ParcelPage struct {
 
 // Parcels lists parcels, newest first (GET /api/v1/parcels).
 func (c *Client) Parcels(ctx context.Context, f ParcelFilter) (ParcelPage, error) {
-	q := url.Values{}
-	for k, v := range map[string]string{"locker": f.Locker, "state": f.State, "carrier": f.Carrier, "reference": f.Reference} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if f.Limit > 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
-	if f.Offset > 0 {
-		q.Set("offset", strconv.Itoa(f.Offset))
-	}
-	path := "/api/v1/parcels"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
+	path := listPath("/api/v1/parcels", map[string]string{"locker": f.Locker, "state": f.State, "carrier": f.Carrier, "reference": f.Reference},
+		f.Limit, f.Offset)
 	var page ParcelPage
 	err := c.JSON(ctx, http.MethodGet, path, nil, &page)
 	return page, err

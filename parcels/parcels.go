@@ -1015,22 +1015,29 @@ func (s *Store) deposit(ctx context.Context, p Parcel, mark Stamp) error {
 		`state = 'deposited', deposited_at = $4, expires_at = $5, mark_boot = $6, mark_seq = $7`,
 		[]any{now, expires, int64(mark.Boot), int64(mark.Seq)},
 		func(tx pgx.Tx, after Parcel) error {
-			data, err := s.recipientData(ctx, after)
-			if err != nil {
-				return err
-			}
-			if secret != nil {
-				code, err := s.code(secret, after)
-				if err != nil {
-					return err
-				}
-				data["code"] = code
-			} else {
+			if secret == nil {
 				s.log.Warn("no pickup code keys wired: the recipient gets no code", "parcel", after.ID)
 			}
-			return s.notify(ctx, tx, after, TemplateReady, data)
+			return s.notifyWithCode(ctx, tx, after, TemplateReady, secret)
 		})
 	return err
+}
+
+// notifyWithCode tells the recipient with a template that shows the pickup
+// code, derived here from the locker's secret (nil: no code in the data).
+func (s *Store) notifyWithCode(ctx context.Context, tx pgx.Tx, p Parcel, template string, secret []byte) error {
+	data, err := s.recipientData(ctx, p)
+	if err != nil {
+		return err
+	}
+	if secret != nil {
+		code, err := s.code(secret, p)
+		if err != nil {
+			return err
+		}
+		data["code"] = code
+	}
+	return s.notify(ctx, tx, p, template, data)
 }
 
 // Sweep sends reminders and expires parcels whose storage period is over,
@@ -1051,18 +1058,7 @@ func (s *Store) Sweep(ctx context.Context) {
 			}
 		}
 		_, err := s.change(ctx, p, "hub", "pickup reminder sent", `reminded_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
-			data, err := s.recipientData(ctx, after)
-			if err != nil {
-				return err
-			}
-			if secret != nil {
-				code, err := s.code(secret, after)
-				if err != nil {
-					return err
-				}
-				data["code"] = code
-			}
-			return s.notify(ctx, tx, after, TemplateReminder, data)
+			return s.notifyWithCode(ctx, tx, after, TemplateReminder, secret)
 		})
 		if err != nil && !errors.Is(err, ErrConflict) {
 			s.log.Warn("parcel reminder failed", "parcel", p.ID, "error", err)
