@@ -52,7 +52,7 @@ func (a *App) startCommands(ctx, runCtx context.Context) error {
 	}
 	a.Broker.OnResponse(a.Commands.Response)
 	a.Broker.OnSubscribed(a.Commands.Subscribed)
-	a.Twins.ObserveEvents(a.Commands.Event)
+	a.Twins.HookEvents(a.Commands.StoreConfirmations)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Commands.Run(runCtx) }()
 	return nil

@@ -211,6 +211,8 @@ type Commands struct {
 	entries  map[string]*cmdEntry            // open commands, and final ones until stored
 	byLocker map[string]map[string]*cmdEntry // open commands by locker
 	queue    []write                         // changes of existing commands
+	sentNew  []*cmdEntry                     // sent since the last sweep: "sent" not queued yet
+	sentOld  []*cmdEntry                     // sent before the last sweep: queued at the next
 	inserts  []write                         // new commands: their own writer, so a new command never waits behind changes
 	wake     chan struct{}
 	wakeIns  chan struct{}
@@ -501,7 +503,25 @@ func (c *Commands) sendLocked(e *cmdEntry, now time.Time) {
 		e.cmd.SentAt = &t
 	}
 	e.cmd.State = CommandSent
-	c.queueLocked(write{entry: e})
+	// "sent" is stored a sweep or two later, so a command settled by then
+	// (a cell.open is, in milliseconds) is written once, in its final state.
+	c.sentNew = append(c.sentNew, e)
+}
+
+// flushSentLocked queues the "sent" writes held since the sweep before
+// (all of them when all is true) for commands that are not final by now.
+func (c *Commands) flushSentLocked(all bool) {
+	held := c.sentOld
+	if all {
+		held = append(held, c.sentNew...)
+		c.sentNew = nil
+	}
+	c.sentOld, c.sentNew = c.sentNew, nil
+	for _, e := range held {
+		if !CommandFinal(e.cmd.State) {
+			c.queueLocked(write{entry: e})
+		}
+	}
 }
 
 // commandIDPrefix starts every command's ID, so answers to the hub's other
@@ -571,17 +591,15 @@ func alreadyOpen(result json.RawMessage) bool {
 }
 
 // Event takes a stored device event (Twins.ObserveEvents): a door opened with
-// cause "command:<id>" confirms that cell.open.
+// cause "command:<id>" confirms that cell.open. StoreConfirmations does the
+// same inside the events' transaction, a commit sooner; Event is for a
+// Commands without it.
 func (c *Commands) Event(lockerID string, ev protocol.Event) {
-	id, ok := strings.CutPrefix(ev.Cause, "command:")
-	if !ok || ev.Type != protocol.EventDoorOpened {
-		return
-	}
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entries[id]
-	if e == nil || e.cmd.LockerID != lockerID || CommandFinal(e.cmd.State) {
+	e := c.confirmedLocked(lockerID, ev)
+	if e == nil {
 		return
 	}
 	t := now.UTC()
@@ -590,24 +608,109 @@ func (c *Commands) Event(lockerID string, ev protocol.Event) {
 	c.finishLocked(e, CommandSucceeded, nil, now)
 }
 
+// confirmedLocked returns the open command a stored event confirms, if any.
+func (c *Commands) confirmedLocked(lockerID string, ev protocol.Event) *cmdEntry {
+	id, ok := strings.CutPrefix(ev.Cause, "command:")
+	if !ok || ev.Type != protocol.EventDoorOpened {
+		return nil
+	}
+	e := c.entries[id]
+	if e == nil || e.cmd.LockerID != lockerID || CommandFinal(e.cmd.State) {
+		return nil
+	}
+	return e
+}
+
+// StoreConfirmations is the twin writer's TxEventHook: the cell.open commands
+// that new door events confirm are stored as succeeded in the events' own
+// transaction, so the caller hears of success one commit after the door
+// event instead of two. After the commit the commands settle in memory; a
+// command that changed meanwhile (its answer came) is written again by the
+// change writer.
+func (c *Commands) StoreConfirmations(events []LockerEvent, b *pgx.Batch) func() {
+	now := time.Now()
+	t := now.UTC()
+	var snaps []Command
+	var ents []*cmdEntry
+	c.mu.Lock()
+	for _, le := range events {
+		e := c.confirmedLocked(le.LockerID, le.Event)
+		if e == nil || slices.Contains(ents, e) {
+			continue
+		}
+		s := e.cmd
+		s.State, s.Error, s.ConfirmedAt, s.FinishedAt = CommandSucceeded, nil, &t, &t
+		snaps, ents = append(snaps, s), append(ents, e)
+	}
+	c.mu.Unlock()
+	if len(snaps) == 0 {
+		return nil
+	}
+	// Queued: its error is the batch's, and then the hook runs again.
+	_ = updateCommands(context.Background(), pg.Queue{Batch: b}, snaps)
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, e := range ents {
+			s := snaps[i]
+			// What the locker's answer or a resend changed after the
+			// snapshot is not stored yet.
+			changed := e.cmd.Attempts != s.Attempts || !sameTime(e.cmd.AnsweredAt, s.AnsweredAt) ||
+				!sameTime(e.cmd.SentAt, s.SentAt) || !bytes.Equal(e.cmd.Result, s.Result)
+			wasFinal := CommandFinal(e.cmd.State)
+			// Stored as succeeded; a final state the sweep set meanwhile
+			// was not stored over it (updateCommands keeps final states).
+			e.cmd.State, e.cmd.Error, e.cmd.ConfirmedAt, e.cmd.FinishedAt = s.State, s.Error, s.ConfirmedAt, s.FinishedAt
+			if !wasFinal {
+				c.settledLocked(e, now)
+			}
+			if changed || wasFinal {
+				c.queueLocked(write{entry: e})
+				continue
+			}
+			if c.entries[e.cmd.ID] == e {
+				delete(c.entries, e.cmd.ID)
+			}
+			if !e.stored {
+				e.stored = true
+				close(e.done)
+			}
+		}
+	}
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
 func (c *Commands) finishLocked(e *cmdEntry, state string, cerr *CommandError, now time.Time) {
 	t := now.UTC()
 	e.cmd.State, e.cmd.Error, e.cmd.FinishedAt = state, cerr, &t
+	c.settledLocked(e, now)
+	c.queueLocked(write{entry: e})
+}
+
+// settledLocked drops a command that reached its final state from the open
+// ones and counts it; storing it is the caller's.
+func (c *Commands) settledLocked(e *cmdEntry, now time.Time) {
 	if m := c.byLocker[e.cmd.LockerID]; m != nil {
 		delete(m, e.cmd.ID)
 		if len(m) == 0 {
 			delete(c.byLocker, e.cmd.LockerID)
 		}
 	}
-	c.m.finished.WithLabelValues(e.cmd.Method, state).Inc()
+	c.m.finished.WithLabelValues(e.cmd.Method, e.cmd.State).Inc()
 	c.m.seconds.WithLabelValues(e.cmd.Method).Observe(now.Sub(e.cmd.CreatedAt).Seconds())
-	c.queueLocked(write{entry: e})
 }
 
 // sweep expires, resends and gives up on commands.
 func (c *Commands) sweep(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.flushSentLocked(false)
 	online := map[string]bool{}
 	for locker, m := range c.byLocker {
 		for _, e := range m {
@@ -657,6 +760,9 @@ func (c *Commands) Run(ctx context.Context) {
 	// Changes made by the last inserts (first sends).
 	flush, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	c.mu.Lock()
+	c.flushSentLocked(true)
+	c.mu.Unlock()
 	for c.store(flush, false) {
 	}
 }
@@ -784,114 +890,141 @@ func (c *Commands) store(ctx context.Context, insertQueue bool) bool {
 	return true
 }
 
-// commit stores new commands and changed ones in one transaction.
+// commit stores new commands and changed ones in one transaction, in two
+// round trips: BEGIN, the changes and the inserts (their RETURNING says which
+// commands are new), then the audit records of the new ones, the first
+// commands of repeated idempotency keys, and COMMIT.
 func (c *Commands) commit(ctx context.Context, inserts []*insertOp, snaps []Command) ([]insertResult, error) {
 	results := make([]insertResult, len(inserts))
-	err := pg.Tx(ctx, c.pool, func(tx pgx.Tx) error {
-		// Changes first: a repeated idempotency key then reads the first command's latest state.
-		if len(snaps) > 0 {
-			n := len(snaps)
-			ids, states, ecs, ems := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			sent, answered, confirmed, finished := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
-			attempts := make([]int32, n)
-			resJSON := make([]*string, n)
-			for i, s := range snaps {
-				ids[i], states[i], attempts[i] = s.ID, s.State, int32(s.Attempts)
-				sent[i], answered[i], confirmed[i], finished[i] = s.SentAt, s.AnsweredAt, s.ConfirmedAt, s.FinishedAt
-				if len(s.Result) > 0 {
-					r := string(s.Result)
-					resJSON[i] = &r
-				}
-				if s.Error != nil {
-					ecs[i], ems[i] = s.Error.Code, s.Error.Message
-				}
-			}
-			if _, err := tx.Exec(ctx, `UPDATE fleet_commands f SET state = u.state, sent_at = u.sent, attempts = u.attempts,
-					answered_at = u.answered, confirmed_at = u.confirmed, finished_at = u.finished, result = u.result,
-					error_code = NULLIF(u.ec, ''), error_message = NULLIF(u.em, '')
-				FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::text[], $10::text[])
-					AS u(id, state, sent, attempts, answered, confirmed, finished, result, ec, em)
-				WHERE f.id = u.id`, ids, states, sent, attempts, answered, confirmed, finished, resJSON, ecs, ems); err != nil {
-				return fmt.Errorf("update commands: %w", err)
-			}
+	p, err := pg.BeginPipeline(ctx, c.pool)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	b := &pgx.Batch{}
+	// Changes first: a repeated idempotency key then reads the first command's latest state.
+	_ = updateCommands(ctx, pg.Queue{Batch: b}, snaps)
+	isNew := map[string]bool{}
+	if len(inserts) > 0 {
+		n := len(inserts)
+		ids, lockers, methods, params, callers, by, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		notAfter, created := make([]time.Time, n), make([]time.Time, n)
+		confirm := make([]int32, n)
+		for i, op := range inserts {
+			m := op.cmd
+			ids[i], lockers[i], methods[i], params[i], callers[i], by[i], keys[i] = m.ID, m.LockerID, m.Method, string(m.Params), m.caller, m.CreatedBy, m.IdempotencyKey
+			notAfter[i], created[i], confirm[i] = m.NotAfter, m.CreatedAt, int32(m.confirmMs)
 		}
-		if len(inserts) > 0 {
-			n := len(inserts)
-			ids, lockers, methods, params, callers, by, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			notAfter, created := make([]time.Time, n), make([]time.Time, n)
-			confirm := make([]int32, n)
-			for i, op := range inserts {
-				m := op.cmd
-				ids[i], lockers[i], methods[i], params[i], callers[i], by[i], keys[i] = m.ID, m.LockerID, m.Method, string(m.Params), m.caller, m.CreatedBy, m.IdempotencyKey
-				notAfter[i], created[i], confirm[i] = m.NotAfter, m.CreatedAt, int32(m.confirmMs)
-			}
-			rows, err := tx.Query(ctx, `INSERT INTO fleet_commands (id, locker_id, method, params, state, caller, created_by, idempotency_key, not_after, confirm_ms, created_at)
-				SELECT u.id, u.locker, u.method, u.params, 'pending', u.caller, u.by, NULLIF(u.key, ''), u.not_after, u.confirm, u.created
-				FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::timestamptz[])
-					WITH ORDINALITY AS u(id, locker, method, params, caller, by, key, not_after, confirm, created, n)
-				ORDER BY u.n
-				ON CONFLICT (caller, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-				RETURNING id`, ids, lockers, methods, params, callers, by, keys, notAfter, confirm, created)
-			if err != nil {
-				return fmt.Errorf("insert commands: %w", err)
-			}
-			inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("insert commands: %w", err)
-			}
-			isNew := map[string]bool{}
-			for _, id := range inserted {
+		b.Queue(`INSERT INTO fleet_commands (id, locker_id, method, params, state, caller, created_by, idempotency_key, not_after, confirm_ms, created_at)
+			SELECT u.id, u.locker, u.method, u.params, 'pending', u.caller, u.by, NULLIF(u.key, ''), u.not_after, u.confirm, u.created
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::timestamptz[])
+				WITH ORDINALITY AS u(id, locker, method, params, caller, by, key, not_after, confirm, created, n)
+			ORDER BY u.n
+			ON CONFLICT (caller, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING id`, ids, lockers, methods, params, callers, by, keys, notAfter, confirm, created).Query(func(rows pgx.Rows) error {
+			var id string
+			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
 				isNew[id] = true
+				return nil
+			})
+			return err
+		})
+	}
+	if err := p.Send(ctx, b, len(inserts) == 0); err != nil {
+		return nil, fmt.Errorf("store commands: %w", err)
+	}
+	if len(inserts) == 0 {
+		return results, nil
+	}
+	b = &pgx.Batch{}
+	var dupCallers, dupKeys []string
+	var entries []audit.Entry
+	for i, op := range inserts {
+		if isNew[op.cmd.ID] {
+			results[i] = insertResult{cmd: op.cmd, created: true}
+			entries = append(entries, audit.Entry{Action: audit.ActionCommand, ObjectType: "command", ObjectID: op.cmd.ID, After: op.cmd, Actor: op.actor})
+		} else {
+			dupCallers, dupKeys = append(dupCallers, op.cmd.caller), append(dupKeys, op.cmd.IdempotencyKey)
+		}
+	}
+	// One statement for the batch: an actor includes its request's
+	// id and address, so one statement per actor was one per command.
+	if err := audit.RecordEach(ctx, pg.Queue{Batch: b}, entries); err != nil {
+		return nil, err
+	}
+	var firsts []Command
+	if len(dupKeys) > 0 {
+		b.Queue(`SELECT `+cmdColumns+` FROM fleet_commands
+			WHERE (caller, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, dupCallers, dupKeys).Query(func(rows pgx.Rows) error {
+			var err error
+			firsts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Command, error) { return scanCommand(r) })
+			return err
+		})
+	}
+	if err := p.Send(ctx, b, true); err != nil {
+		return nil, fmt.Errorf("store commands: %w", err)
+	}
+	if len(dupKeys) > 0 {
+		byKey := map[[2]string]Command{}
+		for _, f := range firsts {
+			byKey[[2]string{f.caller, f.IdempotencyKey}] = f
+		}
+		for i, op := range inserts {
+			if isNew[op.cmd.ID] {
+				continue
 			}
-			var dupCallers, dupKeys []string
-			var entries []audit.Entry
-			for i, op := range inserts {
-				if isNew[op.cmd.ID] {
-					results[i] = insertResult{cmd: op.cmd, created: true}
-					entries = append(entries, audit.Entry{Action: audit.ActionCommand, ObjectType: "command", ObjectID: op.cmd.ID, After: op.cmd, Actor: op.actor})
-				} else {
-					dupCallers, dupKeys = append(dupCallers, op.cmd.caller), append(dupKeys, op.cmd.IdempotencyKey)
-				}
-			}
-			// One statement for the batch: an actor includes its request's
-			// id and address, so one statement per actor was one per command.
-			if err := audit.RecordEach(ctx, tx, entries); err != nil {
-				return err
-			}
-			if len(dupKeys) > 0 {
-				rows, err := tx.Query(ctx, `SELECT `+cmdColumns+` FROM fleet_commands
-					WHERE (caller, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, dupCallers, dupKeys)
-				if err != nil {
-					return fmt.Errorf("find commands by idempotency key: %w", err)
-				}
-				firsts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Command, error) { return scanCommand(r) })
-				if err != nil {
-					return fmt.Errorf("find commands by idempotency key: %w", err)
-				}
-				byKey := map[[2]string]Command{}
-				for _, f := range firsts {
-					byKey[[2]string{f.caller, f.IdempotencyKey}] = f
-				}
-				for i, op := range inserts {
-					if isNew[op.cmd.ID] {
-						continue
-					}
-					first, ok := byKey[[2]string{op.cmd.caller, op.cmd.IdempotencyKey}]
-					switch {
-					case !ok:
-						results[i] = insertResult{err: errors.New("idempotency key conflict, but no command holds the key")}
-					case first.LockerID != op.cmd.LockerID || first.Method != op.cmd.Method || !sameJSON(first.Params, op.cmd.Params):
-						results[i] = insertResult{err: fmt.Errorf("%w: key %q belongs to command %s (%s %s %s)", ErrIdempotencyConflict,
-							op.cmd.IdempotencyKey, first.ID, first.LockerID, first.Method, first.Params)}
-					default:
-						results[i] = insertResult{cmd: first}
-					}
-				}
+			first, ok := byKey[[2]string{op.cmd.caller, op.cmd.IdempotencyKey}]
+			switch {
+			case !ok:
+				results[i] = insertResult{err: errors.New("idempotency key conflict, but no command holds the key")}
+			case first.LockerID != op.cmd.LockerID || first.Method != op.cmd.Method || !sameJSON(first.Params, op.cmd.Params):
+				results[i] = insertResult{err: fmt.Errorf("%w: key %q belongs to command %s (%s %s %s)", ErrIdempotencyConflict,
+					op.cmd.IdempotencyKey, first.ID, first.LockerID, first.Method, first.Params)}
+			default:
+				results[i] = insertResult{cmd: first}
 			}
 		}
+	}
+	return results, nil
+}
+
+// updateCommands stores the snapshots of existing commands. A final state
+// once stored stays: a later snapshot may rewrite it only with the same
+// state (the twin writer stores confirmations while the change writer may
+// hold an older snapshot of the same command).
+func updateCommands(ctx context.Context, tx audit.Execer, snaps []Command) error {
+	if len(snaps) == 0 {
 		return nil
-	})
-	return results, err
+	}
+	// In ID order: the twin writer and the change writer lock rows in
+	// the same order, so they wait for each other but never deadlock.
+	snaps = slices.SortedFunc(slices.Values(snaps), func(a, b Command) int { return strings.Compare(a.ID, b.ID) })
+	n := len(snaps)
+	ids, states, ecs, ems := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	sent, answered, confirmed, finished := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+	attempts := make([]int32, n)
+	resJSON := make([]*string, n)
+	for i, s := range snaps {
+		ids[i], states[i], attempts[i] = s.ID, s.State, int32(s.Attempts)
+		sent[i], answered[i], confirmed[i], finished[i] = s.SentAt, s.AnsweredAt, s.ConfirmedAt, s.FinishedAt
+		if len(s.Result) > 0 {
+			r := string(s.Result)
+			resJSON[i] = &r
+		}
+		if s.Error != nil {
+			ecs[i], ems[i] = s.Error.Code, s.Error.Message
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE fleet_commands f SET state = u.state, sent_at = u.sent, attempts = u.attempts,
+			answered_at = u.answered, confirmed_at = u.confirmed, finished_at = u.finished, result = u.result,
+			error_code = NULLIF(u.ec, ''), error_message = NULLIF(u.em, '')
+		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::text[], $10::text[])
+			AS u(id, state, sent, attempts, answered, confirmed, finished, result, ec, em)
+		WHERE f.id = u.id AND (f.state IN ('pending', 'sent') OR f.state = u.state)`,
+		ids, states, sent, attempts, answered, confirmed, finished, resJSON, ecs, ems); err != nil {
+		return fmt.Errorf("update commands: %w", err)
+	}
+	return nil
 }
 
 func sameJSON(a, b json.RawMessage) bool {
@@ -938,6 +1071,11 @@ func (c *Commands) Wait(ctx context.Context, id string) (Command, error) {
 	if e != nil {
 		select {
 		case <-e.done:
+			// Final and stored: what was stored, without reading it back.
+			c.mu.Lock()
+			cmd := e.cmd
+			c.mu.Unlock()
+			return cmd, nil
 		case <-ctx.Done():
 		}
 	}

@@ -87,7 +87,10 @@ type Twins struct {
 	// eventObservers hear every newly stored event after its commit (command
 	// confirmations: a door opened with cause "command:<id>").
 	eventObservers []func(lockerID string, e protocol.Event)
-	hasCell        func(lockerID, cell string) bool // nil: every cell name is taken
+	// txHooks write what follows from new events in the events' own
+	// transaction (command confirmations).
+	txHooks []TxEventHook
+	hasCell func(lockerID, cell string) bool // nil: every cell name is taken
 
 	batchMax  int
 	batchWait time.Duration
@@ -129,6 +132,22 @@ func (t *Twins) Observe(o Observer) { t.observers = append(t.observers, o) }
 func (t *Twins) ObserveEvents(fn func(lockerID string, e protocol.Event)) {
 	t.eventObservers = append(t.eventObservers, fn)
 }
+
+// LockerEvent is a device event with the locker that sent it.
+type LockerEvent struct {
+	LockerID string
+	Event    protocol.Event
+}
+
+// TxEventHook queues on b the statements that write what follows from newly
+// stored events; they run in the transaction that stores the events, so both
+// commit together. It returns a function to run after the commit (nil: none),
+// on the writer's goroutine: it must not block. When a commit fails the hook
+// runs again for the retry and the earlier function is dropped.
+type TxEventHook func(events []LockerEvent, b *pgx.Batch) (after func())
+
+// HookEvents adds a TxEventHook. Call it before Run.
+func (t *Twins) HookEvents(h TxEventHook) { t.txHooks = append(t.txHooks, h) }
 
 // Load reads every twin from PostgreSQL.
 func (t *Twins) Load(ctx context.Context) error {
@@ -338,12 +357,38 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 		return changes[id]
 	}
 
-	var fresh map[eventKey]bool
-	err := pg.Tx(ctx, t.pool, func(tx pgx.Tx) error {
-		var err error
-		fresh, err = insertEvents(ctx, tx, batch)
-		if err != nil {
-			return err
+	// Two round trips at most: BEGIN with the events (their RETURNING says
+	// which are new: only those change the twin), then the twin changes,
+	// what the hooks derive from the events, and COMMIT.
+	p, err := pg.BeginPipeline(ctx, t.pool)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	fresh := map[eventKey]bool{}
+	hasEvents := queueEvents(nil, batch, nil)
+	if hasEvents {
+		b := &pgx.Batch{}
+		queueEvents(b, batch, fresh)
+		if err := p.Send(ctx, b, false); err != nil {
+			return fmt.Errorf("store events: %w", err)
+		}
+	}
+	b := &pgx.Batch{}
+	var afters []func()
+	err = func(tx pg.Queue) error {
+		if len(fresh) > 0 && len(t.txHooks) > 0 {
+			var events []LockerEvent
+			for _, it := range batch {
+				if it.event != nil && fresh[eventKey{it.in.LockerID, it.event.ID}] {
+					events = append(events, LockerEvent{LockerID: it.in.LockerID, Event: *it.event})
+				}
+			}
+			for _, h := range t.txHooks {
+				if after := h(events, tx.Batch); after != nil {
+					afters = append(afters, after)
+				}
+			}
 		}
 		for i, it := range batch {
 			switch {
@@ -416,22 +461,23 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 		if len(ids) == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO fleet_twins (locker_id, version, reported, desired, desired_version, updated_at)
+		tx.Batch.Queue(`INSERT INTO fleet_twins (locker_id, version, reported, desired, desired_version, updated_at)
 			SELECT u.id, u.v, u.r, u.d, u.dv, $6 FROM unnest($1::text[], $2::bigint[], $3::jsonb[], $4::jsonb[], $5::bigint[]) AS u(id, v, r, d, dv)
 			ON CONFLICT (locker_id) DO UPDATE SET version = excluded.version, reported = excluded.reported,
 				desired = excluded.desired, desired_version = excluded.desired_version, updated_at = excluded.updated_at`,
-			ids, versions, reported, desired, dversions, now); err != nil {
-			return fmt.Errorf("store twins: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO fleet_twin_history (locker_id, version, at, snapshot, doc)
+			ids, versions, reported, desired, dversions, now)
+		tx.Batch.Queue(`INSERT INTO fleet_twin_history (locker_id, version, at, snapshot, doc)
 			SELECT u.id, u.v, $5, u.s, u.d FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::jsonb[]) AS u(id, v, s, d)`,
-			ids, versions, snapshot, docs, now); err != nil {
-			return fmt.Errorf("store twin history: %w", err)
-		}
+			ids, versions, snapshot, docs, now)
 		return nil
-	})
+	}(pg.Queue{Batch: b})
 	if err != nil {
 		return err
+	}
+	if hasEvents || b.Len() > 0 {
+		if err := p.Send(ctx, b, true); err != nil {
+			return fmt.Errorf("store twins: %w", err)
+		}
 	}
 	t.m.commitSeconds.Observe(time.Since(start).Seconds())
 	t.m.batchSize.Observe(float64(len(batch)))
@@ -444,6 +490,9 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 		}
 	}
 	t.mu.Unlock()
+	for _, after := range afters {
+		after()
+	}
 	for id, w := range work {
 		ch := changes[id]
 		if (ch != nil && !ch.empty()) || desiredChanged[id] {
@@ -489,7 +538,10 @@ func (t *Twins) dropUnknownCells(lockerID string, s *protocol.State) {
 	}
 }
 
-func insertEvents(ctx context.Context, tx pgx.Tx, batch []item) (map[eventKey]bool, error) {
+// queueEvents queues the insert of the batch's events on b and reports
+// whether there are any; the insert's callback marks the events that were
+// new in fresh. With a nil b it only reports.
+func queueEvents(b *pgx.Batch, batch []item, fresh map[eventKey]bool) bool {
 	var lockers, ids, types, cells, causes []string
 	var boots, seqs []int64
 	var ts, received []time.Time
@@ -498,6 +550,9 @@ func insertEvents(ctx context.Context, tx pgx.Tx, batch []item) (map[eventKey]bo
 		e := it.event
 		if e == nil {
 			continue
+		}
+		if b == nil {
+			return true
 		}
 		lockers, ids, types, cells, causes = append(lockers, it.in.LockerID), append(ids, e.ID), append(types, e.Type), append(cells, e.Cell), append(causes, e.Cause)
 		boots, seqs = append(boots, int64(e.Boot)), append(seqs, int64(e.Seq))
@@ -509,26 +564,21 @@ func insertEvents(ctx context.Context, tx pgx.Tx, batch []item) (map[eventKey]bo
 		}
 		data = append(data, d)
 	}
-	fresh := map[eventKey]bool{}
 	if len(ids) == 0 {
-		return fresh, nil
+		return false
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO fleet_events (locker_id, event_id, boot, seq, ts, type, cell, cause, data, received_at)
+	b.Queue(`INSERT INTO fleet_events (locker_id, event_id, boot, seq, ts, type, cell, cause, data, received_at)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[])
 		ON CONFLICT (locker_id, event_id) DO NOTHING RETURNING locker_id, event_id`,
-		lockers, ids, boots, seqs, ts, types, cells, causes, data, received)
-	if err != nil {
-		return nil, fmt.Errorf("store events: %w", err)
-	}
-	var l, id string
-	_, err = pgx.ForEachRow(rows, []any{&l, &id}, func() error {
-		fresh[eventKey{l, id}] = true
-		return nil
+		lockers, ids, boots, seqs, ts, types, cells, causes, data, received).Query(func(rows pgx.Rows) error {
+		var l, id string
+		_, err := pgx.ForEachRow(rows, []any{&l, &id}, func() error {
+			fresh[eventKey{l, id}] = true
+			return nil
+		})
+		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store events: %w", err)
-	}
-	return fresh, nil
+	return true
 }
 
 type twinMetrics struct {

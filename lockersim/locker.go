@@ -170,6 +170,11 @@ func (l *Locker) bootLocked() error {
 	l.seq = 0
 	l.desiredVersion = st.DesiredVersion
 	l.display = ""
+	if l.keys != nil {
+		if err := l.keys.close(); err != nil {
+			return fmt.Errorf("locker %s: key cache: %w", l.id, err)
+		}
+	}
 	keys, err := loadKeyCache(keysPath(l.env.cfg.DataDir, l.id), l.nowMs())
 	if err != nil {
 		return fmt.Errorf("locker %s: key cache: %w", l.id, err)
@@ -190,6 +195,13 @@ func (l *Locker) headerLocked() protocol.Header {
 // run is the locker's goroutine: connect, read until the connection ends,
 // back off, reconnect, until ctx ends.
 func (l *Locker) run(ctx context.Context, initialDelay time.Duration) {
+	defer func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if err := l.keys.close(); err != nil {
+			l.log.Warn("key cache: close", "error", err)
+		}
+	}()
 	if !l.sleep(ctx, initialDelay) {
 		return
 	}

@@ -119,7 +119,8 @@ const keyTTLWithoutNotAfter = 24 * time.Hour
 type keyCache struct {
 	path  string
 	m     map[string]keyEntry
-	lines int // lines in the file
+	lines int      // lines in the file
+	f     *os.File // the journal open for appends; nil until the first put
 }
 
 type keyLine struct {
@@ -189,16 +190,28 @@ func (k *keyCache) put(key string, e keyEntry, nowMs int64) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(k.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
+	if k.f == nil {
+		// Kept open: opening the file for every command cost the benchmark's
+		// lockers more than the write.
+		if k.f, err = os.OpenFile(k.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
+			return err
+		}
 	}
-	_, werr := f.Write(append(line, '\n'))
-	if err := errors.Join(werr, f.Close()); err != nil {
+	if _, err := k.f.Write(append(line, '\n')); err != nil {
 		return err
 	}
 	k.lines++
 	return nil
+}
+
+// close closes the journal; a later put opens it again.
+func (k *keyCache) close() error {
+	if k.f == nil {
+		return nil
+	}
+	err := k.f.Close()
+	k.f = nil
+	return err
 }
 
 // compact rewrites the journal with the live keys only.
@@ -211,6 +224,9 @@ func (k *keyCache) compact() error {
 		}
 		buf.Write(line)
 		buf.WriteByte('\n')
+	}
+	if err := k.close(); err != nil { // the rename replaces the file it appends to
+		return err
 	}
 	if err := writeFileAtomic(k.path, buf.Bytes(), 0o644); err != nil {
 		return err
