@@ -141,6 +141,13 @@ type App struct {
 	wg     sync.WaitGroup
 }
 
+// DefaultGCPercent is the hub's Go GC target (GOGC), set by cmd/hub: with
+// 10,000 connections the live heap is a few hundred MB, and at Go's default
+// of 100 a collection ran every few seconds; its marking and the allocation
+// assists it asks of busy goroutines made the tail of command latency
+// (BenchmarkCommands: p99 60-100 ms at 100, 15 ms at 400; docs/benchmarks.md).
+const DefaultGCPercent = 400
+
 // New returns an app for cfg; Start or Run it.
 func New(cfg Config) *App {
 	cfg.Defaults()

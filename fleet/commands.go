@@ -992,37 +992,33 @@ func (c *Commands) commit(ctx context.Context, inserts []*insertOp, snaps []Comm
 // once stored stays: a later snapshot may rewrite it only with the same
 // state (the twin writer stores confirmations while the change writer may
 // hold an older snapshot of the same command).
+//
+// One statement per command, by primary key, queued in the caller's batch
+// (one round trip for all). A single UPDATE joined with unnest() was a seq
+// scan: its generic plan, cached per connection, was made while the table
+// was small and stayed a seq scan as the table grew (without autovacuum's
+// ANALYZE nothing invalidates it), scanning every command per batch.
 func updateCommands(ctx context.Context, tx audit.Execer, snaps []Command) error {
-	if len(snaps) == 0 {
-		return nil
-	}
 	// In ID order: the twin writer and the change writer lock rows in
 	// the same order, so they wait for each other but never deadlock.
 	snaps = slices.SortedFunc(slices.Values(snaps), func(a, b Command) int { return strings.Compare(a.ID, b.ID) })
-	n := len(snaps)
-	ids, states, ecs, ems := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	sent, answered, confirmed, finished := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
-	attempts := make([]int32, n)
-	resJSON := make([]*string, n)
-	for i, s := range snaps {
-		ids[i], states[i], attempts[i] = s.ID, s.State, int32(s.Attempts)
-		sent[i], answered[i], confirmed[i], finished[i] = s.SentAt, s.AnsweredAt, s.ConfirmedAt, s.FinishedAt
+	for _, s := range snaps {
+		var result *string
 		if len(s.Result) > 0 {
 			r := string(s.Result)
-			resJSON[i] = &r
+			result = &r
 		}
+		var ec, em string
 		if s.Error != nil {
-			ecs[i], ems[i] = s.Error.Code, s.Error.Message
+			ec, em = s.Error.Code, s.Error.Message
 		}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE fleet_commands f SET state = u.state, sent_at = u.sent, attempts = u.attempts,
-			answered_at = u.answered, confirmed_at = u.confirmed, finished_at = u.finished, result = u.result,
-			error_code = NULLIF(u.ec, ''), error_message = NULLIF(u.em, '')
-		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::text[], $10::text[])
-			AS u(id, state, sent, attempts, answered, confirmed, finished, result, ec, em)
-		WHERE f.id = u.id AND (f.state IN ('pending', 'sent') OR f.state = u.state)`,
-		ids, states, sent, attempts, answered, confirmed, finished, resJSON, ecs, ems); err != nil {
-		return fmt.Errorf("update commands: %w", err)
+		if _, err := tx.Exec(ctx, `UPDATE fleet_commands SET state = $2, sent_at = $3, attempts = $4,
+				answered_at = $5, confirmed_at = $6, finished_at = $7, result = $8::jsonb,
+				error_code = NULLIF($9, ''), error_message = NULLIF($10, '')
+			WHERE id = $1 AND (state IN ('pending', 'sent') OR state = $2)`,
+			s.ID, s.State, s.SentAt, int32(s.Attempts), s.AnsweredAt, s.ConfirmedAt, s.FinishedAt, result, ec, em); err != nil {
+			return fmt.Errorf("update command %s: %w", s.ID, err)
+		}
 	}
 	return nil
 }

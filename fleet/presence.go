@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -112,21 +114,18 @@ func (w *presenceWriter) flush(ctx context.Context) {
 	if len(batch) == 0 {
 		return
 	}
-	ids := make([]string, 0, len(batch))
-	conn := make([]*time.Time, 0, len(batch))
-	disc := make([]*time.Time, 0, len(batch))
-	for id, p := range batch {
-		ids = append(ids, id)
-		conn = append(conn, nonZero(p.connected))
-		disc = append(disc, nonZero(p.disconnected))
+	// One statement per locker by primary key, all in one round trip: a
+	// single UPDATE joined with unnest() kept a seq-scan plan made while the
+	// registry was empty (see fleet/commands.go, updateCommands).
+	b := &pgx.Batch{}
+	for _, id := range slices.Sorted(maps.Keys(batch)) { // one lock order for every writer
+		p := batch[id]
+		b.Queue(`UPDATE fleet_lockers SET connected_at = COALESCE($2, connected_at),
+			disconnected_at = COALESCE($3, disconnected_at) WHERE id = $1`, id, nonZero(p.connected), nonZero(p.disconnected))
 	}
-	_, err := w.pool.Exec(ctx, `UPDATE fleet_lockers l SET
-			connected_at = COALESCE(u.c, l.connected_at),
-			disconnected_at = COALESCE(u.d, l.disconnected_at)
-		FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(id, c, d)
-		WHERE l.id = u.id`, ids, conn, disc)
+	err := w.pool.SendBatch(ctx, b).Close()
 	if err != nil {
-		w.log.Warn("recording presence failed; will retry with the next change", "lockers", len(ids), "error", err)
+		w.log.Warn("recording presence failed; will retry with the next change", "lockers", len(batch), "error", err)
 		w.mu.Lock()
 		for id, p := range batch {
 			if _, newer := w.pending[id]; !newer {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,9 +82,11 @@ func run(args []string) int {
 	cfg.Parcels.DefaultStorage, cfg.Parcels.ReminderBefore = 72*time.Hour, 24*time.Hour
 	fs.DurationVar(&cfg.Parcels.DefaultStorage, "parcel-storage", cfg.Parcels.DefaultStorage, "a parcel's storage period when its creator gives none; a parcel may ask for 1 h to 30 days (env HUB_PARCEL_STORAGE)")
 	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
+	gcPercent := fs.Int("gc-percent", app.DefaultGCPercent, "Go GC target: heap growth in % of the live heap before a collection (GOGC); "+
+		"the hub holds a large live heap of connections, so fewer, larger collections keep latency low; set GOMEMLIMIT to bound memory (env HUB_GC_PERCENT)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
-		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL",
+		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL", "gc-percent": "HUB_GC_PERCENT",
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
 		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION"} {
@@ -122,6 +125,11 @@ func run(args []string) int {
 		}
 	}
 	cfg.Logger = cfg.Logger.With("version", version)
+	if *gcPercent <= 0 {
+		fmt.Fprintln(os.Stderr, "hub: --gc-percent must be positive")
+		return 2
+	}
+	debug.SetGCPercent(*gcPercent) // the process's own setting: main owns it
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
