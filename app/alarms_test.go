@@ -1,0 +1,436 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lockerhub/lockerhub/alarms"
+	"github.com/lockerhub/lockerhub/app"
+	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/lockersim"
+	"github.com/lockerhub/lockerhub/outbox"
+)
+
+// notice is one notification a receiver got.
+type notice struct {
+	ID       string
+	Receiver string
+	Type     string // alarm.firing, alarm.resolved, alarm.reminder, alarm.escalation
+	Kinds    []string
+	Listed   int
+	More     int
+	Status   string
+}
+
+// alarmReceiver is an HTTP receiver outside the hub: it checks each
+// webhook's signature and keeps what it got, by receiver path.
+type alarmReceiver struct {
+	srv     *httptest.Server
+	secret  string
+	mu      sync.Mutex
+	got     []notice
+	perID   map[string]int
+	badSigs int
+	refuse  atomic.Bool // answer 503 (a receiver that is down)
+}
+
+func newAlarmReceiver(t *testing.T, secret string) *alarmReceiver {
+	r := &alarmReceiver{secret: secret, perID: map[string]int{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.handle))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *alarmReceiver) handle(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	if r.refuse.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := outbox.Verify(r.secret, req.Header.Get(outbox.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+		r.badSigs++
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	var b struct {
+		ID   string
+		Type string
+		Data struct {
+			Status    string
+			Truncated int
+			Alarms    []struct{ Kind string }
+		}
+	}
+	_ = json.Unmarshal(body, &b)
+	n := notice{ID: b.ID, Receiver: strings.TrimPrefix(req.URL.Path, "/"), Type: b.Type, Listed: len(b.Data.Alarms), More: b.Data.Truncated, Status: b.Data.Status}
+	for _, a := range b.Data.Alarms {
+		n.Kinds = append(n.Kinds, a.Kind)
+	}
+	r.got = append(r.got, n)
+	r.perID[req.Header.Get(outbox.DeliveryHeader)]++
+}
+
+// find returns the notices to receiver of type typ about kind.
+func (r *alarmReceiver) find(receiver, typ, kind string) []notice {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []notice
+	for _, n := range r.got {
+		if n.Receiver == receiver && (typ == "" || n.Type == typ) {
+			for _, k := range n.Kinds {
+				if kind == "" || k == kind {
+					out = append(out, n)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (r *alarmReceiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// mailbox is a minimal SMTP receiver (EHLO, MAIL, RCPT, DATA, QUIT).
+type mailbox struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	mail []string
+}
+
+func newMailbox(t *testing.T) *mailbox {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m := &mailbox{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); m.serve(c) }()
+		}
+	}()
+	return m
+}
+
+func (m *mailbox) serve(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	say := func(line string) { _, _ = io.WriteString(c, line+"\r\n") }
+	say("220 test ESMTP")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+			say("250-test")
+			say("250 8BITMIME")
+		case cmd == "DATA":
+			say("354 go ahead")
+			var data strings.Builder
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				data.WriteString(l)
+			}
+			m.mu.Lock()
+			m.mail = append(m.mail, data.String())
+			m.mu.Unlock()
+			say("250 queued")
+		case cmd == "QUIT":
+			say("221 bye")
+			return
+		default:
+			say("250 ok")
+		}
+	}
+}
+
+func (m *mailbox) with(substr string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.mail {
+		if strings.Contains(s, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func alarmHub(t *testing.T, mail *mailbox, opts ...hubtest.Option) *hubtest.Hub {
+	return hubtest.Start(t, append([]hubtest.Option{func(c *app.Config) {
+		c.Outbox.PollInterval = 200 * time.Millisecond
+		c.Outbox.BackoffMin, c.Outbox.BackoffMax = 100*time.Millisecond, 300*time.Millisecond
+		if mail != nil {
+			c.Outbox.SMTP = outbox.SMTPConfig{Addr: mail.ln.Addr().String(), From: "alarms@hub.example"}
+		}
+		c.Alarms.EvalInterval, c.Alarms.FlushPoll = 100*time.Millisecond, 100*time.Millisecond
+	}}, opts...)...)
+}
+
+func startLockers(t *testing.T, h *hubtest.Hub, prefix string, n int) *lockersim.Sim {
+	cfg := lockersim.DefaultConfig()
+	cfg.Hub, cfg.API, cfg.Admin, cfg.AdminToken = h.MQTTAddr, h.DeviceURL, h.HTTPURL, h.AdminToken
+	cfg.VarDir, cfg.DataDir = t.TempDir(), t.TempDir()
+	cfg.Lockers, cfg.Cells, cfg.Prefix, cfg.Segment = n, 4, prefix, "north"
+	cfg.Ramp, cfg.StatusEvery = 0, 0
+	cfg.DoorClose = time.Hour
+	sim, err := lockersim.NewSim(cfg, nil)
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	require.NoError(t, sim.Start(ctx))
+	t.Cleanup(func() { stop(); sim.Stop() })
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("%s%05d", prefix, i)
+		hubtest.Eventually(t, 30*time.Second, id+" online", func() bool { return h.App.Broker.Online(id) && h.App.Twins.Get(id) != nil })
+	}
+	return sim
+}
+
+func d(v time.Duration) *alarms.Duration { x := alarms.Duration(v); return &x }
+
+// TestAlarmsForcedDoorReminderEscalationAck: a door forced open at a real
+// locker reaches a signed webhook and an e-mail at once; unacknowledged, a
+// reminder follows, then the on-call schedule's level 2; the ack stops it.
+// Mains lost and restored gives a firing and a resolved notice; a silence
+// keeps a tamper alarm from anyone's phone.
+func TestAlarmsForcedDoorReminderEscalationAck(t *testing.T) {
+	mail := newMailbox(t)
+	rcv := newAlarmReceiver(t, "s3cret")
+	h := alarmHub(t, mail)
+	ctx := context.Background()
+	sim := startLockers(t, h, "AL", 1)
+	l := sim.Locker("AL00001")
+
+	_, err := h.App.Alarms.SetRules(ctx, []alarms.Rule{{Kind: alarms.KindMainsLost, Enabled: true, For: d(0)}})
+	require.NoError(t, err)
+	_, err = h.App.Alarms.SetRouting(ctx, alarms.Routing{
+		Receivers: []alarms.Receiver{
+			{Name: "ops", Type: alarms.ReceiverWebhook, URL: rcv.srv.URL + "/ops", Secret: "s3cret"},
+			{Name: "mail", Type: alarms.ReceiverEmail, To: "oncall@example.com"},
+			{Name: "alice", Type: alarms.ReceiverWebhook, URL: rcv.srv.URL + "/alice", Secret: "s3cret"},
+			{Name: "bob", Type: alarms.ReceiverWebhook, URL: rcv.srv.URL + "/bob", Secret: "s3cret"},
+		},
+		Schedules: []alarms.Schedule{{Name: "oncall", Levels: []alarms.Level{
+			{Rotation: []string{"alice"}}, {After: alarms.Duration(2 * time.Second), Rotation: []string{"bob"}}}}},
+		Route: alarms.Route{Receivers: []string{"ops"}, GroupBy: []string{"locker"}, RepeatInterval: d(time.Hour), Routes: []alarms.Route{
+			{Matchers: []alarms.Matcher{{Name: "kind", Op: "=~", Value: "door_forced|tamper"}}, Receivers: []string{"ops", "mail"},
+				Schedule: "oncall", GroupWait: d(0), RepeatInterval: d(time.Second)},
+			{Matchers: []alarms.Matcher{{Name: "kind", Op: "=", Value: "mains_lost"}}, GroupBy: []string{"segment", "kind"}, GroupWait: d(200 * time.Millisecond), GroupInterval: d(300 * time.Millisecond)},
+		}},
+	})
+	require.NoError(t, err)
+
+	require.NoError(t, l.OpenDoor("A02", "")) // no cause: forced
+	hubtest.Eventually(t, 10*time.Second, "forced door at the ops webhook and level 1", func() bool {
+		return len(rcv.find("ops", "alarm.firing", alarms.KindDoorForced)) == 1 && len(rcv.find("alice", "alarm.firing", alarms.KindDoorForced)) == 1
+	})
+	hubtest.Eventually(t, 10*time.Second, "forced door e-mail", func() bool { return mail.with("door_forced") && mail.with("A02") })
+	hubtest.Eventually(t, 10*time.Second, "a reminder while unacknowledged", func() bool {
+		return len(rcv.find("ops", "alarm.reminder", alarms.KindDoorForced)) >= 1
+	})
+	require.Empty(t, rcv.find("bob", "", ""), "level 2 only after 2 s")
+	hubtest.Eventually(t, 10*time.Second, "escalation to level 2", func() bool {
+		return len(rcv.find("bob", "alarm.escalation", alarms.KindDoorForced)) == 1
+	})
+
+	list, err := h.App.Alarms.List(ctx, alarms.Filter{State: "open", Kind: alarms.KindDoorForced})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, "A02", list[0].Cell)
+	require.Equal(t, alarms.SeverityCritical, list[0].Severity)
+	_, err = h.App.Alarms.Acknowledge(ctx, list[0].ID, "on my way")
+	require.NoError(t, err)
+	// The ack stops reminders: the group has nothing more to look at.
+	hubtest.Eventually(t, 5*time.Second, "the group idle after the ack", func() bool {
+		var n int
+		require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM alarms_groups g JOIN alarms_group_members m ON m.group_key = g.key
+			WHERE m.alarm_id = $1 AND g.next_flush_at IS NULL`, list[0].ID).Scan(&n))
+		return n == 1
+	})
+	nOps := len(rcv.find("ops", "", alarms.KindDoorForced))
+	deadline := time.Now().Add(1500 * time.Millisecond) // more than one repeat interval
+	for time.Now().Before(deadline) {
+		require.Equal(t, nOps, len(rcv.find("ops", "", alarms.KindDoorForced)), "no reminder after the ack")
+		time.Sleep(50 * time.Millisecond)
+	}
+	hist, err := h.App.Alarms.History(ctx, list[0].ID)
+	require.NoError(t, err)
+	var actions []string
+	for _, e := range hist {
+		actions = append(actions, e.Action)
+	}
+	require.Contains(t, actions, "fired")
+	require.Contains(t, actions, "acknowledged")
+
+	// A condition that clears: mains lost, then back.
+	require.NoError(t, l.SetMains(false))
+	hubtest.Eventually(t, 10*time.Second, "mains lost notice", func() bool {
+		return len(rcv.find("ops", "alarm.firing", alarms.KindMainsLost)) == 1
+	})
+	require.NoError(t, l.SetMains(true))
+	hubtest.Eventually(t, 10*time.Second, "mains restored: resolved notice", func() bool {
+		n := rcv.find("ops", "alarm.resolved", alarms.KindMainsLost)
+		return len(n) == 1 && n[0].Status == "resolved"
+	})
+
+	// A silence suppresses: the tamper alarm fires and is listed silenced,
+	// and its group is looked at, but nobody is notified.
+	_, err = h.App.Alarms.CreateSilence(ctx, alarms.Silence{Matchers: []alarms.Matcher{{Name: "kind", Op: "=", Value: "tamper"}},
+		EndsAt: time.Now().Add(time.Hour), Comment: "technician on site"})
+	require.NoError(t, err)
+	l.Tamper()
+	var tamper alarms.Alarm
+	hubtest.Eventually(t, 10*time.Second, "tamper alarm fired, silenced", func() bool {
+		list, err := h.App.Alarms.List(ctx, alarms.Filter{State: "open", Kind: alarms.KindTamper})
+		require.NoError(t, err)
+		if len(list) == 1 {
+			tamper = list[0]
+		}
+		return len(list) == 1 && list[0].Silenced
+	})
+	hubtest.Eventually(t, 10*time.Second, "the tamper group looked at", func() bool {
+		var n int
+		require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM alarms_groups g JOIN alarms_group_members m ON m.group_key = g.key
+			WHERE m.alarm_id = $1 AND g.next_flush_at > now() + interval '5 seconds'`, tamper.ID).Scan(&n))
+		return n == 1
+	})
+	require.Empty(t, rcv.find("", "", alarms.KindTamper), "silenced")
+	require.Zero(t, rcv.badSigs)
+	ns, err := h.App.Alarms.Notifications(ctx, list[0].ID, 100)
+	require.NoError(t, err)
+	require.NotEmpty(t, ns)
+	for _, n := range ns {
+		if n.Type == alarms.ReceiverWebhook {
+			require.Equal(t, "sent", n.Delivery.State, n.ID)
+		}
+	}
+	require.Equal(t, 1.0, h.Metric("lockerhub_alarms_open", "kind", "tamper", "state", "firing"))
+}
+
+// TestAlarmsSegmentOutageIsOneNotification: 2,000 lockers of one segment go
+// offline together; their offline alarms are grouped into one notice.
+// Presence is driven through the fleet presence calls the broker makes
+// (connecting 2,000 lockers is left to the benchmarks).
+func TestAlarmsSegmentOutageIsOneNotification(t *testing.T) {
+	rcv := newAlarmReceiver(t, "s3cret")
+	h := alarmHub(t, nil)
+	ctx := context.Background()
+	const n = 2000
+	var csv strings.Builder
+	csv.WriteString("id,cells,segments\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "OUT%05d,4,east\n", i)
+	}
+	got, err := h.Admin.ImportLockers(ctx, []byte(csv.String()))
+	require.NoError(t, err)
+	require.Equal(t, n, got)
+	_, err = h.App.Alarms.SetRules(ctx, []alarms.Rule{{Kind: alarms.KindOffline, Enabled: true, For: d(0)}})
+	require.NoError(t, err)
+	_, err = h.App.Alarms.SetRouting(ctx, alarms.Routing{
+		Receivers: []alarms.Receiver{{Name: "ops", Type: alarms.ReceiverWebhook, URL: rcv.srv.URL + "/ops", Secret: "s3cret"}},
+		Route: alarms.Route{GroupBy: []string{"locker"}, Routes: []alarms.Route{
+			{Matchers: []alarms.Matcher{{Name: "kind", Op: "=", Value: "offline"}}, Receivers: []string{"ops"},
+				GroupBy: []string{"segment", "kind"}, GroupWait: d(5 * time.Second)},
+		}},
+	})
+	require.NoError(t, err)
+	now := time.Now()
+	for i := range n {
+		id := fmt.Sprintf("OUT%05d", i)
+		h.App.Registry.Connected(id, now)
+		h.App.Overview.SetOnline(id, true)
+	}
+	for i := range n {
+		id := fmt.Sprintf("OUT%05d", i)
+		h.App.Registry.Disconnected(id, now)
+		h.App.Overview.SetOnline(id, false)
+	}
+	hubtest.Eventually(t, 20*time.Second, "2000 offline alarms", func() bool {
+		var c int
+		require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM alarms_alarms WHERE kind = 'offline' AND state = 'firing'`).Scan(&c))
+		return c == n
+	})
+	hubtest.Eventually(t, 20*time.Second, "one grouped notice", func() bool { return rcv.count() >= 1 })
+	rcv.mu.Lock()
+	first := rcv.got[0]
+	count := len(rcv.got)
+	rcv.mu.Unlock()
+	require.Equal(t, 1, count)
+	require.Equal(t, "alarm.firing", first.Type)
+	require.Equal(t, n, first.Listed+first.More, "every locker in the one notice")
+	require.Equal(t, 50, first.Listed)
+}
+
+// TestAlarmsRestartLosesNothing: a notice pending for a receiver that is
+// down and an event sent while the hub restarts both arrive after the
+// restart, each exactly once.
+func TestAlarmsRestartLosesNothing(t *testing.T) {
+	rcv := newAlarmReceiver(t, "s3cret")
+	h := alarmHub(t, nil)
+	ctx := context.Background()
+	sim := startLockers(t, h, "RS", 1)
+	l := sim.Locker("RS00001")
+	_, err := h.App.Alarms.SetRouting(ctx, alarms.Routing{
+		Receivers: []alarms.Receiver{{Name: "ops", Type: alarms.ReceiverWebhook, URL: rcv.srv.URL + "/ops", Secret: "s3cret"}},
+		Route:     alarms.Route{Receivers: []string{"ops"}, GroupBy: []string{"locker", "kind"}, GroupWait: d(0), RepeatInterval: d(time.Hour)},
+	})
+	require.NoError(t, err)
+	rcv.refuse.Store(true)
+	require.NoError(t, l.OpenDoor("A01", ""))
+	hubtest.Eventually(t, 10*time.Second, "the notice tried and refused", func() bool {
+		var attempts int
+		_ = h.App.Pool.QueryRow(ctx, `SELECT coalesce(max(attempts), 0) FROM outbox_messages WHERE id LIKE 'alarm-%'`).Scan(&attempts)
+		return attempts >= 1
+	})
+	l.GoOffline(time.Hour)
+	l.Tamper() // kept by the locker until a hub acknowledges it
+	h.Restart()
+	l.ComeOnline()
+	rcv.refuse.Store(false)
+	hubtest.Eventually(t, 30*time.Second, "both notices after the restart", func() bool {
+		return len(rcv.find("ops", "alarm.firing", alarms.KindDoorForced)) >= 1 && len(rcv.find("ops", "alarm.firing", alarms.KindTamper)) >= 1
+	})
+	rcv.mu.Lock()
+	for id, c := range rcv.perID {
+		require.Equal(t, 1, c, "delivered once: %s", id)
+	}
+	rcv.mu.Unlock()
+	var forced, tamper int
+	require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE kind = 'door_forced'), count(*) FILTER (WHERE kind = 'tamper') FROM alarms_alarms`).Scan(&forced, &tamper))
+	require.Equal(t, 1, forced)
+	require.Equal(t, 1, tamper)
+}
