@@ -17,7 +17,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/alarms"
+	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
@@ -433,4 +435,83 @@ func TestAlarmsRestartLosesNothing(t *testing.T) {
 	require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE kind = 'door_forced'), count(*) FILTER (WHERE kind = 'tamper') FROM alarms_alarms`).Scan(&forced, &tamper))
 	require.Equal(t, 1, forced)
 	require.Equal(t, 1, tamper)
+}
+
+// TestAlarmsAPI: on-call staff list and acknowledge alarms through the API,
+// viewers may not; rules, routing and silences with bad input are refused
+// with a clear error and change nothing.
+func TestAlarmsAPI(t *testing.T) {
+	h := alarmHub(t, nil)
+	ctx := context.Background()
+	h.AddLocker("L1")
+	// A tamper event as the ingest stores it: the trigger takes it.
+	_, err := h.App.Pool.Exec(ctx, `INSERT INTO fleet_events (locker_id, event_id, boot, seq, ts, type, received_at) VALUES ('L1', 'e-1', 1, 1, now(), 'tamper', now())`)
+	require.NoError(t, err)
+
+	tok := func(name, role string) *apiclient.Client {
+		s, err := h.App.Access.CreateToken(ctx, name, role)
+		require.NoError(t, err)
+		return apiclient.New(h.HTTPURL, s)
+	}
+	oncall, viewer := tok("pager", access.RoleOnCall), tok("watcher", access.RoleViewer)
+	var list []apiclient.Alarm
+	hubtest.Eventually(t, 10*time.Second, "the tamper alarm listed", func() bool {
+		list, err = oncall.Alarms(ctx, apiclient.AlarmFilter{State: "open"})
+		require.NoError(t, err)
+		return len(list) == 1
+	})
+	require.Equal(t, "tamper", list[0].Kind)
+	require.Equal(t, "critical", list[0].Severity)
+	_, err = viewer.AckAlarm(ctx, list[0].ID, "")
+	require.True(t, apiclient.IsCode(err, "forbidden"), "%v", err)
+	a, err := oncall.AckAlarm(ctx, list[0].ID, "on my way")
+	require.NoError(t, err)
+	require.Equal(t, "acknowledged", a.State)
+	require.Equal(t, "pager", a.AckedBy)
+	require.Equal(t, "on my way", a.AckNote)
+	_, err = oncall.AckAlarm(ctx, list[0].ID, "again")
+	require.True(t, apiclient.IsCode(err, "conflict"), "%v", err)
+	mine, err := viewer.Alarms(ctx, apiclient.AlarmFilter{Locker: "L1", State: ""})
+	require.NoError(t, err)
+	require.Len(t, mine, 1)
+
+	bad := []struct{ method, path, body, want string }{
+		{"PUT", "/api/v1/alarms/rules", `{"rules":[{"kind":"nope","enabled":true}]}`, "not one of the alarm kinds"},
+		{"PUT", "/api/v1/alarms/rules", `{"rules":[{"kind":"battery_low","enabled":true,"threshold":-1}]}`, "threshold"},
+		{"PUT", "/api/v1/alarms/rules", `{"rules":[{"kind":"tamper","enabled":true,"for":"5m"}]}`, "no \"for\""},
+		{"PUT", "/api/v1/alarms/rules", `{"rules":[{"kind":"offline","enabled":true,"for":"soon"}]}`, "duration"},
+		{"PUT", "/api/v1/alarms/routing", `{"route":{"routes":[{"matchers":[{"name":"kind","op":"=~","value":"("}]}]}}`, "matcher kind=~"},
+		{"PUT", "/api/v1/alarms/routing", `{"route":{"routes":[{"matchers":[{"name":"colour","op":"=","value":"red"}]}]}}`, "matcher name"},
+		{"PUT", "/api/v1/alarms/routing", `{"receivers":[{"name":"x","type":"webhook","url":"ftp://h/"}],"route":{}}`, "http(s) url"},
+		{"PUT", "/api/v1/alarms/routing", `{"receivers":[{"name":"x","type":"webhook","url":"http://h/"}],"route":{}}`, "secret"},
+		{"PUT", "/api/v1/alarms/routing", `{"receivers":[],"route":{"receivers":["ghost"]}}`, "does not exist"},
+		{"PUT", "/api/v1/alarms/routing", `{"route":{"group_by":["weather"]}}`, "group_by"},
+		{"POST", "/api/v1/alarms/silences", `{"matchers":[],"ends_at":"2099-01-01T00:00:00Z"}`, "at least one matcher"},
+		{"POST", "/api/v1/alarms/silences", `{"matchers":[{"name":"kind","op":"=","value":"tamper"}],"ends_at":"2001-01-01T00:00:00Z"}`, "future"},
+		{"POST", "/api/v1/alarms/abc/ack", ``, "positive number"},
+	}
+	before := h.App.Alarms.Routing()
+	for _, b := range bad {
+		var body []byte
+		if b.body != "" {
+			body = []byte(b.body)
+		}
+		_, status, err := h.Admin.Do(ctx, b.method, b.path, body)
+		require.Equal(t, http.StatusBadRequest, status, "%s %s %s", b.method, b.path, b.body)
+		require.True(t, apiclient.IsCode(err, "invalid") || apiclient.IsCode(err, "bad_json"), "%v", err)
+		require.ErrorContains(t, err, b.want)
+	}
+	require.Equal(t, before, h.App.Alarms.Routing(), "refused routing changed nothing")
+	require.Empty(t, h.App.Alarms.Rules())
+
+	// A valid routing keeps secrets out of what it answers.
+	_, status, err := h.Admin.Do(ctx, "PUT", "/api/v1/alarms/routing", []byte(`{"receivers":[{"name":"ops","type":"webhook","url":"http://127.0.0.1:9/","secret":"k"}],"route":{"receivers":["ops"]}}`))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	data, _, err := h.Admin.Do(ctx, "GET", "/api/v1/alarms/routing", nil)
+	require.NoError(t, err)
+	require.NotContains(t, string(data), `"k"`)
+	require.Contains(t, string(data), `(set)`)
+	_, err = oncall.CreateSilence(ctx, apiclient.Silence{Matchers: []apiclient.AlarmMatcher{{Name: "locker", Op: "=", Value: "L1"}}, EndsAt: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
 }

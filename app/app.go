@@ -293,6 +293,7 @@ func (a *App) Start(ctx context.Context) error {
 		Telemetry:      a.Telemetry,
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
+		Alarms:         a.Alarms,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)
