@@ -50,6 +50,7 @@ const (
 	KindBatteryLow         = "battery_low"         // condition: battery voltage below the threshold
 	KindFreeCellsLow       = "free_cells_low"      // condition: free cells for loading below the threshold
 	KindCommandUnconfirmed = "command_unconfirmed" // event: a command's door sensor did not confirm
+	KindCodeBruteForce     = "code_brute_force"    // condition: wrong pickup codes at a locker within "for" reach the threshold
 )
 
 // Severities, most severe first.

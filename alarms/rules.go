@@ -64,6 +64,8 @@ var Kinds = []KindInfo{
 	{Kind: KindMainsLost, Source: "condition", Severity: SeverityMajor, For: Duration(time.Minute), Doc: "a locker on battery longer than \"for\""},
 	{Kind: KindBatteryLow, Source: "condition", Severity: SeverityMajor, Threshold: f(11.5), Unit: "V", Doc: "battery voltage below the threshold"},
 	{Kind: KindFreeCellsLow, Source: "condition", Severity: SeverityMinor, Threshold: f(2), Unit: "cells", Doc: "free cells for loading below the threshold"},
+	{Kind: KindCodeBruteForce, Source: "condition", Severity: SeverityMajor, Threshold: f(5), For: Duration(10 * time.Minute), Unit: "wrong codes",
+		Doc: "wrong pickup codes typed at a locker within \"for\" (the window; the fleet-wide rule's) reach the threshold"},
 }
 
 func kindInfo(kind string) (KindInfo, bool) {

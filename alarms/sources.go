@@ -271,6 +271,10 @@ func (s *Store) EvaluateOnce(ctx context.Context) error {
 			add(KindFreeCellsLow, l, "", e, fmt.Sprintf("locker %s has %d free cells for loading, below %v", l.ID, l.FreeCells, e.Threshold), &v)
 		}
 	}
+	// Asks come from connected lockers: judged whatever the presence now.
+	if err := s.bruteForce(ctx, rules, now, add); err != nil {
+		return err
+	}
 	for fp := range since {
 		if !held[fp] {
 			delete(since, fp)
@@ -354,6 +358,40 @@ func (s *Store) EvaluateOnce(ctx context.Context) error {
 		}
 		s.cond.mu.Unlock()
 		signal(s.wakeFlush)
+	}
+	return nil
+}
+
+// bruteForce finds the lockers where wrong pickup codes (code.check asks
+// answered wrong_code or rate_limited, as stored in fleet_asks) within the
+// window reach their threshold.
+func (s *Store) bruteForce(ctx context.Context, rules []Rule, now time.Time,
+	add func(kind string, l Locker, cell string, e effective, summary string, value *float64)) error {
+	window := ruleFor(rules, KindCodeBruteForce, Locker{}).For
+	if window <= 0 {
+		window = 10 * time.Minute
+	}
+	rows, err := s.pool.Query(ctx, `SELECT locker_id, count(*) FROM fleet_asks
+		WHERE at > $1 AND method = 'code.check' AND answer->'error'->>'code' IN ('wrong_code', 'rate_limited')
+		GROUP BY locker_id`, now.Add(-window))
+	if err != nil {
+		return fmt.Errorf("wrong codes: %w", err)
+	}
+	var id string
+	var n int64
+	counts := map[string]int64{}
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { counts[id] = n; return nil }); err != nil {
+		return fmt.Errorf("wrong codes: %w", err)
+	}
+	for id, n := range counts {
+		l, ok := s.fleet.Locker(id)
+		if !ok || !l.Enabled {
+			continue
+		}
+		if e := ruleFor(rules, KindCodeBruteForce, l); e.Enabled && float64(n) >= e.Threshold {
+			v := float64(n)
+			add(KindCodeBruteForce, l, "", e, fmt.Sprintf("%d wrong pickup codes at locker %s within %s", n, id, window), &v)
+		}
 	}
 	return nil
 }

@@ -475,6 +475,18 @@ func TestAlarmsAPI(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, mine, 1)
 
+	// Pickup-code brute force: five wrong codes answered within the window.
+	for i := range 5 {
+		_, err := h.App.Pool.Exec(ctx, `INSERT INTO fleet_asks (locker_id, ask_id, method, answer) VALUES ('L1', $1, 'code.check', $2)`,
+			fmt.Sprintf("a-%d", i), fmt.Sprintf(`{"id":"a-%d","error":{"code":"wrong_code","message":"no parcel with this code here"}}`, i))
+		require.NoError(t, err)
+	}
+	hubtest.Eventually(t, 10*time.Second, "a brute-force alarm", func() bool {
+		list, err := oncall.Alarms(ctx, apiclient.AlarmFilter{Kind: alarms.KindCodeBruteForce})
+		require.NoError(t, err)
+		return len(list) == 1 && list[0].LockerID == "L1"
+	})
+
 	bad := []struct{ method, path, body, want string }{
 		{"PUT", "/api/v1/alarms/rules", `{"rules":[{"kind":"nope","enabled":true}]}`, "not one of the alarm kinds"},
 		{"PUT", "/api/v1/alarms/rules", `{"rules":[{"kind":"battery_low","enabled":true,"threshold":-1}]}`, "threshold"},
