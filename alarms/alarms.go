@@ -51,6 +51,8 @@ const (
 	KindFreeCellsLow       = "free_cells_low"      // condition: free cells for loading below the threshold
 	KindCommandUnconfirmed = "command_unconfirmed" // event: a command's door sensor did not confirm
 	KindCodeBruteForce     = "code_brute_force"    // condition: wrong pickup codes at a locker within "for" reach the threshold
+	KindTelemetryHigh      = "telemetry_high"      // condition: a telemetry metric (rule "metric") above the threshold
+	KindTelemetryLow       = "telemetry_low"       // condition: a telemetry metric below the threshold
 )
 
 // Severities, most severe first.
@@ -157,6 +159,8 @@ type Locker struct {
 	FreeCells   int  // for loading, every size
 	Cells       int  // in its layout
 	Reported    bool // the locker has reported its state at least once
+	// Metrics are the locker's latest telemetry sample (nil: none yet).
+	Metrics map[string]float64
 }
 
 // Fleet is the alarms' view of the fleet (app wires the fleet to it).
@@ -251,6 +255,7 @@ func signal(c chan struct{}) {
 // candidate is an alarm a source wants firing.
 type candidate struct {
 	Kind, Severity, LockerID, Cell, Summary, Source string
+	Key                                             string // the fingerprint's last part when not the cell (a telemetry metric)
 	Value                                           *float64
 	At                                              time.Time
 }
@@ -279,7 +284,11 @@ func (s *Store) fire(ctx context.Context, tx pgx.Tx, c candidate) (Alarm, bool, 
 	if cars == nil {
 		cars = []string{}
 	}
-	fp := fingerprint(c.Kind, c.LockerID, c.Cell)
+	key := c.Cell
+	if c.Key != "" {
+		key = c.Key
+	}
+	fp := fingerprint(c.Kind, c.LockerID, key)
 	var inserted bool
 	var a Alarm
 	row := tx.QueryRow(ctx, `INSERT INTO alarms_alarms (fingerprint, kind, severity, locker_id, cell, segments, carriers, model, state, summary, source, value, started_at, last_seen_at)

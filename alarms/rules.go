@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -66,7 +67,21 @@ var Kinds = []KindInfo{
 	{Kind: KindFreeCellsLow, Source: "condition", Severity: SeverityMinor, Threshold: f(2), Unit: "cells", Doc: "free cells for loading below the threshold"},
 	{Kind: KindCodeBruteForce, Source: "condition", Severity: SeverityMajor, Threshold: f(5), For: Duration(10 * time.Minute), Unit: "wrong codes",
 		Doc: "wrong pickup codes typed at a locker within \"for\" (the window; the fleet-wide rule's) reach the threshold"},
+	{Kind: KindTelemetryHigh, Source: "condition", Severity: SeverityMajor, Doc: "the telemetry metric of the rule above its threshold for \"for\" (rules need \"metric\")"},
+	{Kind: KindTelemetryLow, Source: "condition", Severity: SeverityMajor, Doc: "the telemetry metric of the rule below its threshold for \"for\" (rules need \"metric\")"},
 }
+
+// DefaultTelemetryRules apply until a fleet-wide rule of the same kind and
+// metric replaces them: temperature and humidity out of range.
+var DefaultTelemetryRules = []Rule{
+	{Kind: KindTelemetryHigh, Metric: "temp_c", Enabled: true, Threshold: f(60), For: dur(5 * time.Minute)},
+	{Kind: KindTelemetryLow, Metric: "temp_c", Enabled: true, Threshold: f(-30), For: dur(5 * time.Minute)},
+	{Kind: KindTelemetryHigh, Metric: "humidity_pct", Enabled: true, Threshold: f(95), For: dur(30 * time.Minute)},
+}
+
+func telemetryKind(kind string) bool { return kind == KindTelemetryHigh || kind == KindTelemetryLow }
+
+var metricRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 func kindInfo(kind string) (KindInfo, bool) {
 	for _, k := range Kinds {
@@ -86,6 +101,7 @@ type Rule struct {
 	Segment   string    `json:"segment,omitempty"`
 	Model     string    `json:"model,omitempty"`
 	LockerID  string    `json:"locker_id,omitempty"`
+	Metric    string    `json:"metric,omitempty"` // telemetry_high, telemetry_low: the telemetry metric (temp_c, humidity_pct, …)
 	Enabled   bool      `json:"enabled"`
 	Severity  string    `json:"severity,omitempty"`  // "" = the kind's
 	Threshold *float64  `json:"threshold,omitempty"` // nil = the kind's
@@ -100,10 +116,18 @@ func (r Rule) Validate() error {
 		return fmt.Errorf("%w: rule kind %q is not one of the alarm kinds (GET /api/v1/alarms/kinds)", ErrInvalid, r.Kind)
 	case r.Severity != "" && !slices.Contains(Severities, r.Severity):
 		return fmt.Errorf("%w: rule severity must be critical, major, minor or info, got %q", ErrInvalid, r.Severity)
-	case r.Threshold != nil && k.Threshold == nil:
+	case telemetryKind(r.Kind) && !metricRE.MatchString(r.Metric):
+		return fmt.Errorf("%w: a %s rule needs the telemetry metric (a-z, 0-9, _), got %q", ErrInvalid, r.Kind, r.Metric)
+	case !telemetryKind(r.Kind) && r.Metric != "":
+		return fmt.Errorf("%w: only telemetry_high and telemetry_low rules name a metric", ErrInvalid)
+	case telemetryKind(r.Kind) && r.Threshold == nil && r.Enabled:
+		return fmt.Errorf("%w: a %s rule needs a threshold", ErrInvalid, r.Kind)
+	case r.Threshold != nil && k.Threshold == nil && !telemetryKind(r.Kind):
 		return fmt.Errorf("%w: kind %s has no threshold", ErrInvalid, r.Kind)
-	case r.Threshold != nil && (*r.Threshold < 0 || *r.Threshold > 1e6):
+	case r.Threshold != nil && !telemetryKind(r.Kind) && (*r.Threshold < 0 || *r.Threshold > 1e6):
 		return fmt.Errorf("%w: rule threshold must be between 0 and 1000000, got %v", ErrInvalid, *r.Threshold)
+	case r.Threshold != nil && (*r.Threshold < -1e6 || *r.Threshold > 1e6):
+		return fmt.Errorf("%w: rule threshold must be between -1000000 and 1000000, got %v", ErrInvalid, *r.Threshold)
 	case r.For != nil && (*r.For < 0 || time.Duration(*r.For) > 7*24*time.Hour):
 		return fmt.Errorf("%w: rule \"for\" must be between 0 and 168h", ErrInvalid)
 	case r.For != nil && k.Source == "event":
@@ -125,15 +149,34 @@ type effective struct {
 }
 
 // ruleFor returns the effective rule of kind for locker l.
-func ruleFor(rules []Rule, kind string, l Locker) effective {
+func ruleFor(rules []Rule, kind string, l Locker) effective { return ruleForMetric(rules, kind, "", l) }
+
+// ruleForMetric is ruleFor for a telemetry kind's metric; its default is
+// the DefaultTelemetryRules entry, else disabled.
+func ruleForMetric(rules []Rule, kind, metric string, l Locker) effective {
 	k, _ := kindInfo(kind)
+	if telemetryKind(kind) {
+		k.Severity = SeverityMajor
+		base := effective{Enabled: false, Severity: k.Severity}
+		for _, d := range DefaultTelemetryRules {
+			if d.Kind == kind && d.Metric == metric {
+				base = effective{Enabled: true, Severity: k.Severity, Threshold: *d.Threshold, For: time.Duration(*d.For)}
+			}
+		}
+		return pick(rules, kind, metric, l, base)
+	}
 	e := effective{Enabled: true, Severity: k.Severity, For: time.Duration(k.For)}
 	if k.Threshold != nil {
 		e.Threshold = *k.Threshold
 	}
+	return pick(rules, kind, metric, l, e)
+}
+
+// pick applies the most specific rule of kind (and metric) matching l to e.
+func pick(rules []Rule, kind, metric string, l Locker, e effective) effective {
 	best, rank := -1, -1
 	for i, r := range rules {
-		if r.Kind != kind {
+		if r.Kind != kind || r.Metric != metric {
 			continue
 		}
 		var rk int
@@ -175,14 +218,14 @@ func ruleFor(rules []Rule, kind string, l Locker) effective {
 }
 
 func loadRules(ctx context.Context, pool *pgxpool.Pool) ([]Rule, error) {
-	rows, err := pool.Query(ctx, `SELECT id, kind, segment, model, locker_id, enabled, severity, threshold, for_ms FROM alarms_rules ORDER BY id`)
+	rows, err := pool.Query(ctx, `SELECT id, kind, segment, model, locker_id, metric, enabled, severity, threshold, for_ms FROM alarms_rules ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("alarm rules: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Rule, error) {
 		var x Rule
 		var ms *int64
-		err := r.Scan(&x.ID, &x.Kind, &x.Segment, &x.Model, &x.LockerID, &x.Enabled, &x.Severity, &x.Threshold, &ms)
+		err := r.Scan(&x.ID, &x.Kind, &x.Segment, &x.Model, &x.LockerID, &x.Metric, &x.Enabled, &x.Severity, &x.Threshold, &ms)
 		if ms != nil {
 			d := Duration(time.Duration(*ms) * time.Millisecond)
 			x.For = &d
@@ -224,8 +267,8 @@ func (s *Store) SetRules(ctx context.Context, rules []Rule) ([]Rule, error) {
 				v := time.Duration(*r.For).Milliseconds()
 				ms = &v
 			}
-			if err := tx.QueryRow(ctx, `INSERT INTO alarms_rules (kind, segment, model, locker_id, enabled, severity, threshold, for_ms)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`, r.Kind, r.Segment, r.Model, r.LockerID, r.Enabled, r.Severity, r.Threshold,
+			if err := tx.QueryRow(ctx, `INSERT INTO alarms_rules (kind, segment, model, locker_id, metric, enabled, severity, threshold, for_ms)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, r.Kind, r.Segment, r.Model, r.LockerID, r.Metric, r.Enabled, r.Severity, r.Threshold,
 				ms).Scan(&r.ID); err != nil {
 				return fmt.Errorf("store rule %d: %w", i, err)
 			}

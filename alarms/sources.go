@@ -266,6 +266,27 @@ func (s *Store) EvaluateOnce(ctx context.Context) error {
 				add(KindLockJammed, l, c, e, fmt.Sprintf("lock of cell %s of locker %s is jammed", c, l.ID), nil)
 			}
 		}
+		for _, m := range telemetryMetrics(rules) {
+			v, ok := l.Metrics[m.metric]
+			if !ok {
+				continue
+			}
+			e := ruleForMetric(rules, m.kind, m.metric, l)
+			if !e.Enabled || (m.kind == KindTelemetryHigh && v <= e.Threshold) || (m.kind == KindTelemetryLow && v >= e.Threshold) {
+				continue
+			}
+			fp := fingerprint(m.kind, l.ID, m.metric)
+			if !lasted(fp, e.For) {
+				continue
+			}
+			word := "above"
+			if m.kind == KindTelemetryLow {
+				word = "below"
+			}
+			val := v
+			want[fp] = candidate{Kind: m.kind, Severity: e.Severity, LockerID: l.ID, Key: m.metric, Value: &val, Source: "telemetry:" + m.metric, At: now,
+				Summary: fmt.Sprintf("locker %s: %s at %v, %s %v", l.ID, m.metric, v, word, e.Threshold)}
+		}
 		if e := ruleFor(rules, KindFreeCellsLow, l); e.Enabled && l.Reported && l.Cells > 0 && float64(l.FreeCells) < e.Threshold {
 			v := float64(l.FreeCells)
 			add(KindFreeCellsLow, l, "", e, fmt.Sprintf("locker %s has %d free cells for loading, below %v", l.ID, l.FreeCells, e.Threshold), &v)
@@ -394,6 +415,22 @@ func (s *Store) bruteForce(ctx context.Context, rules []Rule, now time.Time,
 		}
 	}
 	return nil
+}
+
+type kindMetric struct{ kind, metric string }
+
+// telemetryMetrics lists the (kind, metric) pairs any rule or default names.
+func telemetryMetrics(rules []Rule) []kindMetric {
+	seen := map[kindMetric]bool{}
+	var out []kindMetric
+	for _, r := range append(slices.Clone(DefaultTelemetryRules), rules...) {
+		km := kindMetric{r.Kind, r.Metric}
+		if telemetryKind(r.Kind) && !seen[km] {
+			seen[km] = true
+			out = append(out, km)
+		}
+	}
+	return out
 }
 
 func splitFingerprint(fp string) (kind, locker string) {

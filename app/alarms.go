@@ -7,6 +7,7 @@ import (
 	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/protocol"
+	"github.com/lockerhub/lockerhub/telemetry"
 )
 
 // startAlarms loads the alarm rules and routing and runs the alarm sources
@@ -14,7 +15,7 @@ import (
 // conditions read from the overview and twins, unconfirmed commands) and the
 // notification groups, which send through the outbox.
 func (a *App) startAlarms(ctx, runCtx context.Context) error {
-	a.Alarms = alarms.New(a.Pool, alarmFleet{a.Overview, a.Twins}, a.log.With("component", "alarms"), a.Metrics, a.cfg.Alarms)
+	a.Alarms = alarms.New(a.Pool, alarmFleet{a.Overview, a.Twins, a.Telemetry}, a.log.With("component", "alarms"), a.Metrics, a.cfg.Alarms)
 	if err := a.Alarms.Load(ctx); err != nil {
 		return err
 	}
@@ -25,8 +26,9 @@ func (a *App) startAlarms(ctx, runCtx context.Context) error {
 
 // alarmFleet adapts the overview and twins to alarms.Fleet.
 type alarmFleet struct {
-	ov *fleet.Overview
-	tw *fleet.Twins
+	ov  *fleet.Overview
+	tw  *fleet.Twins
+	tel *telemetry.Ingest
 }
 
 func (f alarmFleet) Lockers() []alarms.Locker {
@@ -54,6 +56,9 @@ func (f alarmFleet) locker(r fleet.Row) alarms.Locker {
 	}
 	for _, n := range r.FreeCells {
 		l.FreeCells += n
+	}
+	if s, ok := f.tel.Latest(r.ID); ok {
+		l.Metrics = s.M
 	}
 	if t := f.tw.Get(r.ID); t != nil {
 		l.Reported = true

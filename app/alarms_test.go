@@ -24,6 +24,7 @@ import (
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
 	"github.com/lockerhub/lockerhub/outbox"
+	"github.com/lockerhub/lockerhub/telemetry"
 )
 
 // notice is one notification a receiver got.
@@ -341,7 +342,31 @@ func TestAlarmsForcedDoorReminderEscalationAck(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1.0, h.Metric("lockerhub_alarms_open", "kind", "tamper", "state", "firing"))
+
+	// A user-defined telemetry threshold: temperature above 50 °C.
+	_, err = h.App.Alarms.SetRules(ctx, []alarms.Rule{{Kind: alarms.KindTelemetryHigh, Metric: "temp_c", Enabled: true, Threshold: ptr(50.0), For: d(0)}})
+	require.NoError(t, err)
+	sample := func(seq int, temp float64) {
+		done := make(chan error, 1)
+		h.App.Telemetry.Submit(telemetry.Inbound{LockerID: "AL00001", Received: time.Now(), Done: func(err error) { done <- err },
+			Payload: []byte(fmt.Sprintf(`{"boot":100000,"seq":%d,"ts":%d,"m":{"temp_c":%v}}`, seq, time.Now().UnixMilli(), temp))})
+		require.NoError(t, <-done)
+	}
+	sample(1, 71.5)
+	hubtest.Eventually(t, 10*time.Second, "too hot", func() bool {
+		list, err := h.App.Alarms.List(ctx, alarms.Filter{State: "open", Kind: alarms.KindTelemetryHigh})
+		require.NoError(t, err)
+		return len(list) == 1 && list[0].Value != nil && *list[0].Value == 71.5
+	})
+	sample(2, 20)
+	hubtest.Eventually(t, 10*time.Second, "cooled down: resolved", func() bool {
+		list, err := h.App.Alarms.List(ctx, alarms.Filter{Kind: alarms.KindTelemetryHigh})
+		require.NoError(t, err)
+		return len(list) == 1 && list[0].State == alarms.StateResolved
+	})
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // TestAlarmsSegmentOutageIsOneNotification: 2,000 lockers of one segment go
 // offline together; their offline alarms are grouped into one notice.
@@ -526,4 +551,48 @@ func TestAlarmsAPI(t *testing.T) {
 	require.Contains(t, string(data), `(set)`)
 	_, err = oncall.CreateSilence(ctx, apiclient.Silence{Matchers: []apiclient.AlarmMatcher{{Name: "locker", Op: "=", Value: "L1"}}, EndsAt: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
+}
+
+// TestAlarmsBadReceivers: a receiver that hangs and one that answers 500
+// are retried within bounded timeouts and hold up nobody: the good
+// receiver has the notice at once; the others' delivery state says why.
+func TestAlarmsBadReceivers(t *testing.T) {
+	good := newAlarmReceiver(t, "s3cret")
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) }))
+	t.Cleanup(broken.Close)
+	h := alarmHub(t, nil, func(c *app.Config) { c.Outbox.RequestTimeout = time.Second })
+	ctx := context.Background()
+	h.AddLocker("BR-1")
+	_, err := h.App.Alarms.SetRouting(ctx, alarms.Routing{
+		Receivers: []alarms.Receiver{
+			{Name: "hang", Type: alarms.ReceiverChat, URL: hang.URL},
+			{Name: "broken", Type: alarms.ReceiverAlertmanager, URL: broken.URL},
+			{Name: "ops", Type: alarms.ReceiverWebhook, URL: good.srv.URL + "/ops", Secret: "s3cret"},
+		},
+		Route: alarms.Route{Receivers: []string{"hang", "broken", "ops"}, GroupWait: d(0)},
+	})
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(ctx, `INSERT INTO fleet_events (locker_id, event_id, boot, seq, ts, type, cell, received_at) VALUES ('BR-1', 'e-1', 1, 1, now(), 'door_opened', 'A01', now())`)
+	require.NoError(t, err)
+	hubtest.Eventually(t, 5*time.Second, "the good receiver has it", func() bool { return len(good.find("ops", "alarm.firing", alarms.KindDoorForced)) == 1 })
+	hubtest.Eventually(t, 15*time.Second, "the others retried with their reasons", func() bool {
+		ns, err := h.App.Alarms.Notifications(ctx, 0, 10)
+		require.NoError(t, err)
+		why := map[string]string{}
+		for _, n := range ns {
+			if n.Delivery.State == "pending" && n.Delivery.Attempts >= 2 {
+				why[n.Receiver] = n.Delivery.LastError
+			}
+		}
+		return strings.Contains(why["broken"], "HTTP 500") && (strings.Contains(why["hang"], "deadline exceeded") || strings.Contains(why["hang"], "Timeout"))
+	})
 }

@@ -75,6 +75,7 @@ CREATE TABLE alarms_rules (
 	segment    text NOT NULL DEFAULT '',
 	model      text NOT NULL DEFAULT '',
 	locker_id  text NOT NULL DEFAULT '',
+	metric     text NOT NULL DEFAULT '', -- telemetry_high/low: the telemetry metric
 	enabled    bool NOT NULL DEFAULT true,
 	severity   text NOT NULL DEFAULT '',
 	threshold  double precision,
