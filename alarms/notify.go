@@ -127,9 +127,10 @@ func (s *Store) flush(ctx context.Context, tx pgx.Tx, key string) error {
 	var route string
 	var labelsJS []byte
 	var lastSent, firingSince *time.Time
+	var created time.Time
 	var level, seq int
-	err := tx.QueryRow(ctx, `SELECT route, labels, last_sent_at, firing_since, level, seq FROM alarms_groups
-		WHERE key = $1 AND next_flush_at <= now() FOR UPDATE SKIP LOCKED`, key).Scan(&route, &labelsJS, &lastSent, &firingSince, &level, &seq)
+	err := tx.QueryRow(ctx, `SELECT route, labels, created_at, last_sent_at, firing_since, level, seq FROM alarms_groups
+		WHERE key = $1 AND next_flush_at <= now() FOR UPDATE SKIP LOCKED`, key).Scan(&route, &labelsJS, &created, &lastSent, &firingSince, &level, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // another node has it, or it was flushed already
 	}
@@ -215,7 +216,12 @@ func (s *Store) flush(ctx context.Context, tx pgx.Tx, key string) error {
 	if notice != "" {
 		seq++
 		listed := append(slices.Clone(firing), resolvedTold...)
-		if err := s.send(ctx, tx, key, labelsJS, r, rt, level, seq, notice, listed, len(firing), now); err != nil {
+		// The group's id names this incarnation of the key: a group made
+		// again later (after all its alarms resolved) starts its sequence
+		// anew and must not reuse the ids of the old one's notices.
+		h := sha256.Sum256(fmt.Appendf(nil, "%s|%d", key, created.UnixNano()))
+		gid := hex.EncodeToString(h[:8])
+		if err := s.send(ctx, tx, gid, key, labelsJS, r, rt, level, seq, notice, listed, len(firing), now); err != nil {
 			return err
 		}
 		lastSent = &now
@@ -308,10 +314,8 @@ func targets(r resolved, rt Routing, level int, now time.Time) []Receiver {
 // send enqueues one notice to every target of the group, in tx. The
 // message ids are stable (group, sequence, receiver), so a notice is
 // enqueued once per receiver whatever happens around it.
-func (s *Store) send(ctx context.Context, tx pgx.Tx, key string, labelsJS []byte, r resolved, rt Routing, level, seq int,
+func (s *Store) send(ctx context.Context, tx pgx.Tx, gid, key string, labelsJS []byte, r resolved, rt Routing, level, seq int,
 	notice string, listed []*member, nFiring int, now time.Time) error {
-	h := sha256.Sum256([]byte(key))
-	gid := hex.EncodeToString(h[:8])
 	var labels map[string]string
 	_ = json.Unmarshal(labelsJS, &labels)
 	more := 0

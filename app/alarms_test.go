@@ -433,7 +433,8 @@ func TestAlarmsRestartLosesNothing(t *testing.T) {
 	l := sim.Locker("RS00001")
 	_, err := h.App.Alarms.SetRouting(ctx, alarms.Routing{
 		Receivers: []alarms.Receiver{{Name: "ops", Type: alarms.ReceiverWebhook, URL: rcv.srv.URL + "/ops", Secret: "s3cret"}},
-		Route:     alarms.Route{Receivers: []string{"ops"}, GroupBy: []string{"locker", "kind"}, GroupWait: d(0), RepeatInterval: d(time.Hour)},
+		Route: alarms.Route{Receivers: []string{"ops"}, GroupBy: []string{"locker", "kind"}, GroupWait: d(0), GroupInterval: d(200 * time.Millisecond),
+			RepeatInterval: d(time.Hour)},
 	})
 	require.NoError(t, err)
 	rcv.refuse.Store(true)
@@ -460,6 +461,20 @@ func TestAlarmsRestartLosesNothing(t *testing.T) {
 	require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE kind = 'door_forced'), count(*) FILTER (WHERE kind = 'tamper') FROM alarms_alarms`).Scan(&forced, &tamper))
 	require.Equal(t, 1, forced)
 	require.Equal(t, 1, tamper)
+
+	// Resolved by hand, then forced again: a new alarm in a new group of
+	// the same key, whose notice ids are not the old group's.
+	list, err := h.App.Alarms.List(ctx, alarms.Filter{State: "open", Kind: alarms.KindDoorForced})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	_, err = h.App.Alarms.Resolve(ctx, list[0].ID, "door fixed")
+	require.NoError(t, err)
+	hubtest.Eventually(t, 10*time.Second, "the resolved notice", func() bool { return len(rcv.find("ops", "alarm.resolved", alarms.KindDoorForced)) == 1 })
+	require.NoError(t, l.CloseDoor("A01"))
+	require.NoError(t, l.OpenDoor("A01", ""))
+	hubtest.Eventually(t, 10*time.Second, "the second forced door notified", func() bool {
+		return len(rcv.find("ops", "alarm.firing", alarms.KindDoorForced)) == 2
+	})
 }
 
 // TestAlarmsAPI: on-call staff list and acknowledge alarms through the API,
