@@ -433,6 +433,13 @@ func telemetryMetrics(rules []Rule) []kindMetric {
 	return out
 }
 
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 func splitFingerprint(fp string) (kind, locker string) {
 	parts := strings.SplitN(fp, "/", 3)
 	if len(parts) < 2 {
@@ -458,8 +465,13 @@ func (s *Store) takeCommands(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT id, locker_id, coalesce(params->>'cell', ''), finished_at FROM fleet_commands
-			WHERE state = 'unconfirmed' AND finished_at > $1 ORDER BY finished_at LIMIT 500`, cursor)
+		// Read back a little before the cursor: a command that finished
+		// earlier but committed after the last read is still taken; those
+		// already raised are left out by their source.
+		rows, err := tx.Query(ctx, `SELECT c.id, c.locker_id, coalesce(c.params->>'cell', ''), c.finished_at FROM fleet_commands c
+			WHERE c.state = 'unconfirmed' AND c.finished_at > $1::timestamptz - interval '1 minute'
+			AND NOT EXISTS (SELECT 1 FROM alarms_alarms a WHERE a.source = 'command:' || c.id)
+			ORDER BY c.finished_at LIMIT 500`, cursor)
 		if err != nil {
 			return err
 		}
@@ -475,7 +487,7 @@ func (s *Store) takeCommands(ctx context.Context) error {
 			return err
 		}
 		for _, c := range cmds {
-			cursor = c.at
+			cursor = maxTime(cursor, c.at)
 			l, _ := s.fleet.Locker(c.locker)
 			l.ID = c.locker
 			e := ruleFor(rules, KindCommandUnconfirmed, l)

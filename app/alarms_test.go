@@ -515,6 +515,23 @@ func TestAlarmsAPI(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, mine, 1)
 
+	// Unconfirmed commands, one of them committed after a later one was
+	// read (its finished_at is older): both raise an alarm, once.
+	unconfirmed := func(id, cell, finished string) {
+		_, err := h.App.Pool.Exec(ctx, `INSERT INTO fleet_commands (id, locker_id, method, params, state, caller, not_after, created_at, finished_at)
+			VALUES ($1, 'L1', 'cell.open', $2, 'unconfirmed', 'system', now() + interval '1 minute', now(), now() - $3::interval)`, id, fmt.Sprintf(`{"cell":%q}`, cell), finished)
+		require.NoError(t, err)
+	}
+	countKind := func(kind string) int {
+		list, err := oncall.Alarms(ctx, apiclient.AlarmFilter{Kind: kind})
+		require.NoError(t, err)
+		return len(list)
+	}
+	unconfirmed("c-1", "A01", "0s")
+	hubtest.Eventually(t, 10*time.Second, "command c-1 unconfirmed", func() bool { return countKind(alarms.KindCommandUnconfirmed) == 1 })
+	unconfirmed("c-2", "A02", "20s")
+	hubtest.Eventually(t, 10*time.Second, "command c-2, committed late", func() bool { return countKind(alarms.KindCommandUnconfirmed) == 2 })
+
 	// Pickup-code brute force: five wrong codes answered within the window.
 	for i := range 5 {
 		_, err := h.App.Pool.Exec(ctx, `INSERT INTO fleet_asks (locker_id, ask_id, method, answer) VALUES ('L1', $1, 'code.check', $2)`,

@@ -57,6 +57,7 @@ CREATE TABLE alarms_alarms (
 CREATE UNIQUE INDEX alarms_alarms_open ON alarms_alarms (fingerprint) WHERE state <> 'resolved';
 CREATE INDEX alarms_alarms_locker ON alarms_alarms (locker_id, started_at DESC);
 CREATE INDEX alarms_alarms_recent ON alarms_alarms (started_at DESC);
+CREATE INDEX alarms_alarms_source ON alarms_alarms (source); -- unconfirmed commands already raised
 
 -- Every step of every alarm.
 CREATE TABLE alarms_history (
