@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/lockerhub/lockerhub/access"
+	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
@@ -60,6 +61,8 @@ type Config struct {
 	// Access: the cache of authenticated credentials (TTL, size); its
 	// Registerer is wired by app.
 	Access access.Config
+	// Alarms: evaluation and notification timing; zero values take its defaults.
+	Alarms alarms.Config
 	Logger *slog.Logger
 	Out    io.Writer // where the admin credential is printed on first start
 }
@@ -97,7 +100,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations()}
 }
 
 // App is a running hub.
@@ -120,6 +123,7 @@ type App struct {
 	CodeKeys   *fleet.CodeKeys
 	LockerSync *fleet.LockerSync
 	Parcels    *parcels.Store
+	Alarms     *alarms.Store
 	Access     *access.Store
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
@@ -253,6 +257,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startParcels(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startAlarms(ctx, runCtx); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -293,6 +300,7 @@ func (a *App) Start(ctx context.Context) error {
 		Telemetry:      a.Telemetry,
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
+		Alarms:         a.Alarms,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)

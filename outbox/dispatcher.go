@@ -98,7 +98,7 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 	d := &Dispatcher{pool: pool, cfg: cfg, log: logger, tmpl: tmpl, wake: make(chan struct{}, 1)}
 	d.http = newHTTPClient(cfg.RequestTimeout, false)
 	d.hook = newHTTPClient(cfg.RequestTimeout, cfg.DenyPrivateWebhooks)
-	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != ""})
+	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelHTTP: true})
 	for ch, ok := range map[string]bool{ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != ""} {
 		if !ok {
 			logger.Warn("outbox channel not configured: its messages wait until it is", "channel", ch)
@@ -242,7 +242,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		FROM (SELECT id FROM outbox_messages WHERE state = 'pending' AND next_attempt_at <= now()
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) c
 		WHERE m.id = c.id
-		RETURNING m.id, m.channel, m.client_id, m."to", m.template, m.data, m.attempts, m.created_at`,
+		RETURNING m.id, m.channel, m.client_id, m."to", m.template, m.data, m.attempts, m.created_at, m.secret`,
 		n, d.cfg.Lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -250,7 +250,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
 		var c claimed
 		var data []byte
-		if err := r.Scan(&c.ID, &c.Channel, &c.ClientID, &c.To, &c.Template, &data, &c.Attempts, &c.CreatedAt); err != nil {
+		if err := r.Scan(&c.ID, &c.Channel, &c.ClientID, &c.To, &c.Template, &data, &c.Attempts, &c.CreatedAt, &c.Secret); err != nil {
 			return c, err
 		}
 		return c, json.Unmarshal(data, &c.Data)
@@ -314,6 +314,8 @@ func (d *Dispatcher) send(ctx context.Context, m claimed) error {
 		return d.sendSMS(ctx, m)
 	case ChannelEmail:
 		return d.sendEmail(ctx, m)
+	case ChannelHTTP:
+		return d.sendHTTP(ctx, m)
 	default:
 		return permanent("invalid", fmt.Errorf("unknown channel %q", m.Channel))
 	}

@@ -17,6 +17,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,10 +35,13 @@ const (
 	ChannelWebhook = "webhook"
 	ChannelSMS     = "sms"
 	ChannelEmail   = "email"
+	// ChannelHTTP posts Data as the JSON body to the URL in To, signed
+	// with Secret when one is set (alarm receivers: webhooks, chat).
+	ChannelHTTP = "http"
 )
 
 // Channels lists every channel.
-var Channels = []string{ChannelWebhook, ChannelSMS, ChannelEmail}
+var Channels = []string{ChannelWebhook, ChannelSMS, ChannelEmail, ChannelHTTP}
 
 // Errors.
 var (
@@ -55,7 +59,8 @@ type Message struct {
 	ClientID int64          // webhook: the API client (access package) whose endpoint receives it
 	To       string         // sms: phone number (E.164), email: address
 	Template string         // webhook: the event type, e.g. "parcel.deposited"; sms/email: a template name, e.g. "parcel_ready"
-	Data     map[string]any // webhook: the event's data object; sms/email: the template's variables
+	Data     map[string]any // webhook: the event's data object; sms/email: the template's variables; http: the body
+	Secret   string         // http: signs the body (Lockerhub-Signature) when set
 }
 
 var (
@@ -88,8 +93,12 @@ func (m Message) Validate() error {
 		if err != nil || a.Address != m.To || strings.ContainsAny(m.To, "\r\n") {
 			return fmt.Errorf("%w: an e-mail needs a plain address (name@example.com), got %q", ErrInvalid, m.To)
 		}
+	case ChannelHTTP:
+		if err := ValidURL(m.To); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("%w: channel must be webhook, sms or email, got %q", ErrInvalid, m.Channel)
+		return fmt.Errorf("%w: channel must be webhook, sms, email or http, got %q", ErrInvalid, m.Channel)
 	}
 	return nil
 }
@@ -110,9 +119,9 @@ func Enqueue(ctx context.Context, tx pgx.Tx, m Message) error {
 	if len(js) > maxData {
 		return fmt.Errorf("%w: message %s: data is %d bytes, at most %d", ErrInvalid, m.ID, len(js), maxData)
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO outbox_messages (id, channel, client_id, "to", template, data)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-		m.ID, m.Channel, m.ClientID, m.To, m.Template, js)
+	tag, err := tx.Exec(ctx, `INSERT INTO outbox_messages (id, channel, client_id, "to", template, data, secret)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+		m.ID, m.Channel, m.ClientID, m.To, m.Template, js, m.Secret)
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w", m.ID, err)
 	}
@@ -125,4 +134,37 @@ func Enqueue(ctx context.Context, tx pgx.Tx, m Message) error {
 		return fmt.Errorf("enqueue %s: notify: %w", m.ID, err)
 	}
 	return nil
+}
+
+// Delivery is the state of one message as a sender sees it.
+type Delivery struct {
+	ID        string     `json:"id"`
+	Channel   string     `json:"channel"`
+	State     string     `json:"state"` // pending, sent, failed; "gone" once deleted after the retention
+	Attempts  int        `json:"attempts"`
+	LastError string     `json:"last_error,omitempty"`
+	SentAt    *time.Time `json:"sent_at,omitempty"`
+}
+
+// Deliveries returns the state of the messages with the given ids.
+func Deliveries(ctx context.Context, q Querier, ids []string) (map[string]Delivery, error) {
+	rows, err := q.Query(ctx, `SELECT id, channel, state, attempts, coalesce(last_error, ''), sent_at FROM outbox_messages WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("deliveries: %w", err)
+	}
+	out := map[string]Delivery{}
+	for rows.Next() {
+		var d Delivery
+		if err := rows.Scan(&d.ID, &d.Channel, &d.State, &d.Attempts, &d.LastError, &d.SentAt); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("deliveries: %w", err)
+		}
+		out[d.ID] = d
+	}
+	return out, rows.Err()
+}
+
+// Querier is a pool or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }

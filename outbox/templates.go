@@ -19,6 +19,8 @@ var builtinSMS = map[string]string{
 	"parcel_ready":    `Your parcel is ready at {{.address}}. Pickup code: {{.code}}. Collect it by {{.deadline}}.`,
 	"pickup_reminder": `Reminder: your parcel at {{.address}} waits until {{.deadline}}. Pickup code: {{.code}}.`,
 	"parcel_expired":  `Your parcel at {{.address}} was not collected in time and goes back to the sender.`,
+	// alarms: the alarms package writes the subject and text.
+	"alarm": `{{.subject}}`,
 }
 
 var builtinEmail = map[string]string{
@@ -43,6 +45,9 @@ your parcel is still waiting in the parcel locker at
 Pickup code: {{.code}}
 
 Please collect it by {{.deadline}}.
+`,
+	"alarm": `Subject: {{.subject}}
+{{.text}}
 `,
 	"parcel_expired": `Subject: Your parcel goes back to the sender
 Hello,

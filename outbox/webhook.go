@@ -233,6 +233,27 @@ func (d *Dispatcher) sendWebhook(ctx context.Context, m claimed) error {
 	return d.post(d.hook, req)
 }
 
+// sendHTTP posts an http-channel message: its data is the body, signed
+// like a webhook when the message has a secret. The URL is the operator's
+// (an alarm receiver), so private addresses are allowed.
+func (d *Dispatcher) sendHTTP(ctx context.Context, m claimed) error {
+	body, err := json.Marshal(m.Data)
+	if err != nil {
+		return permanent("encode", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.To, bytes.NewReader(body))
+	if err != nil {
+		return permanent("url", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "lockerhub-http/1")
+	req.Header.Set(DeliveryHeader, m.ID)
+	if m.Secret != "" {
+		req.Header.Set(SignatureHeader, Sign(m.Secret, time.Now(), body))
+	}
+	return d.post(d.http, req)
+}
+
 // errPrivateAddr refuses a webhook to the hub's own networks.
 var errPrivateAddr = errors.New("the address is loopback, private or link-local, and --webhook-deny-private is set")
 

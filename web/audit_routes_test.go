@@ -79,7 +79,47 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		return p
 	}
 	var firstParcel apiclient.Parcel
+	// Alarms: three tamper events as the ingest stores them (the alarms'
+	// trigger takes them), one alarm each to acknowledge, mute and resolve.
+	for i, l := range []string{"EV-1", "EV-2", "EV-1"} {
+		_, err := h.App.Pool.Exec(ctx, `INSERT INTO fleet_events (locker_id, event_id, boot, seq, ts, type, cell, received_at) VALUES ($1, $2, 1, $3, now(), 'tamper', $4, now())`,
+			l, fmt.Sprintf("ev-t%d", i), i+1, fmt.Sprintf("C%d", i))
+		require.NoError(t, err)
+	}
+	var alarmIDs []int64
+	hubtest.Eventually(t, 10*time.Second, "three alarms", func() bool {
+		rows, err := h.App.Pool.Query(ctx, `SELECT id FROM alarms_alarms ORDER BY id`)
+		require.NoError(t, err)
+		alarmIDs = alarmIDs[:0]
+		for rows.Next() {
+			var id int64
+			require.NoError(t, rows.Scan(&id))
+			alarmIDs = append(alarmIDs, id)
+		}
+		return len(alarmIDs) == 3
+	})
+	var silenceID string
 	cases := map[string]func() result{
+		"POST /api/v1/alarms/{id}/ack": func() result {
+			return admin("POST", fmt.Sprintf("/api/v1/alarms/%d/ack", alarmIDs[0]), `{"note":"n"}`, 200, "alarm")()
+		},
+		"POST /api/v1/alarms/{id}/mute": func() result {
+			return admin("POST", fmt.Sprintf("/api/v1/alarms/%d/mute", alarmIDs[1]), "", 200, "alarm")()
+		},
+		"POST /api/v1/alarms/{id}/resolve": func() result {
+			return admin("POST", fmt.Sprintf("/api/v1/alarms/%d/resolve", alarmIDs[2]), "", 200, "alarm")()
+		},
+		"POST /api/v1/alarms/silences": func() result {
+			status, out := call(t, "POST", h.HTTPURL+"/api/v1/alarms/silences", h.AdminToken, fmt.Sprintf(`{"matchers":[{"name":"locker","op":"=","value":"EV-1"}],"ends_at":%q}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339)))
+			require.Equal(t, 201, status, "%v", out)
+			silenceID = fmt.Sprint(out["id"])
+			return result{status, "admin", "alarm_silence"}
+		},
+		"DELETE /api/v1/alarms/silences/{id}": func() result {
+			return admin("DELETE", "/api/v1/alarms/silences/"+silenceID, "", 204, "alarm_silence")()
+		},
+		"PUT /api/v1/alarms/rules":   admin("PUT", "/api/v1/alarms/rules", `{"rules":[{"kind":"offline","enabled":true,"for":"10m"}]}`, 200, "alarm_rules"),
+		"PUT /api/v1/alarms/routing": admin("PUT", "/api/v1/alarms/routing", `{"receivers":[],"route":{"group_by":["segment"]}}`, 200, "alarm_routing"),
 		"POST /api/v1/parcels": func() result {
 			firstParcel = newParcel()
 			return result{201, "admin", "parcel"}

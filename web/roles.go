@@ -47,6 +47,10 @@ var (
 	everyone  = []string{admin, technician, courier, oncall, viewer}
 	adminOnly = []string{admin}
 	fleetOps  = []string{admin, technician}
+	// alarmReaders see alarms (couriers do not: alarms are not carrier
+	// data); alarmActors acknowledge, resolve, mute and silence them.
+	alarmReaders = []string{admin, technician, oncall, viewer}
+	alarmActors  = []string{admin, technician, oncall}
 )
 
 // roleMatrix maps "METHOD /path" (as in the route tables) to who may call it.
@@ -132,6 +136,25 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/webhook":                {adminOnly, anyClient},
 	"DELETE /api/v1/webhook":             {adminOnly, anyClient},
 	"GET /api/v1/clients/{name}/webhook": {adminOnly, noClients},
+
+	// Alarms (web/alarms.go): on-call staff, technicians and admins act on
+	// alarms and silence them; viewers read; technicians and admins set the
+	// rules; only admins the routing (it holds the receivers' secrets).
+	"GET /api/v1/alarms":                  {alarmReaders, noClients},
+	"GET /api/v1/alarms/kinds":            {alarmReaders, noClients},
+	"GET /api/v1/alarms/notifications":    {alarmReaders, noClients},
+	"GET /api/v1/alarms/{id}":             {alarmReaders, noClients},
+	"POST /api/v1/alarms/{id}/ack":        {alarmActors, noClients},
+	"POST /api/v1/alarms/{id}/resolve":    {alarmActors, noClients},
+	"POST /api/v1/alarms/{id}/mute":       {alarmActors, noClients},
+	"GET /api/v1/alarms/silences":         {alarmReaders, noClients},
+	"POST /api/v1/alarms/silences":        {alarmActors, noClients},
+	"DELETE /api/v1/alarms/silences/{id}": {alarmActors, noClients},
+	"GET /api/v1/alarms/rules":            {alarmReaders, noClients},
+	"PUT /api/v1/alarms/rules":            {fleetOps, noClients},
+	"GET /api/v1/alarms/routing":          {alarmActors, noClients},
+	"PUT /api/v1/alarms/routing":          {adminOnly, noClients},
+	"GET /api/v1/lockers/{id}/alarms":     {alarmReaders, noClients},
 }
 
 // permitted reports whether p may call rt; a route missing from the matrix

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lockerhub/lockerhub/access"
+	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/outbox"
@@ -52,6 +53,9 @@ type Deps struct {
 	// Webhooks keeps the API clients' webhook endpoints (nil: its routes
 	// answer 503).
 	Webhooks *outbox.Endpoints
+	// Alarms keeps the alarms, silences, rules and routing (nil: its
+	// routes answer 503).
+	Alarms *alarms.Store
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
@@ -103,6 +107,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.commandRoutes()...)
 	a.routes = append(a.routes, a.webhookRoutes()...)
 	a.routes = append(a.routes, a.parcelRoutes()...)
+	a.routes = append(a.routes, a.alarmRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {

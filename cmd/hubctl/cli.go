@@ -71,7 +71,7 @@ type command struct {
 	args    string // positional arguments and main flags, for usage lines
 	summary string // one line for the command list
 	doc     string // more, for `hubctl COMMAND --help`
-	nargs   int    // exact number of positional arguments
+	nargs   int    // exact number of positional arguments; -1: any number (the command checks)
 	setup   func(fs *flag.FlagSet) runFunc
 }
 
@@ -148,7 +148,7 @@ func (c *cli) parse(args []string) (*invocation, error) {
 	switch {
 	case len(inv.args) < cmd.nargs:
 		return nil, usagef("%s: missing %s (usage: %s)", cmd.name, strings.Fields(cmd.args)[len(inv.args)], cmd.usage())
-	case len(inv.args) > cmd.nargs:
+	case cmd.nargs >= 0 && len(inv.args) > cmd.nargs:
 		return nil, usagef("%s: unexpected argument %q (usage: %s)", cmd.name, inv.args[cmd.nargs], cmd.usage())
 	}
 	return inv, nil

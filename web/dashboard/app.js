@@ -6,6 +6,7 @@
 //   #/users            users (admins)
 //   #/parcels?locker=… parcels (filters in the query)
 //   #/parcels/ID       one parcel
+//   #/alarms?state=…   the live alarm feed and silences
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
@@ -13,6 +14,7 @@ import { mountLocker } from './locker.js';
 import { mountAudit } from './audit.js';
 import { mountUsers } from './users.js';
 import { mountParcels, mountParcel } from './parcels.js';
+import { mountAlarms } from './alarms.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
@@ -92,7 +94,11 @@ function route() {
   const mayParcels = can('GET /api/v1/parcels');
   const parcelsPage = path === '/parcels' && mayParcels;
   const pm = mayParcels ? path.match(/^\/parcels\/([^/]+)$/) : null;
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm);
+  const mayAlarms = can('GET /api/v1/alarms');
+  const alarmsPage = path === '/alarms' && mayAlarms;
+  document.getElementById('nav-alarms').hidden = !mayAlarms;
+  document.getElementById('nav-alarms').classList.toggle('active', alarmsPage);
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage);
   document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm);
   document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
@@ -104,6 +110,7 @@ function route() {
   else if (users) view = mountUsers(app, ctx);
   else if (parcelsPage) view = mountParcels(app, ctx, params);
   else if (pm) view = mountParcel(app, ctx, decodeURIComponent(pm[1]));
+  else if (alarmsPage) view = mountAlarms(app, ctx, params);
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
 }

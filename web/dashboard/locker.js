@@ -8,6 +8,7 @@
 import { get, APIError } from './api.js';
 import { Frame } from './stream.js';
 import { mountTelemetry } from './telemetry.js';
+import { mountLockerAlarms } from './alarms.js';
 import { stateBadge } from './parcels.js';
 import { esc, fmtTime, fmtDuration, since, humanize, naturalCompare, debounce, SIZES } from './util.js';
 
@@ -26,6 +27,7 @@ export function mountLocker(root, ctx, id) {
   let gone = false;
   let mode = 'stream';
   let pollTimer = null;
+  let stopAlarms = () => {};
   let dirty = { head: true, cells: true, conn: true, events: true };
   let lastConn = '';
   let lastVersion = -1;
@@ -54,6 +56,11 @@ export function mountLocker(root, ctx, id) {
           <div class="panel-h"><h2 id="h-parcels">Parcels</h2><span class="muted">open: reserved, deposited, expired</span>
             <a href="#/parcels?locker=${encodeURIComponent(id)}" id="l-parcels-all">Parcels at this locker</a></div>
           <div id="l-parcels"><p class="muted">Loading…</p></div>
+        </section>` : ''}
+        ${ctx.can('GET /api/v1/lockers/{id}/alarms') ? `<section class="panel" aria-labelledby="h-alarms">
+          <div class="panel-h"><h2 id="h-alarms">Alarms</h2><span class="muted">newest first</span>
+            <a href="#/alarms">All alarms</a></div>
+          <div id="l-alarms"><p class="muted">Loading…</p></div>
         </section>` : ''}
         <section class="panel" aria-labelledby="h-conn">
           <div class="panel-h"><h2 id="h-conn">Connectivity</h2></div>
@@ -400,12 +407,13 @@ export function mountLocker(root, ctx, id) {
     loadEvents();
     loadConnectivity();
     loadParcels();
+    if (!gone && $('#l-alarms')) stopAlarms = mountLockerAlarms($('#l-alarms'), id);
     if (!gone) telemetry = mountTelemetry($('#telemetry'), id, base);
     release = ctx.stream().use(handlers);
     ctx.stream().watch({ watch: 'locker', id });
   });
 
-  return { unmount() { stop(); clearInterval(ageTimer); telemetry?.unmount(); } };
+  return { unmount() { stop(); clearInterval(ageTimer); telemetry?.unmount(); stopAlarms(); } };
 }
 
 function cause(e) {
