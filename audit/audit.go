@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -162,36 +163,80 @@ func insertAll(ctx context.Context, db Execer, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	args, err := entryArrays(entries)
+	if err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, insertSQL(1, ""), args...); err != nil {
+		return fmt.Errorf("audit: record %d entries: %w", len(entries), err)
+	}
+	return nil
+}
+
+// RecordInserted returns one statement that runs insert (an INSERT …
+// RETURNING id, with insertArgs as $1…$n) and records, in the same
+// statement, the entries whose ObjectID it returned; the statement returns
+// their object IDs. A batch writer whose inserts may be refused (ON CONFLICT
+// DO NOTHING) stores and audits what was new in one statement instead of
+// two round trips. Each entry's Actor is used, or the context's.
+func RecordInserted(ctx context.Context, insert string, insertArgs []any, entries []Entry) (string, []any, error) {
+	entries = slices.Clone(entries)
+	for i, e := range entries {
+		if e.Action == "" || e.ObjectType == "" {
+			return "", nil, errors.New("audit: an entry needs an action and an object type")
+		}
+		if e.Actor.Kind == "" {
+			entries[i].Actor = ActorFrom(ctx)
+		}
+	}
+	args, err := entryArrays(entries)
+	if err != nil {
+		return "", nil, err
+	}
+	sql := "WITH inserted AS (" + insert + ")\n" +
+		insertSQL(len(insertArgs)+1, "WHERE u.id IN (SELECT id FROM inserted)") + "\nRETURNING object_id"
+	return sql, append(slices.Clone(insertArgs), args...), nil
+}
+
+// insertSQL is the INSERT of entryArrays' arrays as $first…$first+10,
+// with an optional condition on the unnested rows u.
+func insertSQL(first int, where string) string {
+	ps := make([]string, 11)
+	for i := range ps {
+		ps[i] = fmt.Sprintf("$%d::text[]", first+i)
+	}
+	return `INSERT INTO audit_log (actor_kind, actor_id, actor_name, actor_role, remote_addr, request_id,
+			action, object_type, object_id, before, after)
+		SELECT u.kind, u.aid, u.name, u.role, u.addr, u.req, u.action, u.type, u.id,
+			CASE WHEN u.before = '' THEN NULL ELSE u.before::jsonb END,
+			CASE WHEN u.after = '' THEN NULL ELSE u.after::jsonb END
+		FROM unnest(` + strings.Join(ps, ", ") + `)
+			WITH ORDINALITY AS u(kind, aid, name, role, addr, req, action, type, id, before, after, n)
+		` + where + `
+		ORDER BY u.n`
+}
+
+// entryArrays are the columns of entries (each with its Actor set) as
+// arrays, redacted and clipped.
+func entryArrays(entries []Entry) ([]any, error) {
 	n := len(entries)
 	kinds, aids, names, roles, addrs, reqs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	actions, types, ids, befores, afters := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i, e := range entries {
 		before, err := redacted(e.Before)
 		if err != nil {
-			return fmt.Errorf("audit: before: %w", err)
+			return nil, fmt.Errorf("audit: before: %w", err)
 		}
 		after, err := redacted(e.After)
 		if err != nil {
-			return fmt.Errorf("audit: after: %w", err)
+			return nil, fmt.Errorf("audit: after: %w", err)
 		}
 		a := e.Actor
 		kinds[i], aids[i], names[i], roles[i], addrs[i], reqs[i] = a.Kind, clip(a.ID, 200), clip(a.Name, 200), clip(a.Role, 50), clip(a.Addr, 100), clip(a.RequestID, 100)
 		actions[i], types[i], ids[i] = e.Action, e.ObjectType, clip(e.ObjectID, 500)
 		befores[i], afters[i] = string(before), string(after)
 	}
-	_, err := db.Exec(ctx, `INSERT INTO audit_log (actor_kind, actor_id, actor_name, actor_role, remote_addr, request_id,
-			action, object_type, object_id, before, after)
-		SELECT u.kind, u.aid, u.name, u.role, u.addr, u.req, u.action, u.type, u.id,
-			CASE WHEN u.before = '' THEN NULL ELSE u.before::jsonb END,
-			CASE WHEN u.after = '' THEN NULL ELSE u.after::jsonb END
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-			WITH ORDINALITY AS u(kind, aid, name, role, addr, req, action, type, id, before, after, n)
-		ORDER BY u.n`,
-		kinds, aids, names, roles, addrs, reqs, actions, types, ids, befores, afters)
-	if err != nil {
-		return fmt.Errorf("audit: record %d entries: %w", n, err)
-	}
-	return nil
+	return []any{kinds, aids, names, roles, addrs, reqs, actions, types, ids, befores, afters}, nil
 }
 
 // redacted encodes v as JSON with sensitive fields replaced; nil stays nil (SQL NULL).

@@ -890,10 +890,10 @@ func (c *Commands) store(ctx context.Context, insertQueue bool) bool {
 	return true
 }
 
-// commit stores new commands and changed ones in one transaction, in two
-// round trips: BEGIN, the changes and the inserts (their RETURNING says which
-// commands are new), then the audit records of the new ones, the first
-// commands of repeated idempotency keys, and COMMIT.
+// commit stores new commands and changed ones in one transaction, in one
+// round trip: BEGIN, the changes, the inserts with their audit records (one
+// statement, which returns the commands that were new), COMMIT. A repeated
+// idempotency key then reads its first command, committed by then.
 func (c *Commands) commit(ctx context.Context, inserts []*insertOp, snaps []Command) ([]insertResult, error) {
 	results := make([]insertResult, len(inserts))
 	p, err := pg.BeginPipeline(ctx, c.pool)
@@ -910,18 +910,24 @@ func (c *Commands) commit(ctx context.Context, inserts []*insertOp, snaps []Comm
 		ids, lockers, methods, params, callers, by, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		notAfter, created := make([]time.Time, n), make([]time.Time, n)
 		confirm := make([]int32, n)
+		entries := make([]audit.Entry, n)
 		for i, op := range inserts {
 			m := op.cmd
 			ids[i], lockers[i], methods[i], params[i], callers[i], by[i], keys[i] = m.ID, m.LockerID, m.Method, string(m.Params), m.caller, m.CreatedBy, m.IdempotencyKey
 			notAfter[i], created[i], confirm[i] = m.NotAfter, m.CreatedAt, int32(m.confirmMs)
+			entries[i] = audit.Entry{Action: audit.ActionCommand, ObjectType: "command", ObjectID: m.ID, After: m, Actor: op.actor}
 		}
-		b.Queue(`INSERT INTO fleet_commands (id, locker_id, method, params, state, caller, created_by, idempotency_key, not_after, confirm_ms, created_at)
+		sql, args, err := audit.RecordInserted(ctx, `INSERT INTO fleet_commands (id, locker_id, method, params, state, caller, created_by, idempotency_key, not_after, confirm_ms, created_at)
 			SELECT u.id, u.locker, u.method, u.params, 'pending', u.caller, u.by, NULLIF(u.key, ''), u.not_after, u.confirm, u.created
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::timestamptz[])
 				WITH ORDINALITY AS u(id, locker, method, params, caller, by, key, not_after, confirm, created, n)
 			ORDER BY u.n
 			ON CONFLICT (caller, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING id`, ids, lockers, methods, params, callers, by, keys, notAfter, confirm, created).Query(func(rows pgx.Rows) error {
+			RETURNING id`, []any{ids, lockers, methods, params, callers, by, keys, notAfter, confirm, created}, entries)
+		if err != nil {
+			return nil, err
+		}
+		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
 			var id string
 			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
 				isNew[id] = true
@@ -930,59 +936,55 @@ func (c *Commands) commit(ctx context.Context, inserts []*insertOp, snaps []Comm
 			return err
 		})
 	}
-	if err := p.Send(ctx, b, len(inserts) == 0); err != nil {
+	if err := p.Send(ctx, b, true); err != nil {
 		return nil, fmt.Errorf("store commands: %w", err)
 	}
-	if len(inserts) == 0 {
-		return results, nil
-	}
-	b = &pgx.Batch{}
 	var dupCallers, dupKeys []string
-	var entries []audit.Entry
 	for i, op := range inserts {
 		if isNew[op.cmd.ID] {
 			results[i] = insertResult{cmd: op.cmd, created: true}
-			entries = append(entries, audit.Entry{Action: audit.ActionCommand, ObjectType: "command", ObjectID: op.cmd.ID, After: op.cmd, Actor: op.actor})
 		} else {
 			dupCallers, dupKeys = append(dupCallers, op.cmd.caller), append(dupKeys, op.cmd.IdempotencyKey)
 		}
 	}
-	// One statement for the batch: an actor includes its request's
-	// id and address, so one statement per actor was one per command.
-	if err := audit.RecordEach(ctx, pg.Queue{Batch: b}, entries); err != nil {
-		return nil, err
+	if len(dupKeys) == 0 {
+		return results, nil
 	}
+	// ON CONFLICT waited for the transaction holding the key: the first
+	// command is committed.
+	// The new commands are stored whatever happens here: a failed lookup
+	// fails the repeated requests only.
+	rows, err := c.pool.Query(ctx, `SELECT `+cmdColumns+` FROM fleet_commands
+		WHERE (caller, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, dupCallers, dupKeys)
 	var firsts []Command
-	if len(dupKeys) > 0 {
-		b.Queue(`SELECT `+cmdColumns+` FROM fleet_commands
-			WHERE (caller, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, dupCallers, dupKeys).Query(func(rows pgx.Rows) error {
-			var err error
-			firsts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Command, error) { return scanCommand(r) })
-			return err
-		})
+	if err == nil {
+		firsts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Command, error) { return scanCommand(r) })
 	}
-	if err := p.Send(ctx, b, true); err != nil {
-		return nil, fmt.Errorf("store commands: %w", err)
-	}
-	if len(dupKeys) > 0 {
-		byKey := map[[2]string]Command{}
-		for _, f := range firsts {
-			byKey[[2]string{f.caller, f.IdempotencyKey}] = f
-		}
+	if err != nil {
 		for i, op := range inserts {
-			if isNew[op.cmd.ID] {
-				continue
+			if !isNew[op.cmd.ID] {
+				results[i] = insertResult{err: fmt.Errorf("find the command of idempotency key %q: %w", op.cmd.IdempotencyKey, err)}
 			}
-			first, ok := byKey[[2]string{op.cmd.caller, op.cmd.IdempotencyKey}]
-			switch {
-			case !ok:
-				results[i] = insertResult{err: errors.New("idempotency key conflict, but no command holds the key")}
-			case first.LockerID != op.cmd.LockerID || first.Method != op.cmd.Method || !sameJSON(first.Params, op.cmd.Params):
-				results[i] = insertResult{err: fmt.Errorf("%w: key %q belongs to command %s (%s %s %s)", ErrIdempotencyConflict,
-					op.cmd.IdempotencyKey, first.ID, first.LockerID, first.Method, first.Params)}
-			default:
-				results[i] = insertResult{cmd: first}
-			}
+		}
+		return results, nil
+	}
+	byKey := map[[2]string]Command{}
+	for _, f := range firsts {
+		byKey[[2]string{f.caller, f.IdempotencyKey}] = f
+	}
+	for i, op := range inserts {
+		if isNew[op.cmd.ID] {
+			continue
+		}
+		first, ok := byKey[[2]string{op.cmd.caller, op.cmd.IdempotencyKey}]
+		switch {
+		case !ok:
+			results[i] = insertResult{err: errors.New("idempotency key conflict, but no command holds the key")}
+		case first.LockerID != op.cmd.LockerID || first.Method != op.cmd.Method || !sameJSON(first.Params, op.cmd.Params):
+			results[i] = insertResult{err: fmt.Errorf("%w: key %q belongs to command %s (%s %s %s)", ErrIdempotencyConflict,
+				op.cmd.IdempotencyKey, first.ID, first.LockerID, first.Method, first.Params)}
+		default:
+			results[i] = insertResult{cmd: first}
 		}
 	}
 	return results, nil
