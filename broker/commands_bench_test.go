@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -129,8 +131,13 @@ func BenchmarkCommands(b *testing.B) {
 		defer func() { pprof.StopCPUProfile(); pf.Close() }()
 	}
 	pool0 := h.App.Pool.Stat()
+	var gc0 runtime.MemStats
+	runtime.ReadMemStats(&gc0)
 	cpu0, pg0, m0, idle0 := selfCPU(), postgresCPU(), machineCPU(), procCPU(idlePID)
 	start := time.Now()
+	if os.Getenv("GODEBUG") != "" { // line the window up with gctrace's times since the process started
+		fmt.Fprintf(os.Stderr, "measuring window starts @%.3fs\n", time.Since(processStart).Seconds())
+	}
 	for i := range total {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
@@ -174,6 +181,7 @@ func BenchmarkCommands(b *testing.B) {
 	elapsed := time.Since(start)
 
 	var e2e, device, overhead, toStored, toSent, toConfirmed, toCaller []float64
+	var slow []time.Time // request times of the commands over 25 ms hub-side
 	states := map[string]int{}
 	var errs int
 	var firstErr error
@@ -193,6 +201,9 @@ func BenchmarkCommands(b *testing.B) {
 		if d, ok := dev.get(o.id); ok {
 			device = append(device, ms(d))
 			overhead = append(overhead, ms(o.e2e-d))
+			if o.e2e-d > 25*time.Millisecond {
+				slow = append(slow, o.t0)
+			}
 			if !o.confirmed.IsZero() {
 				toStored = append(toStored, ms(o.created.Sub(o.t0)))
 				toSent = append(toSent, ms(o.sent.Sub(o.created)))
@@ -202,6 +213,7 @@ func BenchmarkCommands(b *testing.B) {
 		}
 	}
 	e, d, o := quantiles(e2e), quantiles(device), quantiles(overhead)
+	logSlowSeconds(b, start, slow)
 	figure("commands_sent", float64(total), "cmds", n)
 	figure("commands_rate_per_s", float64(total)/sent.Seconds(), "/s", n)
 	figure("commands_succeeded", float64(states["succeeded"]), "cmds", n)
@@ -227,6 +239,10 @@ func BenchmarkCommands(b *testing.B) {
 	figure("postgres_cpu_cores", pgc/elapsed.Seconds(), "core", n)
 	figure("machine_cpu_busy_cores", mc/elapsed.Seconds(), "core", n)
 	logHistogram(b, h, "lockerhub_fleet_command_commit_seconds", 1000, "ms")
+	var gc1 runtime.MemStats
+	runtime.ReadMemStats(&gc1)
+	b.Logf("garbage collections over the window: %d, %s stopped in all, heap %d MiB",
+		gc1.NumGC-gc0.NumGC, time.Duration(gc1.PauseTotalNs-gc0.PauseTotalNs), gc1.HeapAlloc>>20)
 	ps := h.App.Pool.Stat()
 	acq, waited := ps.AcquireCount()-pool0.AcquireCount(), ps.EmptyAcquireCount()-pool0.EmptyAcquireCount()
 	b.Logf("database pool over the window: %d connections max; %d acquires, %d had to wait (%.1f%%), %s acquiring in all",
@@ -266,3 +282,28 @@ func (d *deviceTimes) get(key string) (time.Duration, bool) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// logSlowSeconds logs, for the seconds of the measuring window with the most
+// commands over 25 ms of hub-side overhead, how many there were: tails that
+// bunch up in a few seconds point at a stall (a collection, a checkpoint, a
+// periodic job), tails spread evenly at contention for the CPU.
+func logSlowSeconds(b *testing.B, start time.Time, slow []time.Time) {
+	perSecond := map[int]int{}
+	for _, t0 := range slow {
+		perSecond[int(t0.Sub(start)/time.Second)]++
+	}
+	type sec struct{ s, n int }
+	var secs []sec
+	for s, n := range perSecond {
+		secs = append(secs, sec{s, n})
+	}
+	sort.Slice(secs, func(i, j int) bool { return secs[i].n > secs[j].n })
+	if len(secs) > 8 {
+		secs = secs[:8]
+	}
+	b.Logf("commands over 25 ms hub-side: %d, in %d distinct seconds; worst seconds (second: count): %v", len(slow), len(perSecond), secs)
+}
+
+// processStart is close to when this process started (package initialisation),
+// the origin of GODEBUG=gctrace=1's times.
+var processStart = time.Now()
