@@ -13,9 +13,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +48,11 @@ import (
 // included). Hub-side overhead = end-to-end − device time, per command.
 //
 // BENCH_CPUPROFILE=FILE profiles this process (hub, answering lockers,
-// caller) over the measuring window.
+// caller) over the measuring window; BENCH_MEMPROFILE=FILE writes its heap
+// profile at the window's end (the live heap, which is what a collection marks).
+// BENCH_TRACE=FILE keeps a flight recorder of the execution trace and writes
+// its last seconds to FILE when the first command takes over 250 ms, or
+// BENCH_TRACE_OVER (go tool trace FILE, or -pprof=sched|sync|net|syscall).
 //
 //	make bench BENCH=Commands
 //	BENCH_LOCKERS=2000 BENCH_ACTIVE=500 make bench BENCH=Commands
@@ -138,6 +144,12 @@ func BenchmarkCommands(b *testing.B) {
 	if os.Getenv("GODEBUG") != "" { // line the window up with gctrace's times since the process started
 		fmt.Fprintf(os.Stderr, "measuring window starts @%.3fs\n", time.Since(processStart).Seconds())
 	}
+	stallOver := 250 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("BENCH_TRACE_OVER")); err == nil {
+		stallOver = d
+	}
+	stall := startStallTrace(b, os.Getenv("BENCH_TRACE"), stallOver)
+	defer stall.stop()
 	for i := range total {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
@@ -158,6 +170,7 @@ func BenchmarkCommands(b *testing.B) {
 			data, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			e2e := time.Since(t0)
+			stall.seen(e2e)
 			var cmd struct {
 				ID, State string
 				CreatedAt time.Time  `json:"created_at"`
@@ -179,6 +192,9 @@ func BenchmarkCommands(b *testing.B) {
 	wg.Wait()
 	cpu, pgc, mc, idlec := selfCPU()-cpu0, postgresCPU()-pg0, machineCPU()-m0, procCPU(idlePID)-idle0
 	elapsed := time.Since(start)
+	if f := os.Getenv("BENCH_MEMPROFILE"); f != "" { // what the collector has to mark, at the window's end
+		writeHeapProfile(b, f)
+	}
 
 	var e2e, device, overhead, toStored, toSent, toConfirmed, toCaller []float64
 	var slow []time.Time // request times of the commands over 25 ms hub-side
@@ -307,3 +323,48 @@ func logSlowSeconds(b *testing.B, start time.Time, slow []time.Time) {
 // processStart is close to when this process started (package initialisation),
 // the origin of GODEBUG=gctrace=1's times.
 var processStart = time.Now()
+
+// stallTrace writes the last seconds of the execution trace once, when a
+// command first takes longer than over end to end.
+type stallTrace struct {
+	b     *testing.B
+	file  string
+	over  time.Duration
+	fr    *trace.FlightRecorder
+	taken atomic.Bool
+}
+
+func startStallTrace(b *testing.B, file string, over time.Duration) *stallTrace {
+	s := &stallTrace{b: b, file: file, over: over}
+	if file == "" {
+		return s
+	}
+	s.fr = trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 3 * time.Second, MaxBytes: 512 << 20})
+	if err := s.fr.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func (s *stallTrace) seen(e2e time.Duration) {
+	if s.fr == nil || e2e < s.over || !s.taken.CompareAndSwap(false, true) {
+		return
+	}
+	time.Sleep(500 * time.Millisecond) // the stall's end in the window too
+	f, err := os.Create(s.file)
+	if err != nil {
+		s.b.Error(err)
+		return
+	}
+	defer f.Close()
+	if _, err := s.fr.WriteTo(f); err != nil {
+		s.b.Error(err)
+	}
+	fmt.Fprintf(os.Stderr, "trace of a %s command's last seconds in %s\n", e2e.Round(time.Millisecond), s.file)
+}
+
+func (s *stallTrace) stop() {
+	if s.fr != nil {
+		s.fr.Stop()
+	}
+}
