@@ -3,8 +3,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +67,8 @@ type Config struct {
 	Alarms alarms.Config
 	Logger *slog.Logger
 	Out    io.Writer // where the admin credential is printed on first start
+	// Version is the hub's build (lockerhub_build_info); empty: "dev".
+	Version string
 }
 
 // Defaults fills what is unset with values that work on a laptop.
@@ -199,6 +203,12 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.Metrics = prometheus.NewRegistry()
 	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	certs := map[string]*x509.Certificate{"ca": ca.Cert}
+	if leaf, err := x509.ParseCertificate(serverCert.Certificate[0]); err == nil {
+		certs["server"] = leaf
+	}
+	hub := &hubCollector{version: cmp.Or(cfg.Version, "dev"), certs: certs, pool: a.Pool}
+	a.Metrics.MustRegister(hub)
 
 	accessCfg := cfg.Access
 	accessCfg.Registerer = a.Metrics
@@ -326,6 +336,9 @@ func (a *App) Start(ctx context.Context) error {
 			return fmt.Errorf("--http-tls-cert/--http-tls-key: %w", err)
 		}
 		httpLn = tls.NewListener(a.httpLn, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
+			hub.certs["http"] = leaf // read at scrape time, after Start
+		}
 	}
 	a.serve(a.httpSrv, httpLn)
 	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))

@@ -108,10 +108,14 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.webhookRoutes()...)
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
+	hm := newHTTPMetrics(d.Registerer)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
 			h = a.authenticate(r) // web/auth.go: bearer token or session cookie, CSRF, role matrix
+		}
+		if r.path != "/api/v1/stream" { // a session, not a request: lockerhub_web_stream_*
+			h = hm.wrap(r.method+" "+r.path, h)
 		}
 		a.mux.HandleFunc(r.method+" "+r.path, h)
 	}

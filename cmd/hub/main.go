@@ -125,6 +125,7 @@ func run(args []string) int {
 		}
 	}
 	cfg.Logger = cfg.Logger.With("version", version)
+	cfg.Version = version
 	if *gcPercent <= 0 {
 		fmt.Fprintln(os.Stderr, "hub: --gc-percent must be positive")
 		return 2
