@@ -310,6 +310,7 @@ func (a *App) Start(ctx context.Context) error {
 		Telemetry:      a.Telemetry,
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
+		Templates:      a.Outbox.Templates(),
 		Alarms:         a.Alarms,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
