@@ -108,6 +108,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.webhookRoutes()...)
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
+	a.routes = append(a.routes, a.availabilityRoutes()...)
 	hm := newHTTPMetrics(d.Registerer)
 	for _, r := range a.routes {
 		h := r.h
