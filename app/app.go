@@ -31,6 +31,7 @@ import (
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
+	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
@@ -311,6 +312,7 @@ func (a *App) Start(ctx context.Context) error {
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
 		Alarms:         a.Alarms,
+		Connectors:     connectors.Default(),
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/audit"
+	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
@@ -56,6 +57,8 @@ type Deps struct {
 	// Alarms keeps the alarms, silences, rules and routing (nil: its
 	// routes answer 503).
 	Alarms *alarms.Store
+	// Connectors translate partners' formats (nil or empty: none served).
+	Connectors connectors.Set
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
@@ -109,6 +112,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
 	a.routes = append(a.routes, a.availabilityRoutes()...)
+	a.routes = append(a.routes, a.connectorRoutes()...)
 	hm := newHTTPMetrics(d.Registerer)
 	for _, r := range a.routes {
 		h := r.h
