@@ -23,6 +23,7 @@ import (
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/telemetry"
+	"github.com/lockerhub/lockerhub/video"
 )
 
 //go:embed openapi.json
@@ -56,6 +57,10 @@ type Deps struct {
 	// Alarms keeps the alarms, silences, rules and routing (nil: its
 	// routes answer 503).
 	Alarms *alarms.Store
+	// Video relays the lockers' cameras to WHEP viewers, Recordings keeps
+	// the clips (nil: their routes answer 503).
+	Video      *video.Relay
+	Recordings *video.Recordings
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
@@ -108,6 +113,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.webhookRoutes()...)
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
+	a.routes = append(a.routes, a.videoRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
