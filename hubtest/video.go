@@ -45,6 +45,9 @@ func NewViewer(t testing.TB) *Viewer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Room for a keyframe's burst when many viewers share a process
+	// (benchmarks): the default 208 KiB overflows.
+	_ = udp.(*net.UDPConn).SetReadBuffer(4 << 20)
 	var se webrtc.SettingEngine
 	se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, udp))
 	se.SetIncludeLoopbackCandidate(true)

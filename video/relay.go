@@ -123,6 +123,9 @@ func (c *Config) defaults() {
 	c.Recordings.defaults()
 }
 
+// UDPBufferBytes is the socket buffer asked for the ICE UDP port, each way.
+const UDPBufferBytes = 4 << 20
+
 // Relay is the hub's video relay.
 type Relay struct {
 	cfg     Config
@@ -152,6 +155,13 @@ func New(devices Devices, logger *slog.Logger, reg prometheus.Registerer, cfg Co
 	udp, err := net.ListenPacket("udp", cfg.UDPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("video: ICE UDP port: %w", err)
+	}
+	// Every upstream and viewer shares this socket: give it room for bursts
+	// (keyframes to many viewers, many lockers at once). The kernel caps it
+	// at net.core.rmem_max / wmem_max (docs/operations.md).
+	if u, ok := udp.(*net.UDPConn); ok {
+		_ = u.SetReadBuffer(UDPBufferBytes)
+		_ = u.SetWriteBuffer(UDPBufferBytes)
 	}
 	r := &Relay{cfg: cfg, devices: devices, log: logger, udp: udp, streams: map[string]*stream{},
 		pcs: map[*webrtc.PeerConnection]struct{}{}, stops: make(chan string, 256)}
