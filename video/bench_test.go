@@ -117,7 +117,7 @@ func runVideoBench(b *testing.B, name string, lockers, perLocker int, window tim
 // measured is one run's figures.
 type measured struct {
 	res              viewerResult
-	cores            float64
+	cores, idle      float64 // while viewers watch; upstreams only, before
 	rssBefore, rssPk int64
 }
 
@@ -127,8 +127,8 @@ func (m measured) report(b *testing.B, relay, name string, lockers, perLocker in
 	b.ReportMetric(float64(m.rssPk)/(1<<20), "rss_peak_MB")
 	b.ReportMetric(m.res.FPSPerViewer, "fps/viewer")
 	b.ReportMetric(lossPct, "loss_%")
-	fmt.Printf("FIGURE video_relay relay=%s %s lockers=%d viewers=%d connected=%d clip=%q cores=%.3f rss_before_MB=%.0f rss_peak_MB=%.0f fps_per_viewer=%.1f kbit_per_viewer=%.0f rtp_received=%d rtp_lost=%d loss_pct=%.3f viewer_process_cores=%.2f peer_connections=%d window_s=%.0f\n",
-		relay, name, lockers, lockers*perLocker, m.res.Connected, clip, m.cores, float64(m.rssBefore)/(1<<20), float64(m.rssPk)/(1<<20),
+	fmt.Printf("FIGURE video_relay relay=%s %s lockers=%d viewers=%d connected=%d clip=%q cores=%.3f idle_cores=%.3f rss_before_MB=%.0f rss_peak_MB=%.0f fps_per_viewer=%.1f kbit_per_viewer=%.0f rtp_received=%d rtp_lost=%d loss_pct=%.3f viewer_process_cores=%.2f peer_connections=%d window_s=%.0f\n",
+		relay, name, lockers, lockers*perLocker, m.res.Connected, clip, m.cores, m.idle, float64(m.rssBefore)/(1<<20), float64(m.rssPk)/(1<<20),
 		m.res.FPSPerViewer, m.res.KbitPerViewer, m.res.Packets, m.res.LostPackets, lossPct, m.res.ViewerProcessCPUs, pcs, m.res.Seconds)
 	if m.res.Connected != lockers*perLocker {
 		b.Errorf("%s: %d of %d viewers connected", relay, m.res.Connected, lockers*perLocker)
@@ -141,6 +141,10 @@ func measureViewers(b *testing.B, base, token string, ids []string, perLocker in
 	runtime.GC()
 	debug.FreeOSMemory()
 	m := measured{rssBefore: selfRSS()}
+	// What the process costs with its upstreams running and nobody watching.
+	c0, i0 := selfCPU(), time.Now()
+	time.Sleep(5 * time.Second)
+	m.idle = (selfCPU() - c0).Seconds() / time.Since(i0).Seconds()
 	child := exec.Command(os.Args[0], "-test.run", "^TestVideoBenchViewers$", "-test.v", "-test.timeout", "10m")
 	spec, _ := json.Marshal(map[string]any{"base": base, "token": token, "lockers": ids, "per_locker": perLocker, "seconds": window.Seconds()})
 	child.Env = append(os.Environ(), "BENCH_VIDEO_VIEWERS="+string(spec))
