@@ -499,12 +499,19 @@ func (r *Relay) startStream(s *stream) {
 			return fmt.Errorf("%w: no video arrived within %s of video.start", ErrNoAnswer, r.cfg.StartTimeout)
 		}
 	}()
+	r.mu.Lock()
+	pc, ended := s.pc, s.ended
+	r.mu.Unlock()
+	if err == nil && ended {
+		err = ErrStreamEnded // ended while starting (shutdown): its peer connection was not closed yet
+	}
 	if err != nil {
 		r.m.starts.WithLabelValues(startOutcome(err)).Inc()
 		r.log.Warn("video stream did not start", "locker", s.locker, "error", err)
 		s.err = err
 		close(s.ready)
 		r.endStream(s, "start_failed", errors.Is(err, ErrNoAnswer))
+		r.closePC(pc) // endStream may have run before the peer connection existed
 		return
 	}
 	r.m.starts.WithLabelValues("ok").Inc()

@@ -329,3 +329,24 @@ func TestValidateOffer(t *testing.T) {
 	_, offer := newViewer(t)
 	require.NoError(t, video.ValidateOffer(offer))
 }
+
+// TestRelayCloseWhileStarting: a shutdown while a locker has not answered
+// yet ends the waiting viewer with an error and leaves no peer connection.
+func TestRelayCloseWhileStarting(t *testing.T) {
+	before := runtime.NumGoroutine()
+	lockers := newFakeLockers(t)
+	lockers.silent = true
+	r := newRelay(t, lockers, testConfig())
+	v, offer := newViewer(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.AddViewer(context.Background(), "L9", offer, "test")
+		errc <- err
+	}()
+	eventually(t, 3*time.Second, "video.start sent", func() bool { return lockers.starts.Load() == 1 })
+	r.Close()
+	require.Error(t, <-errc)
+	require.Equal(t, video.Stats{}, r.Stats())
+	v.close()
+	settledGoroutines(t, before+5)
+}
