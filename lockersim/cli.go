@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/lockerhub/lockerhub/apiclient"
