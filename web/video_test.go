@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
+	"github.com/lockerhub/lockerhub/protocol"
+	"github.com/lockerhub/lockerhub/video"
 )
 
 // videoHub is a hub with a short idle timeout and at most 2 viewers per locker.
@@ -141,4 +144,51 @@ func TestWHEPVanishingViewer(t *testing.T) {
 	hubtest.Eventually(t, 10*time.Second, "the vanished viewer is gone", func() bool { return h.App.Video.Status(locker).Viewers == 0 })
 	hubtest.Eventually(t, 5*time.Second, "the upstream stopped", func() bool { return !h.App.Video.Status(locker).Streaming })
 	require.Equal(t, 1.0, h.Metric("lockerhub_video_viewers_removed_total", "reason", "ice_failed"), fmt.Sprint(h.App.Video.Stats()))
+}
+
+// TestWHEPBadLockers: a locker that never answers video.start gives the
+// viewer 504 no_answer within the start timeout; one whose answer is not
+// SDP gives 502 locker_refused (counted); neither leaves a peer connection.
+func TestWHEPBadLockers(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { c.Video.StartTimeout = time.Second })
+	rawLocker := func(id string, answer func(req protocol.Request) *protocol.Response) {
+		cert := h.Locker(id)
+		var c *lockersim.Client
+		var err error
+		c, err = lockersim.Connect(t.Context(), lockersim.ClientOptions{
+			Addr: h.MQTTAddr, TLS: h.ClientTLS(cert), ClientID: id,
+			Subscribe: []string{protocol.Topic(id, protocol.KindRPCReq)},
+			OnMessage: func(_ string, payload []byte) {
+				var req protocol.Request
+				if json.Unmarshal(payload, &req) != nil {
+					return
+				}
+				if res := answer(req); res != nil {
+					data, _ := json.Marshal(res)
+					go func() { _ = c.Publish(protocol.Topic(id, protocol.KindRPCRes), data, 0, 0) }()
+				}
+			},
+		})
+		require.NoError(t, err)
+		go func() { _ = c.ReadLoop() }()
+		t.Cleanup(c.Close)
+		hubtest.Eventually(t, 5*time.Second, id+" online", func() bool { return h.App.Broker.Online(id) })
+	}
+	rawLocker("SILENT", func(protocol.Request) *protocol.Response { return nil })
+	rawLocker("GARBLED", func(req protocol.Request) *protocol.Response {
+		return &protocol.Response{ID: req.ID, Result: json.RawMessage(`{"sdp":"not an SDP answer"}`)}
+	})
+
+	v := hubtest.NewViewer(t)
+	start := time.Now()
+	status, body := v.WHEP(t, h.HTTPURL+"/api/v1/lockers/SILENT/video/whep", h.AdminToken)
+	require.Equal(t, http.StatusGatewayTimeout, status, body)
+	require.Contains(t, body, `"no_answer"`)
+	require.Less(t, time.Since(start), 5*time.Second)
+
+	status, body = v.WHEP(t, h.HTTPURL+"/api/v1/lockers/GARBLED/video/whep", h.AdminToken)
+	require.Equal(t, http.StatusBadGateway, status, body)
+	require.Contains(t, body, `"locker_refused"`)
+	require.Equal(t, 1.0, h.Metric("lockerhub_video_bad_answers_total"))
+	hubtest.Eventually(t, 5*time.Second, "no peer connection left", func() bool { return h.App.Video.Stats() == video.Stats{} })
 }
