@@ -18,6 +18,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -349,4 +350,89 @@ func TestRelayCloseWhileStarting(t *testing.T) {
 	require.Equal(t, video.Stats{}, r.Stats())
 	v.close()
 	settledGoroutines(t, before+5)
+}
+
+// h264Lockers answer video.start with an H.264-only publisher that sends a
+// made-up NAL unit 30 times a second.
+type h264Lockers struct {
+	*fakeLockers
+	stop chan struct{}
+}
+
+func (f *h264Lockers) Call(ctx context.Context, id, method string, params, result any) error {
+	if method != video.MethodStart {
+		return nil
+	}
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
+		return err
+	}
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(n string) bool { return n == "lo" })
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return err
+	}
+	f.t.Cleanup(func() { _ = pc.Close() })
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: params.(video.StartParams).SDP}); err != nil {
+		return err
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264}, "video", "h264")
+	if err != nil {
+		return err
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		return err
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	g := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(ans); err != nil {
+		return err
+	}
+	<-g
+	go func() {
+		t := time.NewTicker(time.Second / 30)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+				_ = track.WriteSample(media.Sample{Data: []byte{0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0x33, 0xff}, Duration: time.Second / 30})
+			}
+		}
+	}()
+	*result.(*video.StartResult) = video.StartResult{SDP: pc.LocalDescription().SDP}
+	return nil
+}
+
+// TestRelayH264: a locker that sends only H.264 is relayed as H.264 (the
+// viewer negotiates it and gets its RTP).
+func TestRelayH264(t *testing.T) {
+	lockers := &h264Lockers{fakeLockers: newFakeLockers(t), stop: make(chan struct{})}
+	defer close(lockers.stop)
+	r := newRelay(t, lockers, testConfig())
+	v, offer := newViewer(t)
+	var packets atomic.Int64
+	v.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			packets.Add(1)
+		}
+	})
+	res, err := r.AddViewer(t.Context(), "H1", offer, "test")
+	require.NoError(t, err)
+	v.answer(t, res.Answer)
+	require.Equal(t, webrtc.MimeTypeH264, r.Status("H1").Codec)
+	eventually(t, 10*time.Second, "H.264 RTP at the viewer", func() bool { return packets.Load() > 30 })
+	v.close()
 }
