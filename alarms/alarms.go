@@ -53,6 +53,7 @@ const (
 	KindCodeBruteForce     = "code_brute_force"    // condition: wrong pickup codes at a locker within "for" reach the threshold
 	KindTelemetryHigh      = "telemetry_high"      // condition: a telemetry metric (rule "metric") above the threshold
 	KindTelemetryLow       = "telemetry_low"       // condition: a telemetry metric below the threshold
+	KindClockOffset        = "clock_offset"        // condition: the locker's clock off by more than the threshold (s) for "for"
 )
 
 // Severities, most severe first.
@@ -161,6 +162,9 @@ type Locker struct {
 	Reported    bool // the locker has reported its state at least once
 	// Metrics are the locker's latest telemetry sample (nil: none yet).
 	Metrics map[string]float64
+	// ClockOffset is the hub's estimate of the locker's clock offset in
+	// seconds, positive ahead (nil: no recent message to estimate from).
+	ClockOffset *float64
 }
 
 // Fleet is the alarms' view of the fleet (app wires the fleet to it).

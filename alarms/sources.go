@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -294,6 +295,14 @@ func (s *Store) EvaluateOnce(ctx context.Context) error {
 			val := v
 			want[fp] = candidate{Kind: m.kind, Severity: e.Severity, LockerID: l.ID, Key: m.metric, Value: &val, Source: "telemetry:" + m.metric, At: now,
 				Summary: fmt.Sprintf("locker %s: %s at %v, %s %v", l.ID, m.metric, v, word, e.Threshold)}
+		}
+		if e := ruleFor(rules, KindClockOffset, l); e.Enabled && l.ClockOffset != nil && math.Abs(*l.ClockOffset) > e.Threshold &&
+			lasted(fingerprint(KindClockOffset, l.ID, ""), e.For) {
+			word := "ahead of"
+			if *l.ClockOffset < 0 {
+				word = "behind"
+			}
+			add(KindClockOffset, l, "", e, fmt.Sprintf("locker %s: its clock is %.1f s %s the hub's", l.ID, math.Abs(*l.ClockOffset), word), l.ClockOffset)
 		}
 		if e := ruleFor(rules, KindFreeCellsLow, l); e.Enabled && l.Reported && l.Cells > 0 && float64(l.FreeCells) < e.Threshold {
 			v := float64(l.FreeCells)

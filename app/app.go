@@ -3,8 +3,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,7 @@ import (
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
+	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
@@ -69,6 +72,8 @@ type Config struct {
 	Video  video.Config
 	Logger *slog.Logger
 	Out    io.Writer // where the admin credential is printed on first start
+	// Version is the hub's build (lockerhub_build_info); empty: "dev".
+	Version string
 }
 
 // Defaults fills what is unset with values that work on a laptop.
@@ -207,6 +212,12 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.Metrics = prometheus.NewRegistry()
 	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	certs := map[string]*x509.Certificate{"ca": ca.Cert}
+	if leaf, err := x509.ParseCertificate(serverCert.Certificate[0]); err == nil {
+		certs["server"] = leaf
+	}
+	hub := &hubCollector{version: cmp.Or(cfg.Version, "dev"), certs: certs, pool: a.Pool}
+	a.Metrics.MustRegister(hub)
 
 	accessCfg := cfg.Access
 	accessCfg.Registerer = a.Metrics
@@ -314,6 +325,7 @@ func (a *App) Start(ctx context.Context) error {
 		Alarms:         a.Alarms,
 		Video:          a.Video,
 		Recordings:     a.Recordings,
+		Connectors:     connectors.Default(),
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)
@@ -339,6 +351,9 @@ func (a *App) Start(ctx context.Context) error {
 			return fmt.Errorf("--http-tls-cert/--http-tls-key: %w", err)
 		}
 		httpLn = tls.NewListener(a.httpLn, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
+			hub.certs["http"] = leaf // read at scrape time, after Start
+		}
 	}
 	a.serve(a.httpSrv, httpLn)
 	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))

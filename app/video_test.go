@@ -124,6 +124,7 @@ func TestTamperAlarmRecordsAClip(t *testing.T) {
 	n, err := h.App.Recordings.Prune(ctx, time.Now().Add(31*24*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+	require.Equal(t, 1.0, h.Metric("lockerhub_video_recordings_deleted_total"))
 	_, err = os.Stat(h.App.Recordings.Path(rec))
 	require.ErrorIs(t, err, os.ErrNotExist)
 	st, _ = call(t, "GET", h.HTTPURL+"/api/v1/recordings/"+itoa(rec.ID)+"/file", h.AdminToken)

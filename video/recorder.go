@@ -96,6 +96,9 @@ type Recordings struct {
 	cfg    RecordingsConfig
 	log    *slog.Logger
 	active atomic.Int32
+	// deleted counts what retention deleted (the relay's metric; set by
+	// Relay.SetRecordings before Run).
+	deleted func(n int)
 }
 
 // NewRecordings makes the directory and returns the store.
@@ -238,6 +241,9 @@ func (rs *Recordings) Prune(ctx context.Context, now time.Time) (int, error) {
 			return n, err
 		}
 		n++
+	}
+	if rs.deleted != nil && n > 0 {
+		rs.deleted(n)
 	}
 	return n, nil
 }

@@ -222,7 +222,10 @@ func (r *Relay) newAPI() (*webrtc.API, error) {
 func (r *Relay) UDPAddr() string { return r.udp.LocalAddr().String() }
 
 // SetRecordings attaches the clip store (before Run).
-func (r *Relay) SetRecordings(rec *Recordings) { r.rec = rec }
+func (r *Relay) SetRecordings(rec *Recordings) {
+	r.rec = rec
+	rec.deleted = func(n int) { r.m.retentionDeleted.Add(float64(n)) }
+}
 
 // Run stops idle upstreams until ctx ends, then closes the relay.
 func (r *Relay) Run(ctx context.Context) {

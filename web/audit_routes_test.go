@@ -137,6 +137,13 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			firstParcel = newParcel()
 			return result{201, "admin", "parcel"}
 		},
+		"POST /api/v1/connectors/{name}/orders": admin("POST", "/api/v1/connectors/xml-orders/orders",
+			`<order id="EV-O1"><locker>EV-1</locker><size>M</size><recipient><phone>+4917000000</phone></recipient></order>`, 201, "parcel"),
+		"POST /api/v1/connectors/{name}/cancel": func() result {
+			admin("POST", "/api/v1/connectors/xml-orders/orders",
+				`<order id="EV-O2"><locker>EV-1</locker><size>M</size><recipient><phone>+4917000000</phone></recipient></order>`, 201, "parcel")()
+			return admin("POST", "/api/v1/connectors/xml-orders/cancel", `<cancel order="EV-O2"/>`, 200, "parcel")()
+		},
 		"POST /api/v1/parcels/{id}/cancel": func() result {
 			return admin("POST", "/api/v1/parcels/"+firstParcel.ID+"/cancel", `{"reason":"test"}`, 200, "parcel")()
 		},

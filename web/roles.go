@@ -112,12 +112,18 @@ var roleMatrix = map[string]allow{
 	// technicians and admins create and cancel; couriers, technicians and
 	// admins open the cell to drop off or collect; a carrier's callers only
 	// the carrier's parcels.
-	"POST /api/v1/parcels":              {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
-	"GET /api/v1/parcels":               {everyone, access.ScopeParcelsRead},
-	"GET /api/v1/parcels/{id}":          {everyone, access.ScopeParcelsRead},
-	"POST /api/v1/parcels/{id}/dropoff": {[]string{admin, technician, courier}, noClients},
-	"POST /api/v1/parcels/{id}/collect": {[]string{admin, technician, courier}, noClients},
-	"POST /api/v1/parcels/{id}/cancel":  {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"POST /api/v1/parcels": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Lockers near a point that can take a parcel now: for those who create deliveries.
+	"GET /api/v1/availability": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Partners in their own format (connectors): as the parcel routes they stand for.
+	"POST /api/v1/connectors/{name}/orders":        {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"POST /api/v1/connectors/{name}/cancel":        {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"GET /api/v1/connectors/{name}/orders/{order}": {everyone, access.ScopeParcelsRead},
+	"GET /api/v1/parcels":                          {everyone, access.ScopeParcelsRead},
+	"GET /api/v1/parcels/{id}":                     {everyone, access.ScopeParcelsRead},
+	"POST /api/v1/parcels/{id}/dropoff":            {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/collect":            {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/cancel":             {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
 
 	// The audit log (web/audit.go): admins only.
 	"GET /api/v1/audit": {adminOnly, noClients},

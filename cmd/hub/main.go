@@ -154,6 +154,7 @@ func run(args []string) int {
 	}
 	cfg.Video.Recordings.MaxBytes = int64(*videoMaxGiB * (1 << 30))
 	cfg.Logger = cfg.Logger.With("version", version)
+	cfg.Version = version
 	if *gcPercent <= 0 {
 		fmt.Fprintln(os.Stderr, "hub: --gc-percent must be positive")
 		return 2

@@ -250,6 +250,17 @@ export function mountLocker(root, ctx, id) {
 
   // --- render ------------------------------------------------------------------
 
+  // clockText shows the hub's estimate of the locker's clock offset (DESIGN
+  // decision 15): commands' not_after and pickup codes are checked on it.
+  function clockText() {
+    const ms = twin?.connectivity?.clock_offset_ms;
+    if (ms == null) return '';
+    const s = Math.abs(ms) / 1000;
+    const word = Math.abs(ms) < 500 ? 'in time' : `${s.toFixed(1)} s ${ms > 0 ? 'ahead' : 'behind'}`;
+    const cls = Math.abs(ms) > 5000 ? 'badge warn' : 'muted';
+    return `<span class="${cls}" id="f-clock" title="The locker's clock against the hub's">Clock ${esc(word)}</span>`;
+  }
+
   function renderHead() {
     const o = online();
     const badge = o.online === true ? `<span class="badge on big"><span class="dot on" aria-hidden="true"></span>Online</span>`
@@ -275,7 +286,7 @@ export function mountLocker(root, ctx, id) {
     }
     const delta = twin?.delta && Object.keys(twin.delta).length ? `<span class="muted">Differs: ${esc(Object.keys(twin.delta).join(', '))}</span>` : '';
     $('#l-facts').innerHTML = `
-      <div class="card fact"><span class="k">Connection</span><span class="v" id="f-conn">${o.online === true ? 'Online' : o.online === false ? 'Offline' : 'Unknown'}</span><span class="muted">${o.since ? `since ${esc(fmtTime(o.since))} (${esc(since(o.since))})` : ''}</span></div>
+      <div class="card fact"><span class="k">Connection</span><span class="v" id="f-conn">${o.online === true ? 'Online' : o.online === false ? 'Offline' : 'Unknown'}</span><span class="muted">${o.since ? `since ${esc(fmtTime(o.since))} (${esc(since(o.since))})` : ''}</span>${clockText()}</div>
       <div class="card fact"><span class="k">Power</span><span class="v" id="f-power">${mains}</span><span class="muted">Battery ${esc(batt)}</span></div>
       <div class="card fact"><span class="k">Firmware</span><span class="v" id="f-fw">${esc(r.firmware || '—')}</span><span class="muted">Config ${cfg}</span></div>
       <div class="card fact"><span class="k">Twin</span><span class="v">${twin ? `v${esc(twin.version)}` : '—'}</span><span class="muted">${r.updated_at ? `updated ${esc(fmtTime(r.updated_at))}` : 'no report yet'} ${delta}</span></div>`;
