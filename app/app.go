@@ -332,13 +332,13 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.httpSrv = &http.Server{Handler: web.NewAPI(deps), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
-	deviceTLS := &tls.Config{
+	deviceTLS := pki.Harden(&tls.Config{
 		Certificates:     []tls.Certificate{serverCert},
 		ClientCAs:        ca.Pool(),
 		ClientAuth:       tls.VerifyClientCertIfGiven,
 		MinVersion:       tls.VersionTLS12,
 		VerifyConnection: broker.VerifyNotRevoked(a.Registry),
-	}
+	})
 	if a.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
 		return fmt.Errorf("device listener: %w", err)
 	}
@@ -350,7 +350,7 @@ func (a *App) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("--http-tls-cert/--http-tls-key: %w", err)
 		}
-		httpLn = tls.NewListener(a.httpLn, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		httpLn = tls.NewListener(a.httpLn, pki.Harden(&tls.Config{Certificates: []tls.Certificate{pair}}))
 		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
 			hub.certs["http"] = leaf // read at scrape time, after Start
 		}
