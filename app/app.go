@@ -38,6 +38,7 @@ import (
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/telemetry"
+	"github.com/lockerhub/lockerhub/video"
 	"github.com/lockerhub/lockerhub/web"
 )
 
@@ -66,6 +67,9 @@ type Config struct {
 	Access access.Config
 	// Alarms: evaluation and notification timing; zero values take its defaults.
 	Alarms alarms.Config
+	// Video: the camera relay's ICE UDP address and host candidates, viewer
+	// and stream limits, recordings (directory default <DataDir>/recordings).
+	Video  video.Config
 	Logger *slog.Logger
 	Out    io.Writer // where the admin credential is printed on first start
 	// Version is the hub's build (lockerhub_build_info); empty: "dev".
@@ -105,7 +109,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations(), video.Migrations()}
 }
 
 // App is a running hub.
@@ -130,6 +134,10 @@ type App struct {
 	Parcels    *parcels.Store
 	Alarms     *alarms.Store
 	Access     *access.Store
+	// Video relays the lockers' cameras (WHEP viewers); Recordings keeps
+	// the clips taken on alarms.
+	Video      *video.Relay
+	Recordings *video.Recordings
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
 	Telemetry      *telemetry.Ingest
@@ -271,6 +279,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startAlarms(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startVideo(runCtx); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -312,6 +323,8 @@ func (a *App) Start(ctx context.Context) error {
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
 		Alarms:         a.Alarms,
+		Video:          a.Video,
+		Recordings:     a.Recordings,
 		Connectors:     connectors.Default(),
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {

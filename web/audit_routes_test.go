@@ -73,6 +73,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		report(fmt.Sprintf("A%02d", i), "closed", false)
 	}
+	var watcher *hubtest.Viewer
 	newParcel := func() apiclient.Parcel {
 		p, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "EV-1", Size: "M", Recipient: apiclient.Recipient{Phone: "+4917000000"}}, "")
 		require.NoError(t, err)
@@ -114,6 +115,18 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			require.Equal(t, 201, status, "%v", out)
 			silenceID = fmt.Sprint(out["id"])
 			return result{status, "admin", "alarm_silence"}
+		},
+		// Watching a simulated locker's camera (WHEP), then leaving.
+		"POST /api/v1/lockers/{id}/video/whep": func() result {
+			simLockers(t, h, "EVV-", 1)
+			watcher = hubtest.NewViewer(t)
+			status, body := watcher.WHEP(t, h.HTTPURL+"/api/v1/lockers/EVV-00001/video/whep", h.AdminToken)
+			require.Equal(t, 201, status, body)
+			return result{201, "admin", "video"}
+		},
+		"DELETE /api/v1/lockers/{id}/video/whep/{viewer}": func() result {
+			require.Equal(t, 204, watcher.Leave(t, h.HTTPURL, h.AdminToken))
+			return result{204, "admin", "video"}
 		},
 		"DELETE /api/v1/alarms/silences/{id}": func() result {
 			return admin("DELETE", "/api/v1/alarms/silences/"+silenceID, "", 204, "alarm_silence")()

@@ -51,6 +51,9 @@ var (
 	// data); alarmActors acknowledge, resolve, mute and silence them.
 	alarmReaders = []string{admin, technician, oncall, viewer}
 	alarmActors  = []string{admin, technician, oncall}
+	// videoViewers watch the lockers' cameras and their clips: the people
+	// who act on alarms. Viewers and couriers do not (privacy), nor API clients.
+	videoViewers = []string{admin, technician, oncall}
 )
 
 // roleMatrix maps "METHOD /path" (as in the route tables) to who may call it.
@@ -161,6 +164,15 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/alarms/routing":          {alarmActors, noClients},
 	"PUT /api/v1/alarms/routing":          {adminOnly, noClients},
 	"GET /api/v1/lockers/{id}/alarms":     {alarmReaders, noClients},
+
+	// Video (web/video.go): WHEP viewers of a locker's camera and the clips
+	// recorded on alarms.
+	"POST /api/v1/lockers/{id}/video/whep":            {videoViewers, noClients},
+	"DELETE /api/v1/lockers/{id}/video/whep/{viewer}": {videoViewers, noClients},
+	"GET /api/v1/lockers/{id}/video":                  {videoViewers, noClients},
+	"GET /api/v1/recordings":                          {videoViewers, noClients},
+	"GET /api/v1/recordings/{id}":                     {videoViewers, noClients},
+	"GET /api/v1/recordings/{id}/file":                {videoViewers, noClients},
 }
 
 // permitted reports whether p may call rt; a route missing from the matrix
