@@ -210,6 +210,22 @@ type Store struct {
 
 	wakeFlush chan struct{}
 	wakeInbox chan struct{}
+
+	onFired []func(Alarm) // see OnFired
+}
+
+// OnFired registers fn to hear of every new alarm raised from a device
+// event (door forced, tamper), after its transaction committed; app wires
+// the camera recordings to it. fn runs on the alarms' consumer goroutine and
+// must not block. Call it before Run.
+func (s *Store) OnFired(fn func(Alarm)) { s.onFired = append(s.onFired, fn) }
+
+func (s *Store) notifyFired(list []Alarm) {
+	for _, a := range list {
+		for _, fn := range s.onFired {
+			fn(a)
+		}
+	}
 }
 
 // New returns a store; Load it, then Run it.

@@ -94,6 +94,7 @@ const inboxBatch = 500
 
 func (s *Store) takeInbox(ctx context.Context) (int, error) {
 	n := 0
+	var fired []Alarm
 	rules := s.Rules()
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `DELETE FROM alarms_inbox WHERE id IN (SELECT id FROM alarms_inbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
@@ -134,12 +135,19 @@ func (s *Store) takeInbox(ctx context.Context) (int, error) {
 				continue
 			}
 			c.Severity = r.Severity
-			if _, _, err := s.fire(ctx, tx, c); err != nil {
+			a, isNew, err := s.fire(ctx, tx, c)
+			if err != nil {
 				return err
+			}
+			if isNew {
+				fired = append(fired, a)
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		s.notifyFired(fired)
+	}
 	return n, err
 }
 

@@ -211,6 +211,7 @@ func startLockers(t *testing.T, h *hubtest.Hub, prefix string, n int, opts ...fu
 	cfg.Lockers, cfg.Cells, cfg.Prefix, cfg.Segment = n, 4, prefix, "north"
 	cfg.Ramp, cfg.StatusEvery = 0, 0
 	cfg.DoorClose = time.Hour
+	cfg.VideoInterface = "lo" // the camera (video.start) on loopback, like the hub in tests
 	for _, o := range opts {
 		o(&cfg)
 	}

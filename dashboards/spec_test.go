@@ -156,7 +156,7 @@ var dashboards = []dashboard{
 	},
 	{
 		File: "lockerhub-alarms.json", UID: "lockerhub-alarms", Title: "lockerhub / Alarms and notifications",
-		Description: "Alarms by kind and severity, and the delivery of their notifications and of every other outbox message.",
+		Description: "Alarms by kind and severity, the delivery of their notifications and of every other outbox message, and the camera streams and clips that follow them.",
 		Panels: []panel{
 			stat("Firing alarms", "Open and unacknowledged. Good: 0.", "short", `sum(lockerhub_alarms_open{state="firing"}) or vector(0)`),
 			stat("Acknowledged alarms", "Open, someone is on it.", "short", `sum(lockerhub_alarms_open{state="acknowledged"}) or vector(0)`),
@@ -174,6 +174,16 @@ var dashboards = []dashboard{
 				target{`sum by (channel, reason) (rate(lockerhub_outbox_failed_total[` + ri + `]))`, "failed {{channel}} {{reason}}"})),
 			optional(series("Send attempts, by result", "Attempts including retries. Good: sent; error means retries with backoff.", "reqps",
 				target{`sum by (channel, result) (rate(lockerhub_outbox_attempts_total[` + ri + `]))`, "{{channel}} {{result}}"})),
+			// Camera video (docs/video.md): who watches after an alarm, and its clips.
+			stat("Camera streams", "Lockers whose camera is streaming to the hub now (someone watches or a clip records). Good: 0 when nobody watches.", "short",
+				`sum(lockerhub_video_streams) or vector(0)`),
+			stat("Camera viewers", "Browsers and WHEP players watching a locker's camera.", "short", `sum(lockerhub_video_viewers) or vector(0)`),
+			optional(series("Camera video relayed", "Bits per second from lockers and to viewers (one copy per viewer).", "bps",
+				target{`sum(rate(lockerhub_video_upstream_bytes_total[` + ri + `])) * 8`, "from lockers"},
+				target{`sum(rate(lockerhub_video_forwarded_bytes_total[` + ri + `])) * 8`, "to viewers"})),
+			optional(series("Viewers refused and clips recorded", "Refused viewers by reason and finished clips by outcome. Good: clips ok; no_video or error means a camera did not deliver.", "reqps",
+				target{`sum by (reason) (rate(lockerhub_video_viewers_refused_total[` + ri + `]))`, "refused {{reason}}"},
+				target{`sum by (outcome) (rate(lockerhub_video_recordings_total[` + ri + `]))`, "clip {{outcome}}"})),
 		},
 	},
 	{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/lockerhub/lockerhub/apiclient"
@@ -222,6 +223,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.StuckDoorPct, "stuck-door-pct", 0, "fault: this percentage of cell.open calls release the lock but the door stays shut (no door event)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "fault: the lockers' clocks are off by this much")
 	fs.BoolVar(&cfg.NoRepublish, "no-republish", false, "fault: discard unacknowledged messages at reconnect")
+	fs.StringVar(&cfg.VideoInterface, "video-iface", "", "video (video.start): ICE host candidates only on this network interface (empty: all)")
+	videoClip := fs.String("video-clip", "", "video (video.start): loop this VP8 IVF file instead of the built-in test clip")
 	fs.DurationVar(&cfg.StatusEvery, "status-every", cfg.StatusEvery, "status line period (0: none)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
@@ -234,6 +237,15 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.MQTTVersion = byte(*mqttVersion)
+	if *videoClip != "" {
+		if cfg.VideoClip, err = os.ReadFile(*videoClip); err == nil {
+			_, err = clipHeader(cfg.VideoClip)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "lockersim: --video-clip:", err)
+			return 2
+		}
+	}
 	if *ramp != "auto" {
 		if cfg.Ramp, err = time.ParseDuration(*ramp); err != nil || cfg.Ramp < 0 {
 			fmt.Fprintf(stderr, "lockersim: --ramp %q: a duration like 10s, or auto\n", *ramp)

@@ -9,6 +9,7 @@ import { get, APIError } from './api.js';
 import { Frame } from './stream.js';
 import { mountTelemetry } from './telemetry.js';
 import { mountLockerAlarms } from './alarms.js';
+import { mountLockerVideo } from './video.js';
 import { stateBadge } from './parcels.js';
 import { esc, fmtTime, fmtDuration, since, humanize, naturalCompare, debounce, SIZES } from './util.js';
 
@@ -28,6 +29,7 @@ export function mountLocker(root, ctx, id) {
   let mode = 'stream';
   let pollTimer = null;
   let stopAlarms = () => {};
+  let stopVideo = () => {};
   let dirty = { head: true, cells: true, conn: true, events: true };
   let lastConn = '';
   let lastVersion = -1;
@@ -56,6 +58,10 @@ export function mountLocker(root, ctx, id) {
           <div class="panel-h"><h2 id="h-parcels">Parcels</h2><span class="muted">open: reserved, deposited, expired</span>
             <a href="#/parcels?locker=${encodeURIComponent(id)}" id="l-parcels-all">Parcels at this locker</a></div>
           <div id="l-parcels"><p class="muted">Loading…</p></div>
+        </section>` : ''}
+        ${ctx.can('POST /api/v1/lockers/{id}/video/whep') ? `<section class="panel" aria-labelledby="h-video">
+          <div class="panel-h"><h2 id="h-video">Camera</h2><span class="muted">live over WebRTC</span></div>
+          <div id="l-video"></div>
         </section>` : ''}
         ${ctx.can('GET /api/v1/lockers/{id}/alarms') ? `<section class="panel" aria-labelledby="h-alarms">
           <div class="panel-h"><h2 id="h-alarms">Alarms</h2><span class="muted">newest first</span>
@@ -419,12 +425,13 @@ export function mountLocker(root, ctx, id) {
     loadConnectivity();
     loadParcels();
     if (!gone && $('#l-alarms')) stopAlarms = mountLockerAlarms($('#l-alarms'), id);
+    if (!gone && $('#l-video')) stopVideo = mountLockerVideo($('#l-video'), id);
     if (!gone) telemetry = mountTelemetry($('#telemetry'), id, base);
     release = ctx.stream().use(handlers);
     ctx.stream().watch({ watch: 'locker', id });
   });
 
-  return { unmount() { stop(); clearInterval(ageTimer); telemetry?.unmount(); stopAlarms(); } };
+  return { unmount() { stop(); clearInterval(ageTimer); telemetry?.unmount(); stopAlarms(); stopVideo(); } };
 }
 
 function cause(e) {
