@@ -130,7 +130,7 @@ func TestStoredTemplatesChooseTheMostSpecific(t *testing.T) {
 	ns, err := outbox.ByAbout(context.Background(), r.pool, "p-1")
 	require.NoError(t, err)
 	require.Len(t, ns, 6)
-	require.Equal(t, "acme deutsch 111", ns[3].Text)
+	require.Equal(t, "acme deutsch ********", ns[3].Text, "the text as sent, the pickup code masked")
 	require.Equal(t, "sent", ns[3].State)
 	require.NotNil(t, ns[3].SentAt)
 

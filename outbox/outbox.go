@@ -197,20 +197,30 @@ type Notification struct {
 	Text      string     `json:"text,omitempty"`            // as rendered when sent
 }
 
+// CodeMask stands for the pickup code in texts shown back (what was sent,
+// previews with a parcel's data).
+const CodeMask = "********"
+
 // ByAbout returns the sms, email and webhook messages about an object (a
-// parcel), oldest first. Messages deleted after the retention are gone.
+// parcel), oldest first, the pickup code masked in their texts. Messages
+// deleted after the retention are gone.
 func ByAbout(ctx context.Context, q Querier, about string) ([]Notification, error) {
 	rows, err := q.Query(ctx, `SELECT id, channel, template, "to", carrier, language, state, attempts, coalesce(last_error, ''),
-		created_at, sent_at, CASE WHEN state = 'pending' THEN next_attempt_at END, coalesce(rendered, '')
+		created_at, sent_at, CASE WHEN state = 'pending' THEN next_attempt_at END, coalesce(rendered, ''),
+		CASE WHEN channel IN ('sms', 'email') THEN coalesce(data->>'code', '') ELSE '' END
 		FROM outbox_messages WHERE about = $1 ORDER BY created_at, id`, about)
 	if err != nil {
 		return nil, fmt.Errorf("notifications of %s: %w", about, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Notification, error) {
 		var n Notification
-		var rendered string
+		var rendered, code string
 		err := r.Scan(&n.ID, &n.Channel, &n.Template, &n.To, &n.Carrier, &n.Language, &n.State, &n.Attempts, &n.LastError,
-			&n.CreatedAt, &n.SentAt, &n.NextAt, &rendered)
+			&n.CreatedAt, &n.SentAt, &n.NextAt, &rendered, &code)
+		if code != "" {
+			// The pickup code is never in an API answer: masked as in a preview.
+			rendered = strings.ReplaceAll(rendered, code, CodeMask)
+		}
 		n.CreatedAt = n.CreatedAt.UTC()
 		if n.Channel == ChannelEmail {
 			n.Subject, n.Text, _ = strings.Cut(rendered, "\n")

@@ -748,7 +748,7 @@ func (s *Store) NotificationData(ctx context.Context, c Caller, id string) (Parc
 	if err != nil {
 		return Parcel{}, nil, err
 	}
-	d["code"] = "********"
+	d["code"] = "********" // as outbox.CodeMask
 	return p, d, nil
 }
 
