@@ -322,6 +322,7 @@ func (a *App) Start(ctx context.Context) error {
 		Telemetry:      a.Telemetry,
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
+		Templates:      a.Outbox.Templates(),
 		Alarms:         a.Alarms,
 		Video:          a.Video,
 		Recordings:     a.Recordings,

@@ -124,6 +124,17 @@ var roleMatrix = map[string]allow{
 	"POST /api/v1/parcels/{id}/dropoff":            {[]string{admin, technician, courier}, noClients},
 	"POST /api/v1/parcels/{id}/collect":            {[]string{admin, technician, courier}, noClients},
 	"POST /api/v1/parcels/{id}/cancel":             {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// What a parcel's recipient was sent: as the parcel.
+	"GET /api/v1/parcels/{id}/notifications": {everyone, access.ScopeParcelsRead},
+
+	// Notification templates (web/templates.go): the wording recipients
+	// read is the operator's, so admins edit it; technicians read and
+	// preview (to answer "what did the customer get?").
+	"GET /api/v1/templates":                      {fleetOps, noClients},
+	"POST /api/v1/templates/preview":             {fleetOps, noClients},
+	"GET /api/v1/templates/{event}/{channel}":    {fleetOps, noClients},
+	"PUT /api/v1/templates/{event}/{channel}":    {adminOnly, noClients},
+	"DELETE /api/v1/templates/{event}/{channel}": {adminOnly, noClients},
 
 	// The audit log (web/audit.go): admins only.
 	"GET /api/v1/audit": {adminOnly, noClients},

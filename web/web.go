@@ -55,6 +55,9 @@ type Deps struct {
 	// Webhooks keeps the API clients' webhook endpoints (nil: its routes
 	// answer 503).
 	Webhooks *outbox.Endpoints
+	// Templates keeps the notification templates and reads what was sent
+	// (nil: its routes answer 503).
+	Templates *outbox.TemplateStore
 	// Alarms keeps the alarms, silences, rules and routing (nil: its
 	// routes answer 503).
 	Alarms *alarms.Store
@@ -104,6 +107,7 @@ func NewAPI(d Deps) *API {
 		route{"GET", "/api/v1/ca.crt", true, a.caCert},
 	)
 	a.routes = append(a.routes, a.lockerRoutes()...)
+	a.routes = append(a.routes, a.templateRoutes()...)
 	a.routes = append(a.routes, a.twinRoutes()...)
 	a.routes = append(a.routes, a.streamRoutes()...)
 	a.routes = append(a.routes, a.overviewRoutes()...)

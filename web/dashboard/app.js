@@ -7,6 +7,7 @@
 //   #/parcels?locker=… parcels (filters in the query)
 //   #/parcels/ID       one parcel
 //   #/alarms?state=…   the live alarm feed and silences
+//   #/templates        notification templates (admins edit, technicians read)
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
@@ -15,6 +16,7 @@ import { mountAudit } from './audit.js';
 import { mountUsers } from './users.js';
 import { mountParcels, mountParcel } from './parcels.js';
 import { mountAlarms } from './alarms.js';
+import { mountTemplates } from './templates.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
@@ -96,9 +98,13 @@ function route() {
   const pm = mayParcels ? path.match(/^\/parcels\/([^/]+)$/) : null;
   const mayAlarms = can('GET /api/v1/alarms');
   const alarmsPage = path === '/alarms' && mayAlarms;
+  const mayTemplates = can('GET /api/v1/templates');
+  const templatesPage = path === '/templates' && mayTemplates;
+  document.getElementById('nav-templates').hidden = !mayTemplates;
+  document.getElementById('nav-templates').classList.toggle('active', templatesPage);
   document.getElementById('nav-alarms').hidden = !mayAlarms;
   document.getElementById('nav-alarms').classList.toggle('active', alarmsPage);
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage);
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage && !templatesPage);
   document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm);
   document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
@@ -111,6 +117,7 @@ function route() {
   else if (parcelsPage) view = mountParcels(app, ctx, params);
   else if (pm) view = mountParcel(app, ctx, decodeURIComponent(pm[1]));
   else if (alarmsPage) view = mountAlarms(app, ctx, params);
+  else if (templatesPage) view = mountTemplates(app, ctx, params);
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
 }

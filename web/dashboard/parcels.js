@@ -7,6 +7,7 @@
 // Data: GET /api/v1/parcels, GET /api/v1/parcels/{id}, POST …/{id}/cancel.
 import { api, get, query, APIError } from './api.js';
 import { esc, fmtTime, humanize } from './util.js';
+import { mountParcelNotifications } from './parcelnotifications.js';
 
 const FILTERS = ['locker', 'state', 'reference', 'carrier'];
 const PAGE = 100;
@@ -176,6 +177,7 @@ export function mountParcel(root, ctx, id) {
       </section>
       <div class="side" id="p-side"></div>
     </div>
+    <div id="p-notifications"></div>
   </section>`;
   const $ = (s) => root.querySelector(s);
 
@@ -267,5 +269,6 @@ export function mountParcel(root, ctx, id) {
   }
 
   load();
-  return { unmount() { gone = true; } };
+  const notes = mountParcelNotifications($('#p-notifications'), id);
+  return { unmount() { gone = true; notes.unmount(); } };
 }
