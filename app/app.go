@@ -30,6 +30,7 @@ import (
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/pg"
@@ -63,6 +64,9 @@ type Config struct {
 	Access access.Config
 	// Alarms: evaluation and notification timing; zero values take its defaults.
 	Alarms alarms.Config
+	// OTA: firmware rollouts (download limit, step timeouts, retries, the
+	// download URL lockers are given); zero values take its defaults.
+	OTA    ota.Config
 	Logger *slog.Logger
 	Out    io.Writer // where the admin credential is printed on first start
 }
@@ -100,7 +104,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations(), ota.Migrations()}
 }
 
 // App is a running hub.
@@ -125,6 +129,8 @@ type App struct {
 	Parcels    *parcels.Store
 	Alarms     *alarms.Store
 	Access     *access.Store
+	// OTA keeps firmware artifacts and runs the rollouts.
+	OTA *ota.Updater
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
 	Telemetry      *telemetry.Ingest
@@ -260,6 +266,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startAlarms(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startOTA(); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -301,6 +310,7 @@ func (a *App) Start(ctx context.Context) error {
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
 		Alarms:         a.Alarms,
+		OTA:            a.OTA,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)
@@ -329,6 +339,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.serve(a.httpSrv, httpLn)
 	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))
+	a.runOTA(runCtx)
 
 	if err := a.writeLocalInfo(); err != nil {
 		return err

@@ -51,6 +51,11 @@ var (
 	// data); alarmActors acknowledge, resolve, mute and silence them.
 	alarmReaders = []string{admin, technician, oncall, viewer}
 	alarmActors  = []string{admin, technician, oncall}
+	// otaReaders follow firmware rollouts; otaStoppers may also pause one
+	// (on-call staff stop a bad update; only technicians and admins start,
+	// widen or roll one back).
+	otaReaders  = []string{admin, technician, oncall, viewer}
+	otaStoppers = []string{admin, technician, oncall}
 )
 
 // roleMatrix maps "METHOD /path" (as in the route tables) to who may call it.
@@ -155,6 +160,22 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/alarms/routing":          {alarmActors, noClients},
 	"PUT /api/v1/alarms/routing":          {adminOnly, noClients},
 	"GET /api/v1/lockers/{id}/alarms":     {alarmReaders, noClients},
+
+	// Firmware updates (web/ota.go): technicians and admins upload
+	// artifacts and run rollouts; on-call staff may also pause one.
+	"POST /api/v1/ota/artifacts":              {fleetOps, noClients},
+	"GET /api/v1/ota/artifacts":               {otaReaders, noClients},
+	"GET /api/v1/ota/artifacts/{id}":          {otaReaders, noClients},
+	"POST /api/v1/ota/rollouts":               {fleetOps, noClients},
+	"GET /api/v1/ota/rollouts":                {otaReaders, noClients},
+	"GET /api/v1/ota/rollouts/{id}":           {otaReaders, noClients},
+	"GET /api/v1/ota/rollouts/{id}/lockers":   {otaReaders, noClients},
+	"POST /api/v1/ota/rollouts/{id}/start":    {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/pause":    {otaStoppers, noClients},
+	"POST /api/v1/ota/rollouts/{id}/resume":   {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/cancel":   {otaStoppers, noClients},
+	"POST /api/v1/ota/rollouts/{id}/approve":  {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/rollback": {fleetOps, noClients},
 }
 
 // permitted reports whether p may call rt; a route missing from the matrix

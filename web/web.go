@@ -20,6 +20,7 @@ import (
 	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/telemetry"
@@ -56,6 +57,8 @@ type Deps struct {
 	// Alarms keeps the alarms, silences, rules and routing (nil: its
 	// routes answer 503).
 	Alarms *alarms.Store
+	// OTA keeps firmware artifacts and rollouts (nil: its routes answer 503).
+	OTA *ota.Updater
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
@@ -108,6 +111,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.webhookRoutes()...)
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
+	a.routes = append(a.routes, a.otaRoutes()...)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
