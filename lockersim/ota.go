@@ -151,14 +151,22 @@ func (l *Locker) execOTAInstallLocked(raw json.RawMessage) (any, *protocol.Error
 	}
 }
 
+// otaStatus publishes a step of job j; nothing once j is no longer the
+// locker's update (a reboot ended it).
 func (l *Locker) otaStatus(j *otaJob, step, reason string, bytes int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.otaJob != j {
+		return
+	}
 	l.publishLocked(protocol.KindOTAStatus, protocol.OTAStatus{Header: l.headerLocked(), Rollout: j.p.Rollout, Version: j.p.Version,
 		Step: step, Reason: reason, Bytes: bytes})
 }
 
 func (l *Locker) otaFail(j *otaJob, reason string) {
+	if !l.otaCurrent(j) {
+		return
+	}
 	l.env.stats.OTAFailed.Add(1)
 	l.log.Info("update failed", "version", j.p.Version, "reason", reason)
 	l.otaStatus(j, protocol.OTAFailed, clipReason(reason), 0)
@@ -167,6 +175,12 @@ func (l *Locker) otaFail(j *otaJob, reason string) {
 		l.otaJob = nil
 	}
 	l.mu.Unlock()
+}
+
+func (l *Locker) otaCurrent(j *otaJob) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.otaJob == j
 }
 
 func clipReason(s string) string {
@@ -191,7 +205,7 @@ func (l *Locker) runOTA(ctx context.Context, j *otaJob) {
 		return
 	}
 	sum, n, err := l.download(ctx, j)
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || !l.otaCurrent(j) {
 		return
 	}
 	if err != nil {
@@ -223,6 +237,10 @@ func (l *Locker) runOTA(ctx context.Context, j *otaJob) {
 		return
 	}
 	l.mu.Lock()
+	if l.otaJob != j {
+		l.mu.Unlock()
+		return
+	}
 	st, err := loadState(l.env.cfg.DataDir, l.id)
 	if err == nil {
 		st.Firmware = j.p.Version
@@ -324,6 +342,9 @@ func (l *Locker) download(ctx context.Context, j *otaJob) (string, int64, error)
 	for {
 		if ctx.Err() != nil {
 			return "", got, ctx.Err()
+		}
+		if !l.otaCurrent(j) {
+			return "", got, errors.New("the update ended (reboot)")
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.p.URL, nil)
 		if err != nil {

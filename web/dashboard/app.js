@@ -7,6 +7,7 @@
 //   #/parcels?locker=… parcels (filters in the query)
 //   #/parcels/ID       one parcel
 //   #/alarms?state=…   the live alarm feed and silences
+//   #/ota?id=…         firmware rollouts, their waves, failures and lockers
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
@@ -15,6 +16,7 @@ import { mountAudit } from './audit.js';
 import { mountUsers } from './users.js';
 import { mountParcels, mountParcel } from './parcels.js';
 import { mountAlarms } from './alarms.js';
+import { mountOTA } from './ota.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
@@ -98,7 +100,11 @@ function route() {
   const alarmsPage = path === '/alarms' && mayAlarms;
   document.getElementById('nav-alarms').hidden = !mayAlarms;
   document.getElementById('nav-alarms').classList.toggle('active', alarmsPage);
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage);
+  const mayOTA = can('GET /api/v1/ota/rollouts');
+  const otaPage = path === '/ota' && mayOTA;
+  document.getElementById('nav-ota').hidden = !mayOTA;
+  document.getElementById('nav-ota').classList.toggle('active', otaPage);
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage && !otaPage);
   document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm);
   document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
@@ -111,6 +117,7 @@ function route() {
   else if (parcelsPage) view = mountParcels(app, ctx, params);
   else if (pm) view = mountParcel(app, ctx, decodeURIComponent(pm[1]));
   else if (alarmsPage) view = mountAlarms(app, ctx, params);
+  else if (otaPage) view = mountOTA(app, ctx, params);
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
 }

@@ -1,0 +1,208 @@
+package ota_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/app"
+	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/lockersim"
+	"github.com/lockerhub/lockerhub/protocol"
+)
+
+// TestBadStatusReports: an invalid payload, an unknown rollout, an unknown
+// version, a stale report, a step out of order and "installed" without a
+// download are each counted and refused; the rollout goes on and completes.
+func TestBadStatusReports(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { fastOTA(c); c.OTA.Retries = -1 })
+	sim := startSim(t, h, 2, lockersim.OTAFaults{})
+	ctx := context.Background()
+	a := upload(t, h, "2.0.0", 4<<10)
+	// A third locker that never connects: the reports below claim to be its.
+	h.AddLocker("OTA-FAKE")
+	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true, Policy: apiclient.RolloutPolicy{Canary: 3, SuccessPct: 60, FailurePct: 50, AbortPct: 90}})
+	require.NoError(t, err)
+	report := func(locker string, boot, seq int, rollout int64, version, step, reason string) error {
+		payload := fmt.Sprintf(`{"boot":%d,"seq":%d,"ts":%d,"rollout":%d,"version":%q,"step":%q`, boot, seq, time.Now().UnixMilli(), rollout, version, step)
+		if reason != "" {
+			payload += fmt.Sprintf(`,"reason":%q`, reason)
+		}
+		return h.App.OTA.Report(locker, []byte(payload+"}"))
+	}
+	rejected := func(reason string) float64 { return h.Metric("lockerhub_ota_status_rejected_total", "reason", reason) }
+
+	require.ErrorIs(t, h.App.OTA.Report("OTA-FAKE", []byte(`{"boot":1,"step":"installed"`)), protocol.ErrInvalid)
+	require.NoError(t, report("OTA-FAKE", 1, 1, r.ID+100, "2.0.0", "downloading", ""))
+	require.NoError(t, report("OTA-FAKE", 1, 2, r.ID, "9.9.9", "downloading", ""))
+	require.NoError(t, report("OTA-FAKE", 1, 3, r.ID, "2.0.0", "installed", "")) // queued: not even notified
+	hubtest.Eventually(t, 10*time.Second, "bad reports counted", func() bool {
+		return rejected("invalid") == 1 && rejected("unknown_rollout") == 1 && rejected("unknown_version") == 1 && rejected("out_of_order") == 1
+	})
+	// The fake locker is offline: it waits in the queue. Pretend it was notified.
+	_, err = h.App.Pool.Exec(ctx, `UPDATE ota_lockers SET state = 'notified', attempts = 1, deadline = now() + interval '1 hour' WHERE locker_id = 'OTA-FAKE'`)
+	require.NoError(t, err)
+	require.NoError(t, report("OTA-FAKE", 2, 1, r.ID, "2.0.0", "downloading", ""))
+	require.NoError(t, report("OTA-FAKE", 2, 1, r.ID, "2.0.0", "downloaded", "")) // the same (boot, seq): stale
+	require.NoError(t, report("OTA-FAKE", 2, 5, r.ID, "2.0.0", "installed", ""))  // never downloaded
+	hubtest.Eventually(t, 10*time.Second, "installed without download refused", func() bool {
+		ls, err := h.Admin.RolloutLockers(ctx, r.ID, "failed", 0)
+		return err == nil && len(ls) == 1 && ls[0].LockerID == "OTA-FAKE"
+	})
+	require.GreaterOrEqual(t, rejected("stale"), 1.0) // also the real lockers' repeats after their reboot
+	require.Equal(t, 1.0, rejected("installed_without_download"))
+	ls, err := h.Admin.RolloutLockers(ctx, r.ID, "failed", 0)
+	require.NoError(t, err)
+	require.Contains(t, ls[0].Reason, "installed_without_download")
+
+	s := waitState(t, h, r.ID, 30*time.Second, "completed")
+	require.Equal(t, 2, s.Counts["installed"])
+	require.Equal(t, 1, s.Failures["installed_without_download: reported installed before downloading"])
+	for _, l := range sim.Lockers() {
+		require.Equal(t, "2.0.0", l.View(false).Firmware)
+	}
+}
+
+// TestBadHashAndNeverReturn: a locker whose download fails its hash and one
+// that never comes back after installing both fail with their reasons (the
+// latter by the install timeout); the others complete.
+func TestBadHashAndNeverReturn(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { fastOTA(c); c.OTA.Retries = -1; c.OTA.InstallTimeout = time.Second })
+	sim := startSim(t, h, 4, lockersim.OTAFaults{
+		BadHash:     lockersim.OTAFault{Lockers: map[string]bool{"OTA-00001": true}},
+		NeverReturn: lockersim.OTAFault{Lockers: map[string]bool{"OTA-00002": true}},
+	})
+	a := upload(t, h, "2.0.0", 4<<10)
+	r, err := h.Admin.CreateRollout(context.Background(), apiclient.NewRollout{ArtifactID: a.ID, Start: true,
+		Policy: apiclient.RolloutPolicy{Canary: 4, SuccessPct: 50, FailurePct: 60, AbortPct: 60}})
+	require.NoError(t, err)
+	s := waitState(t, h, r.ID, 30*time.Second, "completed")
+	require.Equal(t, 2, s.Counts["installed"])
+	require.Equal(t, 2, s.Counts["failed"])
+	ls, err := h.Admin.RolloutLockers(context.Background(), r.ID, "failed", 0)
+	require.NoError(t, err)
+	reasons := map[string]string{}
+	for _, l := range ls {
+		reasons[l.LockerID] = l.Reason
+	}
+	require.Contains(t, reasons["OTA-00001"], "hash_mismatch")
+	require.Contains(t, reasons["OTA-00002"], "timeout: no progress while installing")
+	require.Equal(t, 1.0, h.Metric("lockerhub_ota_failures_total", "reason", "hash_mismatch"))
+	require.Equal(t, 1.0, h.Metric("lockerhub_ota_failures_total", "reason", "timeout"))
+	require.Equal(t, lockersim.Firmware, sim.Locker("OTA-00001").View(false).Firmware)
+}
+
+// TestApprovalAndRollback: with approval the rollout waits after the canary
+// until approved; a rollback then returns every updated locker to the
+// version it came from.
+func TestApprovalAndRollback(t *testing.T) {
+	h := hubtest.Start(t, fastOTA)
+	sim := startSim(t, h, 4, lockersim.OTAFaults{})
+	ctx := context.Background()
+	upload(t, h, lockersim.Firmware, 4<<10) // the version to roll back to
+	a := upload(t, h, "2.0.0", 4<<10)
+	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true, Policy: apiclient.RolloutPolicy{Canary: 1, Percent: 100, Approval: true}})
+	require.NoError(t, err)
+	hubtest.Eventually(t, 20*time.Second, "waiting for approval after the canary", func() bool {
+		s := status(t, h, r.ID)
+		return len(s.Waves) == 2 && s.Waves[0].State == "awaiting_approval"
+	})
+	s := status(t, h, r.ID)
+	require.Equal(t, 1, s.Counts["installed"])
+	require.Equal(t, 3, s.Counts["pending"])
+	_, err = h.Admin.RolloutAction(ctx, r.ID, "approve", "")
+	require.NoError(t, err)
+	_, err = h.Admin.RolloutAction(ctx, r.ID, "approve", "")
+	require.True(t, apiclient.IsCode(err, "conflict"), "approved twice: %v", err)
+	waitState(t, h, r.ID, 20*time.Second, "completed")
+
+	back, err := h.Admin.RolloutAction(ctx, r.ID, "rollback", "")
+	require.NoError(t, err)
+	require.Equal(t, r.ID, *back.RollbackOf)
+	require.Equal(t, lockersim.Firmware, back.Version)
+	waitState(t, h, back.ID, 30*time.Second, "completed")
+	for _, l := range sim.Lockers() {
+		require.Equal(t, lockersim.Firmware, l.View(false).Firmware, l.ID())
+	}
+}
+
+// TestHealthGatePauses: after the canary installed, its lockers report
+// forced doors during the soak while the others report none: the health
+// gate pauses the rollout before the next wave.
+func TestHealthGatePauses(t *testing.T) {
+	h := hubtest.Start(t, fastOTA)
+	sim := startSim(t, h, 6, lockersim.OTAFaults{})
+	ctx := context.Background()
+	a := upload(t, h, "2.0.0", 4<<10)
+	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true, Policy: apiclient.RolloutPolicy{Canary: 2, Order: "id", Soak: "1h"}})
+	require.NoError(t, err)
+	hubtest.Eventually(t, 20*time.Second, "canary soaking", func() bool { return status(t, h, r.ID).Waves[0].State == "soaking" })
+	for _, id := range []string{"OTA-00001", "OTA-00002"} {
+		require.NoError(t, sim.Locker(id).OpenDoor("A01", "")) // no cause: forced
+	}
+	s := waitState(t, h, r.ID, 30*time.Second, "paused")
+	require.Contains(t, s.Reason, "health gate")
+	require.Contains(t, s.Reason, "door/lock faults 1.00 per updated locker vs 0.00 per other")
+	require.Equal(t, 4, s.Counts["pending"], "the next wave did not start")
+	require.NotEmpty(t, s.Waves[0].Health)
+}
+
+// TestDownloadGuard: no certificate is 401, a locker that is not updating
+// is 403, and beyond --ota-max-downloads a download gets 503 with
+// Retry-After.
+func TestDownloadGuard(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { fastOTA(c); c.OTA.MaxDownloads = 1; c.OTA.RetryAfter = 7 * time.Second })
+	ctx := context.Background()
+	data := make([]byte, 32<<20)
+	rand.Read(data)
+	a, err := h.Admin.UploadArtifact(ctx, "2.0.0", nil, "", bytes.NewReader(data))
+	require.NoError(t, err)
+	url := fmt.Sprintf("%s/api/v1/ota/artifacts/%d/download", h.DeviceURL, a.ID)
+	get := func(c *http.Client) *http.Response {
+		resp, err := c.Get(url)
+		require.NoError(t, err)
+		return resp
+	}
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: h.ClientTLS(hubtest.DeviceCert{})}}
+	anon.Transport.(*http.Transport).TLSClientConfig.Certificates = nil
+	resp := get(anon)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	cert := h.Locker("DG-1")
+	dev := &http.Client{Transport: &http.Transport{TLSClientConfig: h.ClientTLS(cert)}}
+	resp = get(dev)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	// DG-1 in a rollout, notified (as if ota.install had reached it).
+	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true, Targets: apiclient.RolloutTargets{Lockers: []string{"DG-1"}}})
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(ctx, `UPDATE ota_lockers SET state = 'notified', deadline = now() + interval '1 hour' WHERE rollout_id = $1`, r.ID)
+	require.NoError(t, err)
+	first := get(dev) // not read: it holds the only slot
+	require.Equal(t, http.StatusOK, first.StatusCode)
+	second := &http.Client{Transport: &http.Transport{TLSClientConfig: h.ClientTLS(cert)}}
+	resp = get(second)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "7", resp.Header.Get("Retry-After"))
+	require.Equal(t, 1.0, h.Metric("lockerhub_ota_downloads_refused_total", "reason", "busy"))
+	require.Equal(t, 1.0, h.Metric("lockerhub_ota_downloads_active"))
+	n, err := io.Copy(io.Discard, first.Body)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(data)), n)
+	first.Body.Close()
+	hubtest.Eventually(t, 5*time.Second, "slot released", func() bool { return h.Metric("lockerhub_ota_downloads_active") == 0 })
+	resp = get(second)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp.Body.Close()
+}
