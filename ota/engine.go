@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
@@ -70,7 +71,7 @@ func (u *Updater) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case in := <-u.inbox:
-			u.handle(ctx, in)
+			u.handleBatch(ctx, in)
 		case <-t.C:
 			u.tick(ctx)
 		case <-u.wake:
@@ -81,12 +82,54 @@ func (u *Updater) Run(ctx context.Context) {
 
 // drain takes the reports waiting in the inbox (at most its size).
 func (u *Updater) drain(ctx context.Context) {
-	for range InboxSize {
+	for range InboxSize / batchSize {
 		select {
 		case in := <-u.inbox:
-			u.handle(ctx, in)
+			u.handleBatch(ctx, in)
 		default:
 			return
+		}
+	}
+}
+
+// batchSize bounds the reports taken in one transaction.
+const batchSize = 256
+
+// querier is the pool or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// handleBatch takes first and what else waits (up to batchSize) in one
+// transaction: one commit for many reports. When the transaction fails the
+// reports are taken one by one.
+func (u *Updater) handleBatch(ctx context.Context, first inbound) {
+	batch := []inbound{first}
+more:
+	for len(batch) < batchSize {
+		select {
+		case in := <-u.inbox:
+			batch = append(batch, in)
+		default:
+			break more
+		}
+	}
+	err := pg.Tx(ctx, u.pool, func(tx pgx.Tx) error {
+		for _, in := range batch {
+			if err := u.handleOne(ctx, tx, in); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	u.log.Warn("ota: a batch of reports failed; taking them one by one", "reports", len(batch), "error", err)
+	for _, in := range batch {
+		if err := u.handleOne(ctx, u.pool, in); err != nil && ctx.Err() == nil {
+			u.log.Error("ota: taking a locker's report failed", "locker", in.lockerID, "error", err)
 		}
 	}
 }
@@ -105,21 +148,16 @@ type row struct {
 	artifact             int64
 }
 
-func (u *Updater) handle(ctx context.Context, in inbound) {
-	var err error
+func (u *Updater) handleOne(ctx context.Context, db querier, in inbound) error {
 	if in.status != nil {
-		err = u.takeStatus(ctx, in.lockerID, *in.status)
-	} else {
-		err = u.takeResponse(ctx, in.lockerID, *in.res)
+		return u.takeStatus(ctx, db, in.lockerID, *in.status)
 	}
-	if err != nil && ctx.Err() == nil {
-		u.log.Error("ota: taking a locker's report failed", "locker", in.lockerID, "error", err)
-	}
+	return u.takeResponse(ctx, db, in.lockerID, *in.res)
 }
 
-func (u *Updater) lockerRow(ctx context.Context, rollout int64, locker string) (row, error) {
+func (u *Updater) lockerRow(ctx context.Context, db querier, rollout int64, locker string) (row, error) {
 	var r row
-	err := u.pool.QueryRow(ctx, `SELECT l.rollout_id, l.locker_id, l.wave, l.state, l.reason, l.attempts, l.previous_version, l.request_id,
+	err := db.QueryRow(ctx, `SELECT l.rollout_id, l.locker_id, l.wave, l.state, l.reason, l.attempts, l.previous_version, l.request_id,
 			l.last_boot, l.last_seq, l.deadline, r.state, a.version, a.id
 		FROM ota_lockers l JOIN ota_rollouts r ON r.id = l.rollout_id JOIN ota_artifacts a ON a.id = r.artifact_id
 		WHERE l.rollout_id = $1 AND l.locker_id = $2`, rollout, locker).Scan(
@@ -139,8 +177,8 @@ func (u *Updater) reject(locker, reason string, s protocol.OTAStatus, current st
 
 // takeStatus applies one ota/status report: known rollout and version, in
 // (boot, seq) order, a step forward from the locker's current one.
-func (u *Updater) takeStatus(ctx context.Context, locker string, s protocol.OTAStatus) error {
-	r, err := u.lockerRow(ctx, s.Rollout, locker)
+func (u *Updater) takeStatus(ctx context.Context, db querier, locker string, s protocol.OTAStatus) error {
+	r, err := u.lockerRow(ctx, db, s.Rollout, locker)
 	if errors.Is(err, pgx.ErrNoRows) {
 		u.reject(locker, "unknown_rollout", s, "")
 		return nil
@@ -159,7 +197,7 @@ func (u *Updater) takeStatus(ctx context.Context, locker string, s protocol.OTAS
 		u.reject(locker, "stale", s, r.state)
 		return nil
 	}
-	if _, err := u.pool.Exec(ctx, `UPDATE ota_lockers SET last_boot = $3, last_seq = $4 WHERE rollout_id = $1 AND locker_id = $2`,
+	if _, err := db.Exec(ctx, `UPDATE ota_lockers SET last_boot = $3, last_seq = $4 WHERE rollout_id = $1 AND locker_id = $2`,
 		r.rollout, locker, int64(s.Boot), int64(s.Seq)); err != nil {
 		return err
 	}
@@ -169,23 +207,23 @@ func (u *Updater) takeStatus(ctx context.Context, locker string, s protocol.OTAS
 			u.reject(locker, "out_of_order", s, r.state)
 			return nil
 		}
-		return u.failAttempt(ctx, r, s.Reason)
+		return u.failAttempt(ctx, db, r, s.Reason)
 	case s.Step == protocol.OTAInstalled:
 		switch {
 		case r.state == StateInstalled:
 			return nil // a repeat
 		case stepRank(r.state) >= stepRank(StateDownloaded) && inProgress(r.state):
 			if u.fleet.Firmware(locker) == r.target {
-				return u.setState(ctx, r, StateInstalled, "", 0)
+				return u.setState(ctx, db, r, StateInstalled, "", 0)
 			}
 			// Confirmed once the locker's state reports the version (tick).
 			if r.state != StateInstalling {
-				return u.setState(ctx, r, StateInstalling, "", 0)
+				return u.setState(ctx, db, r, StateInstalling, "", 0)
 			}
 			return nil
 		case inProgress(r.state):
 			u.reject(locker, "installed_without_download", s, r.state)
-			return u.failAttempt(ctx, r, "installed_without_download: reported installed before downloading")
+			return u.failAttempt(ctx, db, r, "installed_without_download: reported installed before downloading")
 		}
 		u.reject(locker, "out_of_order", s, r.state)
 		return nil
@@ -196,18 +234,18 @@ func (u *Updater) takeStatus(ctx context.Context, locker string, s protocol.OTAS
 	}
 	if s.Step == r.state {
 		if s.Step == StateDownloading { // progress: the timeout starts again
-			_, err := u.pool.Exec(ctx, `UPDATE ota_lockers SET bytes = $3, deadline = now() + $4 * interval '1 microsecond'
+			_, err := db.Exec(ctx, `UPDATE ota_lockers SET bytes = $3, deadline = now() + $4 * interval '1 microsecond'
 				WHERE rollout_id = $1 AND locker_id = $2`, r.rollout, locker, s.Bytes, u.timeout(StateDownloading).Microseconds())
 			return err
 		}
 		return nil
 	}
-	return u.setState(ctx, r, s.Step, "", s.Bytes)
+	return u.setState(ctx, db, r, s.Step, "", s.Bytes)
 }
 
-func (u *Updater) takeResponse(ctx context.Context, locker string, res protocol.Response) error {
+func (u *Updater) takeResponse(ctx context.Context, db querier, locker string, res protocol.Response) error {
 	var rollout int64
-	err := u.pool.QueryRow(ctx, `SELECT rollout_id FROM ota_lockers WHERE locker_id = $1 AND request_id = $2 AND state = 'notified'`,
+	err := db.QueryRow(ctx, `SELECT rollout_id FROM ota_lockers WHERE locker_id = $1 AND request_id = $2 AND state = 'notified'`,
 		locker, res.ID).Scan(&rollout)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // a late or repeated answer
@@ -218,11 +256,11 @@ func (u *Updater) takeResponse(ctx context.Context, locker string, res protocol.
 	if res.Error == nil {
 		return nil // accepted: the statuses follow
 	}
-	r, err := u.lockerRow(ctx, rollout, locker)
+	r, err := u.lockerRow(ctx, db, rollout, locker)
 	if err != nil {
 		return err
 	}
-	return u.failAttempt(ctx, r, fmt.Sprintf("refused: %s: %s", res.Error.Code, clip(res.Error.Message, 150)))
+	return u.failAttempt(ctx, db, r, fmt.Sprintf("refused: %s: %s", res.Error.Code, clip(res.Error.Message, 150)))
 }
 
 func clip(s string, n int) string {
@@ -249,13 +287,13 @@ func (u *Updater) timeout(state string) time.Duration {
 
 // setState moves a locker to state (from the state read in r: a concurrent
 // change wins).
-func (u *Updater) setState(ctx context.Context, r row, state, reason string, bytes int64) error {
+func (u *Updater) setState(ctx context.Context, db querier, r row, state, reason string, bytes int64) error {
 	var deadline *time.Time
 	if d := u.timeout(state); d > 0 {
 		t := time.Now().Add(d)
 		deadline = &t
 	}
-	tag, err := u.pool.Exec(ctx, `UPDATE ota_lockers SET state = $4, reason = $5, deadline = $6, state_at = now(),
+	tag, err := db.Exec(ctx, `UPDATE ota_lockers SET state = $4, reason = $5, deadline = $6, state_at = now(),
 			bytes = GREATEST(bytes, $7), installed_at = CASE WHEN $4 = 'installed' THEN now() END
 		WHERE rollout_id = $1 AND locker_id = $2 AND state = $3`, r.rollout, r.locker, r.state, state, reason, deadline, bytes)
 	if err != nil {
@@ -272,13 +310,13 @@ func (u *Updater) setState(ctx context.Context, r row, state, reason string, byt
 
 // failAttempt ends the locker's current attempt: queued again while its
 // retry budget lasts, else failed with reason.
-func (u *Updater) failAttempt(ctx context.Context, r row, reason string) error {
+func (u *Updater) failAttempt(ctx context.Context, db querier, r row, reason string) error {
 	u.m.failures.WithLabelValues(reasonClass(reason)).Inc()
 	if r.attempts <= u.cfg.Retries {
 		u.log.Info("ota: attempt failed; retrying", "locker", r.locker, "rollout", r.rollout, "attempt", r.attempts, "state", r.state, "reason", reason)
-		return u.setState(ctx, r, StateQueued, "retrying after: "+reason, 0)
+		return u.setState(ctx, db, r, StateQueued, "retrying after: "+reason, 0)
 	}
-	return u.setState(ctx, r, StateFailed, reason, 0)
+	return u.setState(ctx, db, r, StateFailed, reason, 0)
 }
 
 // activeRollout is a running or paused rollout as the engine reads it.
@@ -381,28 +419,36 @@ func (u *Updater) step(ctx context.Context, r activeRollout) error {
 	now := time.Now()
 	inFlight := 0
 	var queued []row
-	for _, l := range lockers {
-		if l.state == StateQueued {
-			queued = append(queued, l)
-			continue
+	// Timeouts and confirmations of this tick: one transaction.
+	err = pg.Tx(ctx, u.pool, func(db pgx.Tx) error {
+		for _, l := range lockers {
+			if l.state == StateQueued {
+				queued = append(queued, l)
+				continue
+			}
+			fw := u.fleet.Firmware(l.locker)
+			var err error
+			switch {
+			case fw == r.artifact.Version && stepRank(l.state) >= stepRank(StateDownloaded):
+				err = u.setState(ctx, db, l, StateInstalled, "", 0)
+			case fw == r.artifact.Version:
+				u.m.rejected.WithLabelValues("installed_without_download").Inc()
+				err = u.failAttempt(ctx, db, l, "installed_without_download: reported the new version before downloading it")
+			case l.state == StateInstalling && fw != "" && fw != l.previous:
+				err = u.failAttempt(ctx, db, l, "wrong_version: reported "+clip(fw, 64)+" after installing")
+			case l.deadline != nil && now.After(*l.deadline):
+				err = u.failAttempt(ctx, db, l, "timeout: no progress while "+l.state+" within "+u.timeout(l.state).String())
+			default:
+				inFlight++
+			}
+			if err != nil {
+				return err
+			}
 		}
-		fw := u.fleet.Firmware(l.locker)
-		switch {
-		case fw == r.artifact.Version && stepRank(l.state) >= stepRank(StateDownloaded):
-			err = u.setState(ctx, l, StateInstalled, "", 0)
-		case fw == r.artifact.Version:
-			u.m.rejected.WithLabelValues("installed_without_download").Inc()
-			err = u.failAttempt(ctx, l, "installed_without_download: reported the new version before downloading it")
-		case l.state == StateInstalling && fw != "" && fw != l.previous:
-			err = u.failAttempt(ctx, l, "wrong_version: reported "+clip(fw, 64)+" after installing")
-		case l.deadline != nil && now.After(*l.deadline):
-			err = u.failAttempt(ctx, l, "timeout: no progress while "+l.state+" within "+u.timeout(l.state).String())
-		default:
-			inFlight++
-		}
-		if err != nil {
-			return err
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if r.state == RolloutRunning {
 		if err := u.notify(ctx, r, queued, inFlight, now); err != nil {
@@ -412,51 +458,61 @@ func (u *Updater) step(ctx context.Context, r activeRollout) error {
 	return u.waves(ctx, r, now)
 }
 
-// notify sends ota.install to the queued lockers whose conditions hold.
+// notify sends ota.install to the queued lockers whose conditions hold: the
+// new states are stored in one statement before the requests go out (so an
+// answer never arrives before the hub knows what it answers), and the
+// reasons of those that wait in another.
 func (u *Updater) notify(ctx context.Context, r activeRollout, queued []row, inFlight int, now time.Time) error {
-	sent := 0
+	var send, sendIDs, waiting, reasons []string
 	for _, l := range queued {
-		if sent >= u.cfg.SendsPerTick || (r.policy.MaxInFlight > 0 && inFlight >= r.policy.MaxInFlight) {
-			return nil
+		if len(send) >= u.cfg.SendsPerTick || (r.policy.MaxInFlight > 0 && inFlight+len(send) >= r.policy.MaxInFlight) {
+			break
 		}
 		wait := u.waitReason(r.policy, l.locker, now)
 		if wait == "" {
-			id := requestPrefix + fmt.Sprint(r.id) + "-" + rand.Text()[:12]
-			params, _ := json.Marshal(protocol.OTAInstallParams{Rollout: r.id, Artifact: r.artifact.ID, Version: r.artifact.Version,
-				URL:  fmt.Sprintf("%s/api/v1/ota/artifacts/%d/download", strings.TrimRight(u.cfg.DeviceURL, "/"), r.artifact.ID),
-				Size: r.artifact.Size, SHA256: r.artifact.SHA256, Signature: r.artifact.Signature})
-			// The state is stored before the request goes out, so an answer
-			// never arrives before the hub knows what it answers.
-			deadline := now.Add(u.cfg.NotifyTimeout)
-			tag, err := u.pool.Exec(ctx, `UPDATE ota_lockers SET state = 'notified', reason = '', attempts = attempts + 1, request_id = $3,
-					deadline = $4, state_at = now(), bytes = 0
-				WHERE rollout_id = $1 AND locker_id = $2 AND state = 'queued'`, r.id, l.locker, id, deadline)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				continue
-			}
-			err = u.devices.Request(l.locker, protocol.Request{ID: id, Method: protocol.MethodOTAInstall, Params: params,
-				Key: id, NotAfter: deadline.UnixMilli()})
-			if err == nil {
-				u.m.transitions.WithLabelValues(StateNotified).Inc()
-				sent++
-				inFlight++
-				continue
-			}
-			// Not sent (went offline just now): queued again, no attempt spent.
-			if _, err := u.pool.Exec(ctx, `UPDATE ota_lockers SET state = 'queued', attempts = attempts - 1, deadline = NULL
-				WHERE rollout_id = $1 AND locker_id = $2 AND state = 'notified' AND request_id = $3`, r.id, l.locker, id); err != nil {
-				return err
-			}
-			wait = "waiting: " + clip(err.Error(), 100)
+			send = append(send, l.locker)
+			sendIDs = append(sendIDs, requestPrefix+fmt.Sprint(r.id)+"-"+rand.Text()[:12])
+			continue
 		}
 		if wait != l.reason && !strings.HasPrefix(l.reason, "retrying after:") {
-			if _, err := u.pool.Exec(ctx, `UPDATE ota_lockers SET reason = $3 WHERE rollout_id = $1 AND locker_id = $2 AND state = 'queued'`,
-				r.id, l.locker, wait); err != nil {
-				return err
-			}
+			waiting, reasons = append(waiting, l.locker), append(reasons, wait)
+		}
+	}
+	if len(waiting) > 0 {
+		if _, err := u.pool.Exec(ctx, `UPDATE ota_lockers AS l SET reason = t.reason FROM unnest($2::text[], $3::text[]) AS t (locker, reason)
+			WHERE l.rollout_id = $1 AND l.locker_id = t.locker AND l.state = 'queued'`, r.id, waiting, reasons); err != nil {
+			return err
+		}
+	}
+	if len(send) == 0 {
+		return nil
+	}
+	deadline := now.Add(u.cfg.NotifyTimeout)
+	rows, err := u.pool.Query(ctx, `UPDATE ota_lockers AS l SET state = 'notified', reason = '', attempts = l.attempts + 1, request_id = t.rid,
+			deadline = $4, state_at = now(), bytes = 0
+		FROM unnest($2::text[], $3::text[]) AS t (locker, rid)
+		WHERE l.rollout_id = $1 AND l.locker_id = t.locker AND l.state = 'queued' RETURNING l.locker_id, l.request_id`, r.id, send, sendIDs, deadline)
+	if err != nil {
+		return err
+	}
+	var locker, id string
+	var notified [][2]string
+	if _, err := pgx.ForEachRow(rows, []any{&locker, &id}, func() error { notified = append(notified, [2]string{locker, id}); return nil }); err != nil {
+		return err
+	}
+	params, _ := json.Marshal(protocol.OTAInstallParams{Rollout: r.id, Artifact: r.artifact.ID, Version: r.artifact.Version,
+		URL:  fmt.Sprintf("%s/api/v1/ota/artifacts/%d/download", strings.TrimRight(u.cfg.DeviceURL, "/"), r.artifact.ID),
+		Size: r.artifact.Size, SHA256: r.artifact.SHA256, Signature: r.artifact.Signature})
+	for _, n := range notified {
+		err := u.devices.Request(n[0], protocol.Request{ID: n[1], Method: protocol.MethodOTAInstall, Params: params, Key: n[1], NotAfter: deadline.UnixMilli()})
+		if err == nil {
+			u.m.transitions.WithLabelValues(StateNotified).Inc()
+			continue
+		}
+		// Not sent (went offline just now): queued again, no attempt spent.
+		if _, err := u.pool.Exec(ctx, `UPDATE ota_lockers SET state = 'queued', attempts = attempts - 1, deadline = NULL, reason = $4
+			WHERE rollout_id = $1 AND locker_id = $2 AND state = 'notified' AND request_id = $3`, r.id, n[0], n[1], "waiting: "+clip(err.Error(), 100)); err != nil {
+			return err
 		}
 	}
 	return nil
