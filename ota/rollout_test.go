@@ -224,3 +224,34 @@ func TestDownloadResumes(t *testing.T) {
 	require.GreaterOrEqual(t, h.Metric("lockerhub_ota_download_bytes_total"), float64(1<<20))
 	require.Less(t, h.Metric("lockerhub_ota_download_bytes_total"), float64(2<<20), "the second request did not fetch it all again")
 }
+
+// TestRolloutSurvivesRestart: the hub restarts in the middle of a rollout
+// (the lockers reconnect); the rollout carries on from PostgreSQL and
+// completes.
+func TestRolloutSurvivesRestart(t *testing.T) {
+	h := hubtest.Start(t, fastOTA)
+	sim := startSim(t, h, 20, lockersim.OTAFaults{})
+	a := upload(t, h, "2.0.0", 16<<10)
+	ctx := context.Background()
+	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true,
+		Policy: apiclient.RolloutPolicy{Canary: 5, Percent: 50, Approval: true}})
+	require.NoError(t, err)
+	hubtest.Eventually(t, 20*time.Second, "canary done, waiting for approval", func() bool {
+		s := status(t, h, r.ID)
+		return s.Waves[0].State == "awaiting_approval"
+	})
+	h.Restart()
+	s := status(t, h, r.ID)
+	require.Equal(t, "running", s.State)
+	require.Equal(t, 5, s.Counts["installed"])
+	_, err = h.Admin.RolloutAction(ctx, r.ID, "approve", "")
+	require.NoError(t, err)
+	hubtest.Eventually(t, 30*time.Second, "wave 2 waiting for approval", func() bool { return status(t, h, r.ID).Waves[1].State == "awaiting_approval" })
+	_, err = h.Admin.RolloutAction(ctx, r.ID, "approve", "")
+	require.NoError(t, err)
+	s = waitState(t, h, r.ID, 30*time.Second, "completed")
+	require.Equal(t, 20, s.Counts["installed"])
+	for _, l := range sim.Lockers() {
+		require.Equal(t, "2.0.0", l.View(false).Firmware)
+	}
+}
