@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,4 +207,35 @@ func TestDownloadGuard(t *testing.T) {
 	resp = get(second)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	resp.Body.Close()
+}
+
+// TestStatusOverMQTT: ota/status over a real MQTT 5 connection (Debian's
+// mosquitto_pub) with the locker's certificate: a valid report is
+// acknowledged (an unknown rollout: counted, not an error), an invalid one
+// gets PUBACK 0x99 and is counted.
+func TestStatusOverMQTT(t *testing.T) {
+	if _, err := exec.LookPath("mosquitto_pub"); err != nil {
+		t.Skip("mosquitto_pub is missing: apt-get install mosquitto-clients")
+	}
+	h := hubtest.Start(t, fastOTA)
+	cert := h.Locker("MQ-1")
+	lines := []string{
+		fmt.Sprintf(`{"boot":1,"seq":1,"ts":%d,"rollout":42,"version":"2.0.0","step":"downloading"}`, time.Now().UnixMilli()),
+		`{"boot":1,"seq":2,"ts":1,"rollout":42,"version":"2.0.0","step":"exploded"}`,
+	}
+	host, port, _ := strings.Cut(h.MQTTAddr, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "mosquitto_pub", "-V", "mqttv5", "-h", host, "-p", port, "--cafile", cert.CAFile,
+		"--cert", cert.CertFile, "--key", cert.KeyFile, "-i", "MQ-1", "-q", "1", "-t", "lockers/MQ-1/ota/status", "-l", "-d")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, 2, strings.Count(string(out), "received PUBACK"), string(out))
+	require.Equal(t, 1, strings.Count(string(out), "RC:153"), "the invalid report is refused: %s", out)
+	hubtest.Eventually(t, 5*time.Second, "both counted", func() bool {
+		return h.Metric("lockerhub_ota_status_rejected_total", "reason", "invalid") == 1 &&
+			h.Metric("lockerhub_ota_status_rejected_total", "reason", "unknown_rollout") == 1
+	})
+	require.Equal(t, 1.0, h.Metric("lockerhub_broker_messages_invalid_total", "kind", "ota/status"))
 }
