@@ -15,6 +15,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,7 +221,7 @@ func (l *Locker) runOTA(ctx context.Context, j *otaJob) {
 		l.otaFail(j, "hash_mismatch: got "+sum)
 		return
 	}
-	pub, err := l.otaKey(ctx)
+	pub, err := l.otaKey(ctx, j.p.URL)
 	if err != nil {
 		l.otaFail(j, "bad_signature: no signing key: "+err.Error())
 		return
@@ -274,18 +275,20 @@ func (l *Locker) otaReportInstalledLocked() {
 	}
 }
 
-// otaKey returns the hub's signing key, fetched once from the device listener.
-func (l *Locker) otaKey(ctx context.Context) (ed25519.PublicKey, error) {
+// otaKey returns the hub's signing key, fetched once from the device
+// listener that serves the artifact (artifactURL's origin).
+func (l *Locker) otaKey(ctx context.Context, artifactURL string) (ed25519.PublicKey, error) {
 	e := &l.env.ota
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.pub != nil {
 		return e.pub, nil
 	}
-	base := l.env.cfg.API
-	if base == "" {
-		return nil, errors.New("no --api (device listener) to fetch the key from")
+	u, err := url.Parse(artifactURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("artifact URL %q", artifactURL)
 	}
+	base := u.Scheme + "://" + u.Host
 	c := l.otaClient()
 	defer c.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/ota/key", nil)
