@@ -133,6 +133,9 @@ func (l *Locker) execOTAInstallLocked(raw json.RawMessage) (any, *protocol.Error
 	if l.tls == nil {
 		return nil, &protocol.Error{Code: protocol.ErrCodeInternal, Message: "no client certificate (--plain): cannot download"}, nil
 	}
+	if err := CheckLoopback(p.URL); err != nil {
+		return nil, &protocol.Error{Code: protocol.ErrCodeBadParams, Message: "url: " + err.Error()}, nil
+	}
 	if l.firmware == p.Version {
 		st := protocol.OTAStatus{Header: l.headerLocked(), Rollout: p.Rollout, Version: p.Version, Step: protocol.OTAInstalled}
 		l.publishLocked(protocol.KindOTAStatus, st)
