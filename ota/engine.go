@@ -544,6 +544,7 @@ func (u *Updater) waitReason(p Policy, locker string, now time.Time) string {
 type waveCounts struct {
 	n, size            int
 	state              string
+	accepted           bool
 	soakUntil, started *time.Time
 	counts             map[string]int
 }
@@ -554,20 +555,21 @@ func (w waveCounts) final() int {
 
 // waves checks the thresholds and moves the waves on.
 func (u *Updater) waves(ctx context.Context, r activeRollout, now time.Time) error {
-	rows, err := u.pool.Query(ctx, `SELECT w.n, w.size, w.state, w.soak_until, w.started_at, l.state, count(l.locker_id)
+	rows, err := u.pool.Query(ctx, `SELECT w.n, w.size, w.state, w.accepted, w.soak_until, w.started_at, l.state, count(l.locker_id)
 		FROM ota_waves w LEFT JOIN ota_lockers l ON l.rollout_id = w.rollout_id AND l.wave = w.n
-		WHERE w.rollout_id = $1 GROUP BY w.n, w.size, w.state, w.soak_until, w.started_at, l.state ORDER BY w.n`, r.id)
+		WHERE w.rollout_id = $1 GROUP BY w.n, w.size, w.state, w.accepted, w.soak_until, w.started_at, l.state ORDER BY w.n`, r.id)
 	if err != nil {
 		return err
 	}
 	var waves []*waveCounts
 	var n, size, cnt int
 	var wstate string
+	var accepted bool
 	var lstate *string
 	var soak, started *time.Time
-	if _, err := pgx.ForEachRow(rows, []any{&n, &size, &wstate, &soak, &started, &lstate, &cnt}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&n, &size, &wstate, &accepted, &soak, &started, &lstate, &cnt}, func() error {
 		if len(waves) == 0 || waves[len(waves)-1].n != n {
-			waves = append(waves, &waveCounts{n: n, size: size, state: wstate, soakUntil: soak, started: started, counts: map[string]int{}})
+			waves = append(waves, &waveCounts{n: n, size: size, state: wstate, accepted: accepted, soakUntil: soak, started: started, counts: map[string]int{}})
 		}
 		if lstate != nil {
 			waves[len(waves)-1].counts[*lstate] += cnt
@@ -600,15 +602,21 @@ func (u *Updater) waves(ctx context.Context, r activeRollout, now time.Time) err
 	}
 	w := waves[r.currentWave-1]
 	last := w.n == len(waves)
-	if wf := w.counts[StateFailed]; float64(wf)*100 > r.policy.FailurePct*float64(w.size) {
+	if wf := w.counts[StateFailed]; !w.accepted && float64(wf)*100 > r.policy.FailurePct*float64(w.size) {
 		return u.auto(ctx, r.id, RolloutPaused, fmt.Sprintf("paused: %d of %d lockers of wave %d failed (over the failure threshold of %g%%)", wf, w.size, w.n, r.policy.FailurePct))
 	}
 	if last {
 		return nil // completes when every locker is final
 	}
-	success := float64(w.counts[StateInstalled])*100 >= r.policy.SuccessPct*float64(w.size)
+	success := float64(w.counts[StateInstalled])*100 >= r.policy.SuccessPct*float64(w.size) || (w.accepted && w.final() == w.size)
 	switch w.state {
 	case WaveRunning:
+		if !success && w.final() == w.size {
+			// Every locker of the wave is done and too few installed: an
+			// operator decides (resume goes on to the next wave).
+			return u.auto(ctx, r.id, RolloutPaused, fmt.Sprintf("paused: wave %d ended with %d of %d lockers installed, under the success threshold of %g%%; resume to go on",
+				w.n, w.counts[StateInstalled], w.size, r.policy.SuccessPct))
+		}
 		if !success {
 			return nil
 		}
@@ -633,7 +641,7 @@ func (u *Updater) waves(ctx context.Context, r activeRollout, now time.Time) err
 		if err != nil {
 			return err
 		}
-		if verdict != "" {
+		if verdict != "" && !w.accepted {
 			return u.auto(ctx, r.id, RolloutPaused, "paused by the health gate: "+verdict)
 		}
 		if due {

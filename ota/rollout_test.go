@@ -255,3 +255,23 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 		require.Equal(t, "2.0.0", l.View(false).Firmware)
 	}
 }
+
+// TestResumeAcceptsTheWave: 1 of 10 canary lockers fails (10 %: under the
+// failure threshold, but 9 of 10 is under the success threshold of 95 %):
+// the rollout pauses for an operator; resuming accepts the canary and the
+// rollout completes.
+func TestResumeAcceptsTheWave(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { fastOTA(c); c.OTA.Retries = -1 })
+	startSim(t, h, 20, lockersim.OTAFaults{InstallFail: lockersim.OTAFault{Lockers: map[string]bool{"OTA-00004": true}}})
+	a := upload(t, h, "2.0.0", 4<<10)
+	ctx := context.Background()
+	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true, Policy: apiclient.RolloutPolicy{Canary: 10, Order: "id", Percent: 100}})
+	require.NoError(t, err)
+	s := waitState(t, h, r.ID, 30*time.Second, "paused")
+	require.Contains(t, s.Reason, "wave 1 ended with 9 of 10 lockers installed")
+	_, err = h.Admin.RolloutAction(ctx, r.ID, "resume", "")
+	require.NoError(t, err)
+	s = waitState(t, h, r.ID, 30*time.Second, "completed")
+	require.Equal(t, 19, s.Counts["installed"])
+	require.Equal(t, 1, s.Counts["failed"])
+}

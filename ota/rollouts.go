@@ -350,8 +350,14 @@ func (u *Updater) Pause(ctx context.Context, id int64, reason string) (Rollout, 
 // Resume continues a paused rollout.
 func (u *Updater) Resume(ctx context.Context, id int64) (Rollout, error) {
 	return u.transition(ctx, id, "resume", []string{RolloutPaused}, RolloutRunning, "", func(tx pgx.Tx, r Rollout) error {
-		_, err := tx.Exec(ctx, `UPDATE ota_waves SET soak_until = now() + $2 * interval '1 microsecond'
-			WHERE rollout_id = $1 AND state = 'soaking'`, id, time.Duration(r.Policy.Soak).Microseconds())
+		if _, err := tx.Exec(ctx, `UPDATE ota_waves SET soak_until = now() + $2 * interval '1 microsecond'
+			WHERE rollout_id = $1 AND state = 'soaking'`, id, time.Duration(r.Policy.Soak).Microseconds()); err != nil {
+			return err
+		}
+		// Resuming accepts the current wave as it is: its failure and
+		// success thresholds no longer pause the rollout (the abort
+		// threshold still applies), and it moves on once its lockers are done.
+		_, err := tx.Exec(ctx, `UPDATE ota_waves SET accepted = true WHERE rollout_id = $1 AND n = $2`, id, r.CurrentWave)
 		return err
 	})
 }

@@ -47,6 +47,7 @@ CREATE TABLE ota_waves (
 	soak_until  timestamptz,
 	finished_at timestamptz,
 	health      jsonb,  -- the health gate's last comparison
+	accepted    bool NOT NULL DEFAULT false, -- resumed by an operator after it paused: its thresholds no longer pause it
 	PRIMARY KEY (rollout_id, n)
 );
 
