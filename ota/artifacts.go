@@ -181,7 +181,7 @@ func (u *Updater) Upload(ctx context.Context, n NewArtifact, r io.Reader) (Artif
 		return Artifact{}, fmt.Errorf("%w: reading the upload: %v", ErrInvalid, err)
 	}
 	if size > u.cfg.MaxArtifactBytes {
-		return Artifact{}, invalid("artifact is larger than %d bytes", u.cfg.MaxArtifactBytes)
+		return Artifact{}, fmt.Errorf("%w: the artifact is larger than %d bytes (--ota-max-artifact-bytes)", ErrTooLarge, u.cfg.MaxArtifactBytes)
 	}
 	if size == 0 {
 		return Artifact{}, invalid("artifact is empty")

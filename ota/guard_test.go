@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/protocol"
 )
 
@@ -238,4 +241,32 @@ func TestStatusOverMQTT(t *testing.T) {
 			h.Metric("lockerhub_ota_status_rejected_total", "reason", "unknown_rollout") == 1
 	})
 	require.Equal(t, 1.0, h.Metric("lockerhub_broker_messages_invalid_total", "kind", "ota/status"))
+}
+
+// TestUploadLimits: a file over the size limit is 413 and leaves nothing
+// behind; an empty one and a bad version are 400; a version twice is 409.
+func TestUploadLimits(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { c.OTA.MaxArtifactBytes = 1000 })
+	ctx := context.Background()
+	_, err := h.Admin.UploadArtifact(ctx, "1.0", nil, "", bytes.NewReader(make([]byte, 1001)))
+	require.True(t, apiclient.IsCode(err, "too_large"), "%v", err)
+	_, err = h.Admin.UploadArtifact(ctx, "1.0", nil, "", bytes.NewReader(nil))
+	require.True(t, apiclient.IsCode(err, "invalid"), "%v", err)
+	_, err = h.Admin.UploadArtifact(ctx, "1 0", nil, "", bytes.NewReader(make([]byte, 10)))
+	require.True(t, apiclient.IsCode(err, "invalid"), "%v", err)
+	a, err := h.Admin.UploadArtifact(ctx, "1.0", []string{"kx-40,kx-20", "kx-40"}, "", bytes.NewReader(make([]byte, 1000)))
+	require.NoError(t, err)
+	require.Equal(t, []string{"kx-40", "kx-20"}, a.Models)
+	_, err = h.Admin.UploadArtifact(ctx, "1.0", nil, "", bytes.NewReader(make([]byte, 10)))
+	require.True(t, apiclient.IsCode(err, "conflict"), "%v", err)
+	files, err := os.ReadDir(filepath.Join(h.DataDir, ota.ArtifactDir))
+	require.NoError(t, err)
+	require.Len(t, files, 1, "only the stored artifact: no upload leftovers")
+	list, err := h.Admin.Artifacts(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	pub, err := ota.ParsePublicKeyPEM(h.App.OTA.PublicKey())
+	require.NoError(t, err)
+	require.True(t, ota.Verify(pub, a.Version, a.SHA256, a.Size, a.Signature), "the signature verifies with the published key")
+	require.FileExists(t, filepath.Join(h.DataDir, ota.SigningKeyFile))
 }

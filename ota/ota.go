@@ -35,6 +35,7 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	ErrTooLarge = errors.New("too large")
 )
 
 func invalid(format string, args ...any) error {

@@ -40,7 +40,7 @@ func bodyLimit(r *http.Request) int64 {
 		return fleet.MaxImportBytes
 	}
 	if r.Method == http.MethodPost && r.URL.Path == artifactUploadPath {
-		return 1 << 40 // the updater applies its own limit (--ota-max-artifact-bytes)
+		return 1 << 40 // the updater applies its own limit (--ota-max-artifact-bytes: 413)
 	}
 	return MaxBody
 }

@@ -44,7 +44,7 @@ func (a *API) otaReady(w http.ResponseWriter) bool {
 func (a *API) otaError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooBig):
+	case errors.As(err, &tooBig), errors.Is(err, ota.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.Is(err, ota.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())

@@ -88,6 +88,8 @@ func run(args []string) int {
 	cfg.OTA.MaxDownloads, cfg.OTA.Retries = 64, 2
 	cfg.OTA.NotifyTimeout, cfg.OTA.DownloadTimeout, cfg.OTA.VerifyTimeout, cfg.OTA.InstallTimeout = 2*time.Minute, 10*time.Minute, 5*time.Minute, 15*time.Minute
 	fs.IntVar(&cfg.OTA.MaxDownloads, "ota-max-downloads", cfg.OTA.MaxDownloads, "firmware downloads served at once; more get 503 with Retry-After (protects the uplink) (env HUB_OTA_MAX_DOWNLOADS)")
+	cfg.OTA.MaxArtifactBytes = 256 << 20
+	fs.Int64Var(&cfg.OTA.MaxArtifactBytes, "ota-max-artifact-bytes", cfg.OTA.MaxArtifactBytes, "largest firmware artifact accepted by upload (env HUB_OTA_MAX_ARTIFACT_BYTES)")
 	fs.IntVar(&cfg.OTA.Retries, "ota-retries", cfg.OTA.Retries, "update attempts after the first per locker before it counts as failed; 0: none (env HUB_OTA_RETRIES)")
 	fs.DurationVar(&cfg.OTA.NotifyTimeout, "ota-notify-timeout", cfg.OTA.NotifyTimeout, "ota.install sent → the locker's first status (env HUB_OTA_NOTIFY_TIMEOUT)")
 	fs.DurationVar(&cfg.OTA.DownloadTimeout, "ota-download-timeout", cfg.OTA.DownloadTimeout, "a download without progress this long fails the attempt (env HUB_OTA_DOWNLOAD_TIMEOUT)")
@@ -101,7 +103,7 @@ func run(args []string) int {
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
 		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION",
-		"ota-max-downloads": "HUB_OTA_MAX_DOWNLOADS", "ota-retries": "HUB_OTA_RETRIES", "ota-notify-timeout": "HUB_OTA_NOTIFY_TIMEOUT",
+		"ota-max-downloads": "HUB_OTA_MAX_DOWNLOADS", "ota-max-artifact-bytes": "HUB_OTA_MAX_ARTIFACT_BYTES", "ota-retries": "HUB_OTA_RETRIES", "ota-notify-timeout": "HUB_OTA_NOTIFY_TIMEOUT",
 		"ota-download-timeout": "HUB_OTA_DOWNLOAD_TIMEOUT", "ota-verify-timeout": "HUB_OTA_VERIFY_TIMEOUT", "ota-install-timeout": "HUB_OTA_INSTALL_TIMEOUT"} {
 		if v, ok := os.LookupEnv(key); ok {
 			if err := fs.Set(flagName, v); err != nil {
