@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 
@@ -36,11 +37,28 @@ func (a *App) startOTA() error {
 func (a *App) runOTA(runCtx context.Context) {
 	url := a.cfg.OTA.DeviceURL
 	if url == "" {
-		url = "https://" + localAddr(a.DeviceAddr())
+		url = defaultOTAURL(a.cfg.Hostnames, a.DeviceAddr())
 	}
+	a.log.Info("firmware downloads", "url", url)
 	a.OTA.SetDeviceURL(url)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.OTA.Run(runCtx) }()
+}
+
+// defaultOTAURL is where lockers download from when --ota-url is not set:
+// the first name of the server certificate that is not a loopback one, with
+// the device listener's port; else the bound address as a local client dials it.
+func defaultOTAURL(hostnames []string, bound string) string {
+	_, port, err := net.SplitHostPort(bound)
+	if err == nil {
+		for _, h := range hostnames {
+			if ip := net.ParseIP(h); h == "localhost" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified())) {
+				continue
+			}
+			return "https://" + net.JoinHostPort(h, port)
+		}
+	}
+	return "https://" + localAddr(bound)
 }
 
 // otaFleet answers the updater's questions from the registry, the twins, the

@@ -84,7 +84,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
 	// Firmware rollouts (docs/ota.md).
 	fs.StringVar(&cfg.OTA.DeviceURL, "ota-url", env("HUB_OTA_URL", ""), "base URL of the device listener as lockers reach it, for firmware download URLs, e.g. https://hub.example.com:8443; "+
-		"empty: https:// and the bound --device-addr (set it in production) (env HUB_OTA_URL)")
+		"empty: the first non-loopback name of --hostnames with the --device-addr port (env HUB_OTA_URL)")
 	cfg.OTA.MaxDownloads, cfg.OTA.Retries = 64, 2
 	cfg.OTA.NotifyTimeout, cfg.OTA.DownloadTimeout, cfg.OTA.VerifyTimeout, cfg.OTA.InstallTimeout = 2*time.Minute, 10*time.Minute, 5*time.Minute, 15*time.Minute
 	fs.IntVar(&cfg.OTA.MaxDownloads, "ota-max-downloads", cfg.OTA.MaxDownloads, "firmware downloads served at once; more get 503 with Retry-After (protects the uplink) (env HUB_OTA_MAX_DOWNLOADS)")
