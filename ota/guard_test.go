@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -269,4 +270,52 @@ func TestUploadLimits(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ota.Verify(pub, a.Version, a.SHA256, a.Size, a.Signature), "the signature verifies with the published key")
 	require.FileExists(t, filepath.Join(h.DataDir, ota.SigningKeyFile))
+}
+
+// TestRandomReports: hundreds of random reports, valid and not, in and out
+// of order, for a locker in a rollout: each is taken or refused, the engine
+// goes on, and a real locker beside it still completes its update.
+func TestRandomReports(t *testing.T) {
+	h := hubtest.Start(t, fastOTA)
+	sim := startSim(t, h, 1, lockersim.OTAFaults{})
+	h.AddLocker("OTA-RND")
+	ctx := context.Background()
+	a := upload(t, h, "2.0.0", 4<<10)
+	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true, Policy: apiclient.RolloutPolicy{Canary: 2, FailurePct: 100, AbortPct: 100, SuccessPct: 50}})
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(ctx, `UPDATE ota_lockers SET state = 'notified', attempts = 1, deadline = now() + interval '1 hour' WHERE locker_id = 'OTA-RND'`)
+	require.NoError(t, err)
+	steps := append([]string{"", "bogus"}, protocol.OTASteps...)
+	rnd := mrand.New(mrand.NewPCG(1, 2))
+	for i := range 400 {
+		var payload string
+		switch rnd.IntN(4) {
+		case 0: // garbage
+			b := make([]byte, rnd.IntN(40))
+			for j := range b {
+				b[j] = byte(rnd.IntN(256))
+			}
+			payload = string(b)
+		default:
+			version := []string{"2.0.0", "2.0.0", "1.0.0", "9"}[rnd.IntN(4)]
+			payload = fmt.Sprintf(`{"boot":%d,"seq":%d,"ts":%d,"rollout":%d,"version":%q,"step":%q,"reason":%q,"bytes":%d}`,
+				1+rnd.IntN(3), rnd.IntN(50), time.Now().UnixMilli(), []int64{r.ID, r.ID, r.ID + 1, 0}[rnd.IntN(4)], version,
+				steps[rnd.IntN(len(steps))], []string{"", "download: x"}[rnd.IntN(2)], rnd.IntN(5000)-10)
+		}
+		_ = h.App.OTA.Report("OTA-RND", []byte(payload))
+		if i%100 == 0 {
+			_, _ = h.App.Pool.Exec(ctx, `UPDATE ota_lockers SET state = 'notified', deadline = now() + interval '1 hour' WHERE locker_id = 'OTA-RND' AND state = 'queued'`)
+		}
+	}
+	hubtest.Eventually(t, 30*time.Second, "the real locker updated", func() bool { return sim.Locker("OTA-00001").View(false).Firmware == "2.0.0" })
+	hubtest.Eventually(t, 10*time.Second, "installed at the hub", func() bool {
+		ls, err := h.Admin.RolloutLockers(ctx, r.ID, "installed", 0)
+		return err == nil && len(ls) >= 1
+	})
+	ls, err := h.Admin.RolloutLockers(ctx, r.ID, "", 0)
+	require.NoError(t, err)
+	for _, l := range ls {
+		require.Contains(t, []string{"queued", "notified", "downloading", "downloaded", "verified", "installing", "installed", "failed"}, l.State, l.LockerID)
+	}
+	require.Greater(t, h.Metric("lockerhub_ota_status_rejected_total"), 100.0)
 }
