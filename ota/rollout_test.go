@@ -275,3 +275,27 @@ func TestResumeAcceptsTheWave(t *testing.T) {
 	require.Equal(t, 19, s.Counts["installed"])
 	require.Equal(t, 1, s.Counts["failed"])
 }
+
+// TestRolloutAborts: 6 of the 10 canary lockers fail: past the failure
+// threshold the rollout pauses, past the abort threshold (50 % of the
+// started waves) it aborts by itself; the lockers not done are cancelled.
+func TestRolloutAborts(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { fastOTA(c); c.OTA.Retries = -1 })
+	failing := map[string]bool{}
+	for i := 1; i <= 6; i++ {
+		failing[fmt.Sprintf("OTA-%05d", i)] = true
+	}
+	startSim(t, h, 30, lockersim.OTAFaults{DownloadError: lockersim.OTAFault{Lockers: failing}})
+	a := upload(t, h, "2.0.0", 4<<10)
+	r, err := h.Admin.CreateRollout(context.Background(), apiclient.NewRollout{ArtifactID: a.ID, Start: true,
+		Policy: apiclient.RolloutPolicy{Canary: 10, Order: "id"}})
+	require.NoError(t, err)
+	s := waitState(t, h, r.ID, 30*time.Second, "aborted")
+	require.Contains(t, s.Reason, "aborted: 6 of 10 lockers failed")
+	require.Equal(t, 6, s.Counts["failed"])
+	// The later waves never started; canary lockers still updating when it aborted are cancelled too.
+	require.GreaterOrEqual(t, s.Counts["cancelled"], 20)
+	require.Equal(t, 24, s.Counts["cancelled"]+s.Counts["installed"])
+	require.Equal(t, 6, s.Failures["download: injected download error"])
+	require.Equal(t, 1.0, h.Metric("lockerhub_ota_rollouts", "state", "aborted"))
+}
