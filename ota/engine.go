@@ -501,7 +501,7 @@ func (u *Updater) notify(ctx context.Context, r activeRollout, queued []row, inF
 		return err
 	}
 	params, _ := json.Marshal(protocol.OTAInstallParams{Rollout: r.id, Artifact: r.artifact.ID, Version: r.artifact.Version,
-		URL:  fmt.Sprintf("%s/api/v1/ota/artifacts/%d/download", strings.TrimRight(u.cfg.DeviceURL, "/"), r.artifact.ID),
+		URL:  fmt.Sprintf("%s/api/v1/ota/artifacts/%d/download", strings.TrimRight(u.deviceURL(), "/"), r.artifact.ID),
 		Size: r.artifact.Size, SHA256: r.artifact.SHA256, Signature: r.artifact.Signature})
 	for _, n := range notified {
 		err := u.devices.Request(n[0], protocol.Request{ID: n[1], Method: protocol.MethodOTAInstall, Params: params, Key: n[1], NotAfter: deadline.UnixMilli()})

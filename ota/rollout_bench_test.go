@@ -7,13 +7,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +26,7 @@ import (
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/ota"
+	"github.com/lockerhub/lockerhub/pki"
 )
 
 // BenchmarkRollout rolls an artifact out to BENCH_OTA_LOCKERS lockers (1,000)
@@ -30,7 +35,9 @@ import (
 // enrolment, real mTLS MQTT and HTTPS downloads, hashing and discarding)
 // is a process of its own, so this process's CPU time is the hub's. It
 // reports the time from start to completed, the hub's CPU seconds and peak
-// RSS during the rollout, and the download throughput.
+// RSS during the rollout, and the download throughput; then the same
+// rollout of another artifact with the downloads served by a bare net/http
+// server in this process (the peer).
 //
 //	make bench BENCH=Rollout
 //	BENCH_OTA_LOCKERS=10000 BENCH_OTA_SIZE=1048576 make bench BENCH=Rollout
@@ -63,13 +70,56 @@ func BenchmarkRollout(b *testing.B) {
 		}
 		return true
 	})
+	hub := rollout(b, h, n, size, "9.0.0")
+	// The peer, in the same run: the same engine, the same lockersim, the
+	// downloads from a bare net/http server (same certificate, client
+	// certificates required, http.ServeContent, no authorization lookup, no
+	// download limit) in this process.
+	peerURL, stop := peerServer(b, h, size)
+	defer stop()
+	h.App.OTA.SetDeviceURL(peerURL)
+	peer := rollout(b, h, n, size, "9.0.1")
+	b.Logf("%d lockers × %d KiB, hub downloads: %s", n, size>>10, hub)
+	b.Logf("%d lockers × %d KiB, bare net/http downloads (peer): %s", n, size>>10, peer)
+	for _, f := range []struct {
+		name, unit string
+		hub, peer  float64
+	}{
+		{"ota_rollout_seconds", "s", hub.took, peer.took},
+		{"ota_rollout_cpu_cores", "core", hub.cpu / hub.took, peer.cpu / peer.took},
+		{"ota_rollout_peak_rss_mib", "MiB", float64(hub.peak >> 20), float64(peer.peak >> 20)},
+		{"ota_rollout_throughput_mib_s", "MiB/s", hub.mib / hub.took, peer.mib / peer.took},
+	} {
+		fmt.Printf("figure %-32s %10.2f %-5s (%d lockers × %d KiB)\n", f.name, f.hub, f.unit, n, size>>10)
+		fmt.Printf("figure %-32s %10.2f %-5s (%d lockers × %d KiB)\n", f.name+"_peer", f.peer, f.unit, n, size>>10)
+	}
+}
+
+type rolloutResult struct {
+	took, cpu      float64
+	peak           int64
+	mib            float64
+	waves          string
+	installed, bad int
+}
+
+func (r rolloutResult) String() string {
+	return fmt.Sprintf("completed in %.1f s (%s, each when its lockers were done); installed %d, failed %d; hub process CPU %.1f s (%.2f cores); peak RSS %d MiB; %.0f MiB/s over the rollout",
+		r.took, r.waves, r.installed, r.bad, r.cpu, r.cpu/r.took, r.peak>>20, r.mib/r.took)
+}
+
+// rollout uploads an artifact of size bytes as version and rolls it out to
+// every locker, measuring it.
+func rollout(b *testing.B, h *hubtest.Hub, n, size int, version string) rolloutResult {
+	b.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
 	ctx := context.Background()
-	a, err := h.Admin.UploadArtifact(ctx, "9.0.0", nil, "bench", bytes.NewReader(data))
+	a, err := h.Admin.UploadArtifact(ctx, version, nil, "bench", bytes.NewReader(data))
 	if err != nil {
 		b.Fatal(err)
 	}
+	peerData.Store(&data)
 	cpu0, start := cpuSeconds(), time.Now()
 	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true,
 		Policy: apiclient.RolloutPolicy{Canary: max(n/100, 1), Percent: 33, Order: "id"}})
@@ -97,21 +147,44 @@ func BenchmarkRollout(b *testing.B) {
 		return s.State == "completed"
 	})
 	took, cpu := time.Since(start), cpuSeconds()-cpu0
-	bytesSent := h.Metric("lockerhub_ota_download_bytes_total")
+	if len(s.Failures) > 0 {
+		b.Logf("%s failures: %v", version, s.Failures)
+	}
 	var ws []string
 	for i := 1; i <= len(s.Waves); i++ {
 		ws = append(ws, fmt.Sprintf("wave %d (%d) %.1fs", i, s.Waves[i-1].Size, waves[i].Seconds()))
 	}
-	if len(s.Failures) > 0 {
-		b.Logf("failures: %v", s.Failures)
+	return rolloutResult{took: took.Seconds(), cpu: cpu, peak: peak, mib: float64(n) * float64(size) / (1 << 20), waves: strings.Join(ws, ", "),
+		installed: s.Counts["installed"], bad: s.Counts["failed"]}
+}
+
+var peerData atomic.Pointer[[]byte]
+
+// peerServer serves the last uploaded artifact's bytes at any artifact's
+// download path and the signing key, over TLS with the hub's server
+// certificate, requiring a client certificate of the hub's CA.
+func peerServer(b *testing.B, h *hubtest.Hub, size int) (string, func()) {
+	b.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(h.DataDir, pki.ServerCertFile), filepath.Join(h.DataDir, pki.ServerKeyFile))
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Logf("%d lockers × %d KiB: completed in %.1f s (%s, each when its lockers were done); installed %d, failed %d; hub CPU %.1f s (%.2f cores); hub peak RSS %d MiB; %.0f MiB sent, %.0f MiB/s over the rollout",
-		n, size>>10, took.Seconds(), strings.Join(ws, ", "), s.Counts["installed"], s.Counts["failed"], cpu, cpu/took.Seconds(), peak>>20,
-		bytesSent/(1<<20), bytesSent/(1<<20)/took.Seconds())
-	b.ReportMetric(took.Seconds(), "s/rollout")
-	b.ReportMetric(cpu, "hub-cpu-s")
-	b.ReportMetric(float64(peak>>20), "hub-peak-MiB")
-	b.ReportMetric(bytesSent/(1<<20)/took.Seconds(), "MiB/s")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/ota/artifacts/{id}/download", func(w http.ResponseWriter, r *http.Request) {
+		data := *peerData.Load()
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	})
+	mux.HandleFunc("GET /api/v1/ota/key", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(h.App.OTA.PublicKey()) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		_ = srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: h.CAPool(),
+			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}))
+	}()
+	return "https://" + ln.Addr().String(), func() { _ = srv.Close() }
 }
 
 func envInt(k string, def int) int {

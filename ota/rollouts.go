@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,7 @@ type Updater struct {
 	inbox     chan inbound  // statuses and RPC answers, for the engine
 	wake      chan struct{}
 	lastGate  map[int64]time.Time // rollout → when the health gate last looked (engine goroutine only)
+	urlMu     sync.Mutex          // guards cfg.DeviceURL
 }
 
 // InboxSize bounds the statuses and answers waiting for the engine; when it
@@ -642,5 +644,15 @@ func (u *Updater) Lockers(ctx context.Context, id int64, f LockerFilter) ([]Lock
 }
 
 // SetDeviceURL sets the base of the download URLs (the device listener as
-// lockers reach it). Call it before Run.
-func (u *Updater) SetDeviceURL(url string) { u.cfg.DeviceURL = url }
+// lockers reach it); it may change while the engine runs.
+func (u *Updater) SetDeviceURL(url string) {
+	u.urlMu.Lock()
+	defer u.urlMu.Unlock()
+	u.cfg.DeviceURL = url
+}
+
+func (u *Updater) deviceURL() string {
+	u.urlMu.Lock()
+	defer u.urlMu.Unlock()
+	return u.cfg.DeviceURL
+}
