@@ -25,9 +25,13 @@ func (a *App) startOTA() error {
 		return err
 	}
 	a.Broker.Handle(protocol.KindOTAStatus, func(m broker.Message) {
-		// Acknowledged at once (DESIGN decision 10): the step timeouts
-		// recover a report lost before the engine took it.
-		m.Done(deviceError(a.OTA.Report(m.LockerID, m.Payload)))
+		// Acknowledged once the engine has taken it: a locker's steps are
+		// never lost between its report and the engine, so a report of the
+		// new firmware always finds the steps before it (ota/engine.go).
+		done := func(err error) { m.Done(deviceError(err)) }
+		if err := a.OTA.Report(m.LockerID, m.Payload, done); err != nil {
+			done(err)
+		}
 	})
 	a.Broker.OnResponse(a.OTA.Response)
 	return nil

@@ -23,28 +23,38 @@ type inbound struct {
 	lockerID string
 	status   *protocol.OTAStatus
 	res      *protocol.Response
+	done     func(error) // a report: called once it is taken (committed), or with the error that kept it
 }
+
+// ErrBusy: the engine's queue of reports is full; the report was not taken
+// (withhold its PUBACK: the locker sends it again).
+var ErrBusy = errors.New("the rollout engine is busy")
 
 // requestPrefix starts the id of every ota.install request.
 const requestPrefix = "ota-"
 
 // Report takes a locker's ota/status payload (on the broker's read
 // goroutine; it does not block). An invalid payload is refused with an error
-// wrapping protocol.ErrInvalid and counted; a valid one is queued for the
-// engine, or dropped and counted when the queue is full (ota/status is
-// acknowledged at once, DESIGN decision 10: the step timeouts recover).
-func (u *Updater) Report(lockerID string, payload []byte) error {
+// wrapping protocol.ErrInvalid and counted. A valid one is queued for the
+// engine, which calls done (when not nil) once the report is taken and
+// committed, so its PUBACK follows its effect and no report a locker sent is
+// lost; when the queue is full it is refused with ErrBusy and counted
+// ("dropped"): withhold the PUBACK, the locker sends it again. A report the
+// engine takes without effect (unknown rollout, stale, …) is counted and
+// acknowledged like the others.
+func (u *Updater) Report(lockerID string, payload []byte, done func(error)) error {
 	s, err := protocol.DecodeOTAStatus(payload)
 	if err != nil {
 		u.m.rejected.WithLabelValues("invalid").Inc()
 		return err
 	}
 	select {
-	case u.inbox <- inbound{lockerID: lockerID, status: &s}:
+	case u.inbox <- inbound{lockerID: lockerID, status: &s, done: done}:
+		return nil
 	default:
 		u.m.rejected.WithLabelValues("dropped").Inc()
+		return ErrBusy
 	}
-	return nil
 }
 
 // Response is a broker.OnResponse observer: the answers to ota.install.
@@ -123,14 +133,32 @@ more:
 		}
 		return nil
 	})
-	if err == nil || ctx.Err() != nil {
+	if err == nil {
+		for _, in := range batch {
+			in.settle(nil)
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		for _, in := range batch {
+			in.settle(ctx.Err())
+		}
 		return
 	}
 	u.log.Warn("ota: a batch of reports failed; taking them one by one", "reports", len(batch), "error", err)
 	for _, in := range batch {
-		if err := u.handleOne(ctx, u.pool, in); err != nil && ctx.Err() == nil {
+		err := u.handleOne(ctx, u.pool, in)
+		if err != nil && ctx.Err() == nil {
 			u.log.Error("ota: taking a locker's report failed", "locker", in.lockerID, "error", err)
 		}
+		in.settle(err)
+	}
+}
+
+// settle tells the broker what became of a report (nil: taken).
+func (in inbound) settle(err error) {
+	if in.done != nil {
+		in.done(err)
 	}
 }
 

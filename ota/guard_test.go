@@ -42,11 +42,11 @@ func TestBadStatusReports(t *testing.T) {
 		if reason != "" {
 			payload += fmt.Sprintf(`,"reason":%q`, reason)
 		}
-		return h.App.OTA.Report(locker, []byte(payload+"}"))
+		return h.App.OTA.Report(locker, []byte(payload+"}"), nil)
 	}
 	rejected := func(reason string) float64 { return h.Metric("lockerhub_ota_status_rejected_total", "reason", reason) }
 
-	require.ErrorIs(t, h.App.OTA.Report("OTA-FAKE", []byte(`{"boot":1,"step":"installed"`)), protocol.ErrInvalid)
+	require.ErrorIs(t, h.App.OTA.Report("OTA-FAKE", []byte(`{"boot":1,"step":"installed"`), nil), protocol.ErrInvalid)
 	require.NoError(t, report("OTA-FAKE", 1, 1, r.ID+100, "2.0.0", "downloading", ""))
 	require.NoError(t, report("OTA-FAKE", 1, 2, r.ID, "9.9.9", "downloading", ""))
 	require.NoError(t, report("OTA-FAKE", 1, 3, r.ID, "2.0.0", "installed", "")) // queued: not even notified
@@ -302,7 +302,7 @@ func TestRandomReports(t *testing.T) {
 				1+rnd.IntN(3), rnd.IntN(50), time.Now().UnixMilli(), []int64{r.ID, r.ID, r.ID + 1, 0}[rnd.IntN(4)], version,
 				steps[rnd.IntN(len(steps))], []string{"", "download: x"}[rnd.IntN(2)], rnd.IntN(5000)-10)
 		}
-		_ = h.App.OTA.Report("OTA-RND", []byte(payload))
+		_ = h.App.OTA.Report("OTA-RND", []byte(payload), nil)
 		if i%100 == 0 {
 			_, _ = h.App.Pool.Exec(ctx, `UPDATE ota_lockers SET state = 'notified', deadline = now() + interval '1 hour' WHERE locker_id = 'OTA-RND' AND state = 'queued'`)
 		}

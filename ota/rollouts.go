@@ -41,7 +41,7 @@ type Updater struct {
 
 // InboxSize bounds the statuses and answers waiting for the engine; when it
 // is full a report is dropped and counted (the step timeouts recover).
-const InboxSize = 8192
+const InboxSize = 16384
 
 // New builds the updater: it loads (or makes) the signing key in
 // cfg.DataDir. Wire Status and Response to the broker, then Run it.
