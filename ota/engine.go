@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -384,6 +385,11 @@ func (u *Updater) tick(ctx context.Context) {
 	if err != nil {
 		u.log.Error("ota: reading rollouts failed", "error", err)
 		return
+	}
+	for id := range u.lastGate {
+		if !slices.ContainsFunc(active, func(r activeRollout) bool { return r.id == id }) {
+			delete(u.lastGate, id)
+		}
 	}
 	for _, r := range active {
 		if ctx.Err() != nil {
