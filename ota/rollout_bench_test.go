@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -120,6 +121,7 @@ func rollout(b *testing.B, h *hubtest.Hub, n, size int, version string) rolloutR
 		b.Fatal(err)
 	}
 	peerData.Store(&data)
+	ticks0, tickSum0, _ := tickStats(b, h, 0)
 	cpu0, start := cpuSeconds(), time.Now()
 	r, err := h.Admin.CreateRollout(ctx, apiclient.NewRollout{ArtifactID: a.ID, Start: true,
 		Policy: apiclient.RolloutPolicy{Canary: max(n/100, 1), Percent: 33, Order: "id"}})
@@ -147,6 +149,8 @@ func rollout(b *testing.B, h *hubtest.Hub, n, size int, version string) rolloutR
 		return s.State == "completed"
 	})
 	took, cpu := time.Since(start), cpuSeconds()-cpu0
+	ticks, tickSum, p99 := tickStats(b, h, ticks0)
+	b.Logf("%s: %d engine ticks, mean %.1f ms, p99 ≤ %.0f ms", version, ticks-ticks0, 1000*(tickSum-tickSum0)/float64(max(ticks-ticks0, 1)), 1000*p99)
 	if len(s.Failures) > 0 {
 		b.Logf("%s failures: %v", version, s.Failures)
 	}
@@ -156,6 +160,33 @@ func rollout(b *testing.B, h *hubtest.Hub, n, size int, version string) rolloutR
 	}
 	return rolloutResult{took: took.Seconds(), cpu: cpu, peak: peak, mib: float64(n) * float64(size) / (1 << 20), waves: strings.Join(ws, ", "),
 		installed: s.Counts["installed"], bad: s.Counts["failed"]}
+}
+
+// tickStats reads lockerhub_ota_engine_tick_seconds: the count, the sum and
+// the upper bound of the bucket that holds the 99th percentile of the ticks
+// after the first `since` (bucket counts are cumulative over the run, so
+// the bound is over the whole run).
+func tickStats(b *testing.B, h *hubtest.Hub, since uint64) (uint64, float64, float64) {
+	mfs, err := h.App.Metrics.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "lockerhub_ota_engine_tick_seconds" || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		hg := mf.GetMetric()[0].GetHistogram()
+		n := hg.GetSampleCount()
+		p99 := math.Inf(1)
+		for _, bk := range hg.GetBucket() {
+			if float64(bk.GetCumulativeCount()) >= 0.99*float64(n) {
+				p99 = bk.GetUpperBound()
+				break
+			}
+		}
+		return n, hg.GetSampleSum(), p99
+	}
+	return 0, 0, 0
 }
 
 var peerData atomic.Pointer[[]byte]
