@@ -45,7 +45,7 @@ postgres:
 	scripts/ensure-postgres.sh
 
 tools:
-	scripts/ensure-tools.sh mosquitto-clients chromium
+	scripts/ensure-tools.sh mosquitto-clients chromium prometheus
 
 test: postgres tools
 	$(GO) vet ./...

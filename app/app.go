@@ -3,8 +3,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,7 @@ import (
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
+	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
@@ -36,6 +39,7 @@ import (
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/telemetry"
+	"github.com/lockerhub/lockerhub/video"
 	"github.com/lockerhub/lockerhub/web"
 )
 
@@ -66,9 +70,14 @@ type Config struct {
 	Alarms alarms.Config
 	// OTA: firmware rollouts (download limit, step timeouts, retries, the
 	// download URL lockers are given); zero values take its defaults.
-	OTA    ota.Config
+	OTA ota.Config
+	// Video: the camera relay's ICE UDP address and host candidates, viewer
+	// and stream limits, recordings (directory default <DataDir>/recordings).
+	Video  video.Config
 	Logger *slog.Logger
 	Out    io.Writer // where the admin credential is printed on first start
+	// Version is the hub's build (lockerhub_build_info); empty: "dev".
+	Version string
 }
 
 // Defaults fills what is unset with values that work on a laptop.
@@ -104,7 +113,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations(), ota.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations(), video.Migrations(), ota.Migrations()}
 }
 
 // App is a running hub.
@@ -131,6 +140,10 @@ type App struct {
 	Access     *access.Store
 	// OTA keeps firmware artifacts and runs the rollouts.
 	OTA *ota.Updater
+	// Video relays the lockers' cameras (WHEP viewers); Recordings keeps
+	// the clips taken on alarms.
+	Video      *video.Relay
+	Recordings *video.Recordings
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
 	Telemetry      *telemetry.Ingest
@@ -205,6 +218,12 @@ func (a *App) Start(ctx context.Context) error {
 
 	a.Metrics = prometheus.NewRegistry()
 	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	certs := map[string]*x509.Certificate{"ca": ca.Cert}
+	if leaf, err := x509.ParseCertificate(serverCert.Certificate[0]); err == nil {
+		certs["server"] = leaf
+	}
+	hub := &hubCollector{version: cmp.Or(cfg.Version, "dev"), certs: certs, pool: a.Pool}
+	a.Metrics.MustRegister(hub)
 
 	accessCfg := cfg.Access
 	accessCfg.Registerer = a.Metrics
@@ -266,6 +285,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startAlarms(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startVideo(runCtx); err != nil {
+		return err
+	}
 	if err := a.startOTA(); err != nil {
 		return err
 	}
@@ -311,19 +333,22 @@ func (a *App) Start(ctx context.Context) error {
 		Webhooks:       a.Webhooks,
 		Alarms:         a.Alarms,
 		OTA:            a.OTA,
+		Video:          a.Video,
+		Recordings:     a.Recordings,
+		Connectors:     connectors.Default(),
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
 	a.httpSrv = &http.Server{Handler: web.NewAPI(deps), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
-	deviceTLS := &tls.Config{
+	deviceTLS := pki.Harden(&tls.Config{
 		Certificates:     []tls.Certificate{serverCert},
 		ClientCAs:        ca.Pool(),
 		ClientAuth:       tls.VerifyClientCertIfGiven,
 		MinVersion:       tls.VersionTLS12,
 		VerifyConnection: broker.VerifyNotRevoked(a.Registry),
-	}
+	})
 	if a.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
 		return fmt.Errorf("device listener: %w", err)
 	}
@@ -335,7 +360,10 @@ func (a *App) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("--http-tls-cert/--http-tls-key: %w", err)
 		}
-		httpLn = tls.NewListener(a.httpLn, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		httpLn = tls.NewListener(a.httpLn, pki.Harden(&tls.Config{Certificates: []tls.Certificate{pair}}))
+		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
+			hub.certs["http"] = leaf // read at scrape time, after Start
+		}
 	}
 	a.serve(a.httpSrv, httpLn)
 	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))

@@ -24,6 +24,7 @@ func (a *App) startTwins(ctx, runCtx context.Context) error {
 		return err
 	}
 	a.Twins.SetLayout(a.Overview.HasCell)
+	a.Metrics.MustRegister(fleet.OverviewCollector{O: a.Overview})
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Overview.Run(runCtx) }()
 	return nil

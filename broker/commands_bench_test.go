@@ -10,10 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
+	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +48,11 @@ import (
 // included). Hub-side overhead = end-to-end − device time, per command.
 //
 // BENCH_CPUPROFILE=FILE profiles this process (hub, answering lockers,
-// caller) over the measuring window.
+// caller) over the measuring window; BENCH_MEMPROFILE=FILE writes its heap
+// profile at the window's end (the live heap, which is what a collection marks).
+// BENCH_TRACE=FILE keeps a flight recorder of the execution trace and writes
+// its last seconds to FILE when the first command takes over 250 ms, or
+// BENCH_TRACE_OVER (go tool trace FILE, or -pprof=sched|sync|net|syscall).
 //
 //	make bench BENCH=Commands
 //	BENCH_LOCKERS=2000 BENCH_ACTIVE=500 make bench BENCH=Commands
@@ -129,8 +137,19 @@ func BenchmarkCommands(b *testing.B) {
 		defer func() { pprof.StopCPUProfile(); pf.Close() }()
 	}
 	pool0 := h.App.Pool.Stat()
+	var gc0 runtime.MemStats
+	runtime.ReadMemStats(&gc0)
 	cpu0, pg0, m0, idle0 := selfCPU(), postgresCPU(), machineCPU(), procCPU(idlePID)
 	start := time.Now()
+	if os.Getenv("GODEBUG") != "" { // line the window up with gctrace's times since the process started
+		fmt.Fprintf(os.Stderr, "measuring window starts @%.3fs\n", time.Since(processStart).Seconds())
+	}
+	stallOver := 250 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("BENCH_TRACE_OVER")); err == nil {
+		stallOver = d
+	}
+	stall := startStallTrace(b, os.Getenv("BENCH_TRACE"), stallOver)
+	defer stall.stop()
 	for i := range total {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
@@ -151,6 +170,7 @@ func BenchmarkCommands(b *testing.B) {
 			data, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			e2e := time.Since(t0)
+			stall.seen(e2e)
 			var cmd struct {
 				ID, State string
 				CreatedAt time.Time  `json:"created_at"`
@@ -172,8 +192,12 @@ func BenchmarkCommands(b *testing.B) {
 	wg.Wait()
 	cpu, pgc, mc, idlec := selfCPU()-cpu0, postgresCPU()-pg0, machineCPU()-m0, procCPU(idlePID)-idle0
 	elapsed := time.Since(start)
+	if f := os.Getenv("BENCH_MEMPROFILE"); f != "" { // what the collector has to mark, at the window's end
+		writeHeapProfile(b, f)
+	}
 
 	var e2e, device, overhead, toStored, toSent, toConfirmed, toCaller []float64
+	var slow []time.Time // request times of the commands over 25 ms hub-side
 	states := map[string]int{}
 	var errs int
 	var firstErr error
@@ -193,6 +217,9 @@ func BenchmarkCommands(b *testing.B) {
 		if d, ok := dev.get(o.id); ok {
 			device = append(device, ms(d))
 			overhead = append(overhead, ms(o.e2e-d))
+			if o.e2e-d > 25*time.Millisecond {
+				slow = append(slow, o.t0)
+			}
 			if !o.confirmed.IsZero() {
 				toStored = append(toStored, ms(o.created.Sub(o.t0)))
 				toSent = append(toSent, ms(o.sent.Sub(o.created)))
@@ -202,6 +229,7 @@ func BenchmarkCommands(b *testing.B) {
 		}
 	}
 	e, d, o := quantiles(e2e), quantiles(device), quantiles(overhead)
+	logSlowSeconds(b, start, slow)
 	figure("commands_sent", float64(total), "cmds", n)
 	figure("commands_rate_per_s", float64(total)/sent.Seconds(), "/s", n)
 	figure("commands_succeeded", float64(states["succeeded"]), "cmds", n)
@@ -227,6 +255,10 @@ func BenchmarkCommands(b *testing.B) {
 	figure("postgres_cpu_cores", pgc/elapsed.Seconds(), "core", n)
 	figure("machine_cpu_busy_cores", mc/elapsed.Seconds(), "core", n)
 	logHistogram(b, h, "lockerhub_fleet_command_commit_seconds", 1000, "ms")
+	var gc1 runtime.MemStats
+	runtime.ReadMemStats(&gc1)
+	b.Logf("garbage collections over the window: %d, %s stopped in all, heap %d MiB",
+		gc1.NumGC-gc0.NumGC, time.Duration(gc1.PauseTotalNs-gc0.PauseTotalNs), gc1.HeapAlloc>>20)
 	ps := h.App.Pool.Stat()
 	acq, waited := ps.AcquireCount()-pool0.AcquireCount(), ps.EmptyAcquireCount()-pool0.EmptyAcquireCount()
 	b.Logf("database pool over the window: %d connections max; %d acquires, %d had to wait (%.1f%%), %s acquiring in all",
@@ -266,3 +298,73 @@ func (d *deviceTimes) get(key string) (time.Duration, bool) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// logSlowSeconds logs, for the seconds of the measuring window with the most
+// commands over 25 ms of hub-side overhead, how many there were: tails that
+// bunch up in a few seconds point at a stall (a collection, a checkpoint, a
+// periodic job), tails spread evenly at contention for the CPU.
+func logSlowSeconds(b *testing.B, start time.Time, slow []time.Time) {
+	perSecond := map[int]int{}
+	for _, t0 := range slow {
+		perSecond[int(t0.Sub(start)/time.Second)]++
+	}
+	type sec struct{ s, n int }
+	var secs []sec
+	for s, n := range perSecond {
+		secs = append(secs, sec{s, n})
+	}
+	sort.Slice(secs, func(i, j int) bool { return secs[i].n > secs[j].n })
+	if len(secs) > 8 {
+		secs = secs[:8]
+	}
+	b.Logf("commands over 25 ms hub-side: %d, in %d distinct seconds; worst seconds (second: count): %v", len(slow), len(perSecond), secs)
+}
+
+// processStart is close to when this process started (package initialisation),
+// the origin of GODEBUG=gctrace=1's times.
+var processStart = time.Now()
+
+// stallTrace writes the last seconds of the execution trace once, when a
+// command first takes longer than over end to end.
+type stallTrace struct {
+	b     *testing.B
+	file  string
+	over  time.Duration
+	fr    *trace.FlightRecorder
+	taken atomic.Bool
+}
+
+func startStallTrace(b *testing.B, file string, over time.Duration) *stallTrace {
+	s := &stallTrace{b: b, file: file, over: over}
+	if file == "" {
+		return s
+	}
+	s.fr = trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 3 * time.Second, MaxBytes: 512 << 20})
+	if err := s.fr.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func (s *stallTrace) seen(e2e time.Duration) {
+	if s.fr == nil || e2e < s.over || !s.taken.CompareAndSwap(false, true) {
+		return
+	}
+	time.Sleep(500 * time.Millisecond) // the stall's end in the window too
+	f, err := os.Create(s.file)
+	if err != nil {
+		s.b.Error(err)
+		return
+	}
+	defer f.Close()
+	if _, err := s.fr.WriteTo(f); err != nil {
+		s.b.Error(err)
+	}
+	fmt.Fprintf(os.Stderr, "trace of a %s command's last seconds in %s\n", e2e.Round(time.Millisecond), s.file)
+}
+
+func (s *stallTrace) stop() {
+	if s.fr != nil {
+		s.fr.Stop()
+	}
+}

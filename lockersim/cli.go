@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/lockerhub/lockerhub/apiclient"
@@ -241,6 +242,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&cfg.OTA.NeverReturn, "ota-never-return", "fault: after installing the locker never reconnects (percent, or locker IDs)")
 	fs.Var(&cfg.OTA.Interrupt, "ota-interrupt", "fault: downloads are cut half-way and resumed with Range (percent, or locker IDs)")
 	fs.IntVar(&cfg.OTAMaxDownloads, "ota-max-downloads", 64, "firmware downloads at once in the whole simulation")
+	fs.StringVar(&cfg.VideoInterface, "video-iface", "", "video (video.start): ICE host candidates only on this network interface (empty: all)")
+	videoClip := fs.String("video-clip", "", "video (video.start): loop this VP8 IVF file instead of the built-in test clip")
 	fs.DurationVar(&cfg.StatusEvery, "status-every", cfg.StatusEvery, "status line period (0: none)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
@@ -253,6 +256,15 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.MQTTVersion = byte(*mqttVersion)
+	if *videoClip != "" {
+		if cfg.VideoClip, err = os.ReadFile(*videoClip); err == nil {
+			_, err = clipHeader(cfg.VideoClip)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "lockersim: --video-clip:", err)
+			return 2
+		}
+	}
 	if *ramp != "auto" {
 		if cfg.Ramp, err = time.ParseDuration(*ramp); err != nil || cfg.Ramp < 0 {
 			fmt.Fprintf(stderr, "lockersim: --ramp %q: a duration like 10s, or auto\n", *ramp)

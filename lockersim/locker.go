@@ -110,6 +110,9 @@ type Locker struct {
 	firmware       string // the installed version (ota.go)
 	otaJob         *otaJob
 	otaInstalled   *protocol.OTAInstallParams // installed, ota/status not sent yet (after the reconnect)
+
+	cam     camera         // video.start / video.stop (video.go)
+	videoWG sync.WaitGroup // video RPCs in progress
 }
 
 // CellNames returns n cell names in columns of 10: A01–A10, B01–B10, …
@@ -209,6 +212,8 @@ func (l *Locker) headerLocked() protocol.Header {
 // back off, reconnect, until ctx ends.
 func (l *Locker) run(ctx context.Context, initialDelay time.Duration) {
 	defer func() {
+		l.videoWG.Wait()
+		l.stopCamera()
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if err := l.keys.close(); err != nil {
@@ -226,6 +231,7 @@ func (l *Locker) run(ctx context.Context, initialDelay time.Duration) {
 		until := l.offlineUntil
 		l.mu.Unlock()
 		if reboot {
+			l.stopCamera()
 			l.mu.Lock()
 			err := l.bootLocked()
 			l.mu.Unlock()
@@ -475,6 +481,13 @@ func (l *Locker) handleRPC(payload []byte) {
 		// Without an id there is nobody to answer.
 		l.env.stats.BadMessages.Add(1)
 		l.log.Warn("rpc request without id", "err", perr)
+		return
+	}
+	if perr == nil && (req.Method == protocol.MethodVideoStart || req.Method == protocol.MethodVideoStop) {
+		// Not physical (no key): answered off the read loop, ICE gathering takes a while.
+		l.env.stats.RPCs.Add(1)
+		l.videoWG.Add(1)
+		go func() { defer l.videoWG.Done(); l.videoRPC(req) }()
 		return
 	}
 	start := time.Now()

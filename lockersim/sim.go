@@ -70,6 +70,13 @@ type Config struct {
 	ClockSkew   time.Duration // the lockers' clocks are off by this much (ts and not_after checks)
 	NoRepublish bool          // discard unacknowledged messages at reconnect instead of republishing
 
+	// Video (video.start): ICE host candidates only on this interface ("lo"
+	// in tests, "" = all), how long without connectivity before a stream is
+	// given up (0: pion's default), the VP8 IVF clip to loop (nil: TestClip).
+	VideoInterface string
+	VideoICEFailed time.Duration
+	VideoClip      []byte
+
 	StatusEvery time.Duration // status line period (0 = none)
 	Status      io.Writer     // where the status line goes (nil = none)
 }

@@ -22,6 +22,7 @@ type Stats struct {
 	Refused        atomic.Int64 // PUBACKs with a failure reason code (MQTT 5)
 	BadMessages    atomic.Int64 // undecodable or misaddressed messages from the hub
 	RPCs           atomic.Int64 // rpc/req handled
+	VideoStarts    atomic.Int64 // video.start answered with an SDP answer
 	RPCRepeats     atomic.Int64 // … answered from the key cache
 	RPCExpired     atomic.Int64 // … refused as expired
 	Events         atomic.Int64 // events emitted

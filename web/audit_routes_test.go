@@ -74,6 +74,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		report(fmt.Sprintf("A%02d", i), "closed", false)
 	}
+	var watcher *hubtest.Viewer
 	newParcel := func() apiclient.Parcel {
 		p, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "EV-1", Size: "M", Recipient: apiclient.Recipient{Phone: "+4917000000"}}, "")
 		require.NoError(t, err)
@@ -163,6 +164,18 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			silenceID = fmt.Sprint(out["id"])
 			return result{status, "admin", "alarm_silence"}
 		},
+		// Watching a simulated locker's camera (WHEP), then leaving.
+		"POST /api/v1/lockers/{id}/video/whep": func() result {
+			simLockers(t, h, "EVV-", 1)
+			watcher = hubtest.NewViewer(t)
+			status, body := watcher.WHEP(t, h.HTTPURL+"/api/v1/lockers/EVV-00001/video/whep", h.AdminToken)
+			require.Equal(t, 201, status, body)
+			return result{201, "admin", "video"}
+		},
+		"DELETE /api/v1/lockers/{id}/video/whep/{viewer}": func() result {
+			require.Equal(t, 204, watcher.Leave(t, h.HTTPURL, h.AdminToken))
+			return result{204, "admin", "video"}
+		},
 		"DELETE /api/v1/alarms/silences/{id}": func() result {
 			return admin("DELETE", "/api/v1/alarms/silences/"+silenceID, "", 204, "alarm_silence")()
 		},
@@ -171,6 +184,13 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		"POST /api/v1/parcels": func() result {
 			firstParcel = newParcel()
 			return result{201, "admin", "parcel"}
+		},
+		"POST /api/v1/connectors/{name}/orders": admin("POST", "/api/v1/connectors/xml-orders/orders",
+			`<order id="EV-O1"><locker>EV-1</locker><size>M</size><recipient><phone>+4917000000</phone></recipient></order>`, 201, "parcel"),
+		"POST /api/v1/connectors/{name}/cancel": func() result {
+			admin("POST", "/api/v1/connectors/xml-orders/orders",
+				`<order id="EV-O2"><locker>EV-1</locker><size>M</size><recipient><phone>+4917000000</phone></recipient></order>`, 201, "parcel")()
+			return admin("POST", "/api/v1/connectors/xml-orders/cancel", `<cancel order="EV-O2"/>`, 200, "parcel")()
 		},
 		"POST /api/v1/parcels/{id}/cancel": func() result {
 			return admin("POST", "/api/v1/parcels/"+firstParcel.ID+"/cancel", `{"reason":"test"}`, 200, "parcel")()

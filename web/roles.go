@@ -56,6 +56,9 @@ var (
 	// widen or roll one back).
 	otaReaders  = []string{admin, technician, oncall, viewer}
 	otaStoppers = []string{admin, technician, oncall}
+	// videoViewers watch the lockers' cameras and their clips: the people
+	// who act on alarms. Viewers and couriers do not (privacy), nor API clients.
+	videoViewers = []string{admin, technician, oncall}
 )
 
 // roleMatrix maps "METHOD /path" (as in the route tables) to who may call it.
@@ -114,12 +117,18 @@ var roleMatrix = map[string]allow{
 	// technicians and admins create and cancel; couriers, technicians and
 	// admins open the cell to drop off or collect; a carrier's callers only
 	// the carrier's parcels.
-	"POST /api/v1/parcels":              {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
-	"GET /api/v1/parcels":               {everyone, access.ScopeParcelsRead},
-	"GET /api/v1/parcels/{id}":          {everyone, access.ScopeParcelsRead},
-	"POST /api/v1/parcels/{id}/dropoff": {[]string{admin, technician, courier}, noClients},
-	"POST /api/v1/parcels/{id}/collect": {[]string{admin, technician, courier}, noClients},
-	"POST /api/v1/parcels/{id}/cancel":  {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"POST /api/v1/parcels": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Lockers near a point that can take a parcel now: for those who create deliveries.
+	"GET /api/v1/availability": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Partners in their own format (connectors): as the parcel routes they stand for.
+	"POST /api/v1/connectors/{name}/orders":        {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"POST /api/v1/connectors/{name}/cancel":        {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"GET /api/v1/connectors/{name}/orders/{order}": {everyone, access.ScopeParcelsRead},
+	"GET /api/v1/parcels":                          {everyone, access.ScopeParcelsRead},
+	"GET /api/v1/parcels/{id}":                     {everyone, access.ScopeParcelsRead},
+	"POST /api/v1/parcels/{id}/dropoff":            {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/collect":            {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/cancel":             {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
 
 	// The audit log (web/audit.go): admins only.
 	"GET /api/v1/audit": {adminOnly, noClients},
@@ -176,6 +185,14 @@ var roleMatrix = map[string]allow{
 	"POST /api/v1/ota/rollouts/{id}/cancel":   {otaStoppers, noClients},
 	"POST /api/v1/ota/rollouts/{id}/approve":  {fleetOps, noClients},
 	"POST /api/v1/ota/rollouts/{id}/rollback": {fleetOps, noClients},
+	// Video (web/video.go): WHEP viewers of a locker's camera and the clips
+	// recorded on alarms.
+	"POST /api/v1/lockers/{id}/video/whep":            {videoViewers, noClients},
+	"DELETE /api/v1/lockers/{id}/video/whep/{viewer}": {videoViewers, noClients},
+	"GET /api/v1/lockers/{id}/video":                  {videoViewers, noClients},
+	"GET /api/v1/recordings":                          {videoViewers, noClients},
+	"GET /api/v1/recordings/{id}":                     {videoViewers, noClients},
+	"GET /api/v1/recordings/{id}/file":                {videoViewers, noClients},
 }
 
 // permitted reports whether p may call rt; a route missing from the matrix

@@ -19,11 +19,13 @@ import (
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/audit"
+	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/telemetry"
+	"github.com/lockerhub/lockerhub/video"
 )
 
 //go:embed openapi.json
@@ -59,6 +61,12 @@ type Deps struct {
 	Alarms *alarms.Store
 	// OTA keeps firmware artifacts and rollouts (nil: its routes answer 503).
 	OTA *ota.Updater
+	// Video relays the lockers' cameras to WHEP viewers, Recordings keeps
+	// the clips (nil: their routes answer 503).
+	Video      *video.Relay
+	Recordings *video.Recordings
+	// Connectors translate partners' formats (nil or empty: none served).
+	Connectors connectors.Set
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
@@ -112,10 +120,17 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
 	a.routes = append(a.routes, a.otaRoutes()...)
+	a.routes = append(a.routes, a.videoRoutes()...)
+	a.routes = append(a.routes, a.availabilityRoutes()...)
+	a.routes = append(a.routes, a.connectorRoutes()...)
+	hm := newHTTPMetrics(d.Registerer)
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
 			h = a.authenticate(r) // web/auth.go: bearer token or session cookie, CSRF, role matrix
+		}
+		if r.path != "/api/v1/stream" { // a session, not a request: lockerhub_web_stream_*
+			h = hm.wrap(r.method+" "+r.path, h)
 		}
 		a.mux.HandleFunc(r.method+" "+r.path, h)
 	}

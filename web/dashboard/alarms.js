@@ -2,11 +2,13 @@
 // acknowledged|resolved), refreshed every 3 s, with "Acknowledge" (a note),
 // "Silence" (this locker and kind, for a time) and "Resolve" for on-call
 // staff, technicians and admins; the silences that have not ended, with
-// "End"; and, on the locker page, the locker's alarm history.
+// "End"; the alarm rules (alarmrules.js); and, on the locker page, the
+// locker's alarm history.
 //
 // Data: GET /api/v1/alarms, POST /api/v1/alarms/{id}/ack|resolve,
 // GET/POST /api/v1/alarms/silences, DELETE …/silences/{id},
 // GET /api/v1/lockers/{id}/alarms.
+import { mountAlarmRules } from './alarmrules.js';
 import { api, get, query } from './api.js';
 import { esc, fmtTime, humanize, since } from './util.js';
 
@@ -38,6 +40,9 @@ export function mountAlarms(root, ctx, params) {
   let state = STATES.includes(params.get('state')) ? params.get('state') : 'open';
   const mayAct = ctx.can('POST /api/v1/alarms/{id}/ack');
   const maySilence = ctx.can('POST /api/v1/alarms/silences');
+  const mayRules = ctx.can('GET /api/v1/alarms/rules');
+  // Forced doors and tampering record a clip: the locker page has it and the live camera.
+  const mayWatch = ctx.can('POST /api/v1/lockers/{id}/video/whep');
   let gone = false;
   let timer = null;
   let seq = 0;
@@ -63,8 +68,10 @@ export function mountAlarms(root, ctx, params) {
     </div>
     <h2 class="page-sub">Silences</h2>
     <div id="a-silences"><p class="muted">Loading…</p></div>
+    ${mayRules ? '<h2 class="page-sub">Rules</h2><div id="a-rules"></div>' : ''}
   </section>`;
   const $ = (s) => root.querySelector(s);
+  const stopRules = mayRules ? mountAlarmRules($('#a-rules'), ctx) : () => {};
   $('#a-state').value = state;
   $('#a-state').addEventListener('change', () => {
     state = $('#a-state').value;
@@ -94,7 +101,8 @@ export function mountAlarms(root, ctx, params) {
       <tr data-id="${a.id}" data-kind="${esc(a.kind)}" class="a-row">
         <td>${severityBadge(a)}</td>
         <td>${esc(humanize(a.kind))}${a.occurrences > 1 ? ` <span class="muted">×${a.occurrences}</span>` : ''}</td>
-        <td><a href="#/lockers/${encodeURIComponent(a.locker_id)}">${esc(a.locker_id)}</a>${a.cell ? ` · ${esc(a.cell)}` : ''}</td>
+        <td><a href="#/lockers/${encodeURIComponent(a.locker_id)}">${esc(a.locker_id)}</a>${a.cell ? ` · ${esc(a.cell)}` : ''}${mayWatch && (a.kind === 'door_forced' || a.kind === 'tamper')
+          ? ` <a class="a-video" href="#/lockers/${encodeURIComponent(a.locker_id)}" title="Live camera and the clip of this alarm">camera</a>` : ''}</td>
         <td>${alarmState(a)}</td>
         <td title="${esc(a.started_at)}">${esc(fmtTime(a.started_at))} <span class="muted">(${esc(since(a.started_at))})</span></td>
         <td>${esc(a.summary)}</td>
@@ -159,7 +167,7 @@ export function mountAlarms(root, ctx, params) {
   });
 
   load();
-  return { unmount() { gone = true; clearTimeout(timer); } };
+  return { unmount() { gone = true; clearTimeout(timer); stopRules(); } };
 }
 
 // mountLockerAlarms fills el with a locker's alarm history (newest first),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/alarms"
+	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/hubtest"
 )
 
@@ -57,4 +58,67 @@ func TestAlarmsPage(t *testing.T) {
 	b.open("#/lockers/AX-1")
 	b.waitJS("the locker's alarm history", 15*time.Second, `document.querySelectorAll('#l-alarms li[data-id]').length === 2`)
 	require.Contains(t, b.text("#l-alarms"), "Door forced")
+}
+
+// TestAlarmRulesEditor: a technician adds a per-segment free-cells rule on
+// the alarms page, sees a refused rule's reason with nothing changed, switches
+// the rule off and removes it; each accepted change is what the hub runs and
+// is in the audit log. An on-call user sees the rules but no editor.
+func TestAlarmRulesEditor(t *testing.T) {
+	h := hubtest.Start(t)
+	ctx := t.Context()
+	pw := h.AddUser("tech", access.RoleTechnician)
+
+	b := newBrowser(t, h, 1366, 900)
+	b.login("tech", pw)
+	b.open("#/alarms")
+	b.waitJS("the rules section, empty", 15*time.Second, `(document.querySelector('#r-rows')||{innerText:''}).innerText.includes('No rules')`)
+
+	b.selectValue("#r-kind", "free_cells_low")
+	b.waitJS("the kind's default shown", 5*time.Second, `document.querySelector('#r-default').innerText.includes('threshold 2 cells')`)
+	b.selectValue("#r-scope", "segment")
+	b.setValue("#r-value", "berlin")
+	b.setValue("#r-threshold", "5")
+	b.run("add the rule", chromedp.Click(chromedp.CSS("#r-save")))
+	b.waitJS("the rule listed", 10*time.Second, `document.querySelectorAll('#r-rows tr.r-row[data-kind=free_cells_low]').length === 1`)
+	rules := h.App.Alarms.Rules()
+	require.Len(t, rules, 1)
+	require.Equal(t, "berlin", rules[0].Segment)
+	require.Equal(t, 5.0, *rules[0].Threshold)
+	b.screenshot("alarm-rules")
+
+	// An event has no threshold: the hub refuses, the form keeps the input.
+	b.selectValue("#r-kind", "door_forced")
+	b.selectValue("#r-scope", "fleet")
+	b.setValue("#r-threshold", "3")
+	b.run("add a refused rule", chromedp.Click(chromedp.CSS("#r-save")))
+	b.waitJS("the reason shown", 10*time.Second, `(document.querySelector('#r-error')||{innerText:''}).innerText.includes('has no threshold')`)
+	require.Len(t, h.App.Alarms.Rules(), 1)
+	kept, err := eval[string](b, `document.querySelector('#r-threshold').value`)
+	require.NoError(t, err)
+	require.Equal(t, "3", kept)
+
+	b.run("edit the rule", chromedp.Click(chromedp.CSS("#r-rows tr.r-row .r-edit")))
+	b.waitJS("the form holds the rule", 5*time.Second, `document.querySelector('#r-value').value === 'berlin' && document.querySelector('#r-save').innerText.includes('Save')`)
+	b.selectValue("#r-enabled", "false")
+	b.run("save", chromedp.Click(chromedp.CSS("#r-save")))
+	b.waitJS("switched off", 10*time.Second, `(document.querySelector('#r-rows tr.r-row')||{innerText:''}).innerText.includes('off')`)
+	rules = h.App.Alarms.Rules()
+	require.Len(t, rules, 1)
+	require.False(t, rules[0].Enabled)
+
+	b.run("remove the rule", chromedp.Click(chromedp.CSS("#r-rows tr.r-row .r-remove")))
+	b.waitJS("no rules", 10*time.Second, `document.querySelector('#r-rows').innerText.includes('No rules')`)
+	require.Empty(t, h.App.Alarms.Rules())
+
+	page, err := audit.NewStore(h.App.Pool).List(ctx, audit.Filter{ObjectType: "alarm_rules"})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 3, "add, switch off, remove")
+	require.Equal(t, "tech", page.Records[0].Actor.Name)
+
+	opw := h.AddUser("pager", access.RoleOnCall)
+	b.run("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+	b.login("pager", opw)
+	b.open("#/alarms")
+	b.waitJS("the rules section, read-only", 15*time.Second, `!!document.querySelector('#r-rows') && !document.querySelector('#r-form')`)
 }
