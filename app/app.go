@@ -33,6 +33,7 @@ import (
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/pg"
@@ -67,6 +68,9 @@ type Config struct {
 	Access access.Config
 	// Alarms: evaluation and notification timing; zero values take its defaults.
 	Alarms alarms.Config
+	// OTA: firmware rollouts (download limit, step timeouts, retries, the
+	// download URL lockers are given); zero values take its defaults.
+	OTA ota.Config
 	// Video: the camera relay's ICE UDP address and host candidates, viewer
 	// and stream limits, recordings (directory default <DataDir>/recordings).
 	Video  video.Config
@@ -109,7 +113,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations(), video.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations(), video.Migrations(), ota.Migrations()}
 }
 
 // App is a running hub.
@@ -134,6 +138,8 @@ type App struct {
 	Parcels    *parcels.Store
 	Alarms     *alarms.Store
 	Access     *access.Store
+	// OTA keeps firmware artifacts and runs the rollouts.
+	OTA *ota.Updater
 	// Video relays the lockers' cameras (WHEP viewers); Recordings keeps
 	// the clips taken on alarms.
 	Video      *video.Relay
@@ -282,6 +288,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startVideo(runCtx); err != nil {
 		return err
 	}
+	if err := a.startOTA(); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -324,6 +333,7 @@ func (a *App) Start(ctx context.Context) error {
 		Webhooks:       a.Webhooks,
 		Templates:      a.Outbox.Templates(),
 		Alarms:         a.Alarms,
+		OTA:            a.OTA,
 		Video:          a.Video,
 		Recordings:     a.Recordings,
 		Connectors:     connectors.Default(),
@@ -358,6 +368,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.serve(a.httpSrv, httpLn)
 	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))
+	a.runOTA(runCtx)
 
 	if err := a.writeLocalInfo(); err != nil {
 		return err

@@ -41,6 +41,11 @@ type lockerEnv struct {
 	log   *slog.Logger
 	sched *scheduler
 	stats *Stats
+	ctx   context.Context // the simulation's; set by Start
+	wg    *sync.WaitGroup // the simulation's goroutines (updates)
+
+	ota     otaEnv
+	otaOnce sync.Once
 
 	layoutOnce sync.Once
 	cellNames  []string       // shared by all lockers (same --cells)
@@ -102,6 +107,9 @@ type Locker struct {
 	dropped        uint64
 	rpcs           uint64
 	commandOpens   uint64 // doors opened by cell.open (not by repeats of a key)
+	firmware       string // the installed version (ota.go)
+	otaJob         *otaJob
+	otaInstalled   *protocol.OTAInstallParams // installed, ota/status not sent yet (after the reconnect)
 
 	cam     camera         // video.start / video.stop (video.go)
 	videoWG sync.WaitGroup // video RPCs in progress
@@ -172,6 +180,11 @@ func (l *Locker) bootLocked() error {
 	l.boot = st.Boot
 	l.seq = 0
 	l.desiredVersion = st.DesiredVersion
+	l.firmware = st.Firmware
+	if l.firmware == "" {
+		l.firmware = Firmware
+	}
+	l.otaJob = nil // an update under way does not survive a reboot
 	l.display = ""
 	if l.keys != nil {
 		if err := l.keys.close(); err != nil {
@@ -342,6 +355,7 @@ func (l *Locker) session(ctx context.Context) (established bool, err error) {
 		l.env.stats.Republished.Add(int64(n))
 	}
 	l.publishLocked(protocol.KindState, l.fullStateLocked())
+	l.otaReportInstalledLocked()
 	l.mu.Unlock()
 
 	l.env.stats.Connected.Add(1)
@@ -595,6 +609,8 @@ func (l *Locker) execLocked(req protocol.Request) (result any, perr *protocol.Er
 	case protocol.MethodParcelsSync:
 		res, perr := l.execParcelsSyncLocked(req.Params)
 		return res, perr, nil
+	case protocol.MethodOTAInstall:
+		return l.execOTAInstallLocked(req.Params)
 	case protocol.MethodDisplayMessage:
 		var p protocol.DisplayMessageParams
 		if err := json.Unmarshal(orEmpty(req.Params), &p); err != nil {
@@ -695,7 +711,7 @@ func (l *Locker) fullStateLocked() protocol.State {
 	st := l.cellStateLocked(l.cellNames...)
 	st.Full = true
 	st.Power = l.powerLocked()
-	st.Firmware = Firmware
+	st.Firmware = l.firmware
 	st.DesiredVersion = l.desiredVersion
 	return st
 }
@@ -943,6 +959,8 @@ type LockerView struct {
 	CodeKey      int64                         `json:"code_key_version,omitempty"` // the pickup-code secret's version (never the secret)
 	ParcelsSync  int64                         `json:"parcels_version,omitempty"`  // the offline parcel list's version
 	Parcels      []protocol.LockerParcel       `json:"offline_parcels,omitempty"`  // parcels it may hand out offline
+	Firmware     string                        `json:"firmware"`
+	Updating     string                        `json:"updating,omitempty"` // the firmware version being installed
 	Cells        map[string]protocol.CellState `json:"cells,omitempty"`
 }
 
@@ -955,6 +973,10 @@ func (l *Locker) View(withCells bool) LockerView {
 		Acked: l.acked, Dropped: l.dropped, RPCs: l.rpcs, CommandOpens: l.commandOpens, Keys: l.keys.len(), LastError: l.lastErr,
 		Mains: l.mains, BatteryV: round2(l.batteryV), Display: l.display, Desired: l.desiredVersion,
 		CodeKey: l.codes.KeyVersion, ParcelsSync: l.codes.ParcelsVersion, Parcels: slices.Clone(l.codes.Parcels),
+		Firmware: l.firmware,
+	}
+	if l.otaJob != nil {
+		v.Updating = l.otaJob.p.Version
 	}
 	if l.conn != nil {
 		t := l.connectedAt

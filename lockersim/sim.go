@@ -58,6 +58,10 @@ type Config struct {
 	// StuckDoorPct: cell.open releases the lock and answers, but the door
 	// stays shut (no door event) this often.
 	StuckDoorPct float64
+	// OTA: injected firmware update failures (ota.go); OTAMaxDownloads
+	// bounds the simulation's concurrent artifact downloads (64).
+	OTA             OTAFaults
+	OTAMaxDownloads int
 
 	// OnRPC, when set (library use only: benchmarks), hears of every rpc/req
 	// handled: its key, when it was read and how long the locker took until its
@@ -248,6 +252,7 @@ func (s *Sim) Start(ctx context.Context) error {
 	s.stats.Lockers.Store(int64(len(s.lockers)))
 
 	ctx, s.cancel = context.WithCancel(ctx)
+	s.env.ctx, s.env.wg = ctx, &s.wg
 	if cfg.Control != "" {
 		ln, err := net.Listen("tcp", cfg.Control)
 		if err != nil {

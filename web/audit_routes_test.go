@@ -15,6 +15,7 @@ import (
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/protocol"
 	"github.com/lockerhub/lockerhub/web"
@@ -100,7 +101,54 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		return len(alarmIDs) == 3
 	})
 	var silenceID string
+	// Firmware updates: an artifact, another one to roll back to, and a
+	// locker of its own for each rollout action.
+	for _, id := range []string{"EV-O1", "EV-O2", "EV-O3", "EV-O4", "EV-O5", "EV-O6"} {
+		h.AddLocker(id)
+	}
+	art, err := h.App.OTA.Upload(ctx, ota.NewArtifact{Version: "9.9.9"}, strings.NewReader("firmware"))
+	require.NoError(t, err)
+	_, err = h.App.OTA.Upload(ctx, ota.NewArtifact{Version: "0.9"}, strings.NewReader("old firmware"))
+	require.NoError(t, err)
+	rollout := func(locker string, start bool, p ota.Policy) int64 {
+		r, err := h.App.OTA.Create(ctx, ota.NewRollout{ArtifactID: art.ID, Targets: ota.Targets{Lockers: []string{locker}}, Policy: p, Start: start})
+		require.NoError(t, err)
+		return r.ID
+	}
+	otaAction := func(locker, action string, prepare func(id int64)) func() result {
+		return func() result {
+			id := rollout(locker, action != "start", ota.Policy{})
+			if prepare != nil {
+				prepare(id)
+			}
+			want := 200
+			if action == "rollback" {
+				want = 201
+			}
+			return admin("POST", fmt.Sprintf("/api/v1/ota/rollouts/%d/%s", id, action), "", want, "ota_rollout")()
+		}
+	}
+	exec := func(sql string, args ...any) {
+		_, err := h.App.Pool.Exec(ctx, sql, args...)
+		require.NoError(t, err)
+	}
 	cases := map[string]func() result{
+		"POST /api/v1/ota/artifacts": admin("POST", "/api/v1/ota/artifacts?version=9.9.10", "new firmware", 201, "ota_artifact"),
+		"POST /api/v1/ota/rollouts": admin("POST", "/api/v1/ota/rollouts",
+			fmt.Sprintf(`{"artifact_id":%d,"targets":{"lockers":["EV-O1"]}}`, art.ID), 201, "ota_rollout"),
+		"POST /api/v1/ota/rollouts/{id}/start": otaAction("EV-O1", "start", nil),
+		"POST /api/v1/ota/rollouts/{id}/pause": otaAction("EV-O2", "pause", nil),
+		"POST /api/v1/ota/rollouts/{id}/resume": otaAction("EV-O3", "resume", func(id int64) {
+			_, err := h.App.OTA.Pause(ctx, id, "")
+			require.NoError(t, err)
+		}),
+		"POST /api/v1/ota/rollouts/{id}/cancel": otaAction("EV-O4", "cancel", nil),
+		"POST /api/v1/ota/rollouts/{id}/approve": otaAction("EV-O5", "approve", func(id int64) {
+			exec(`UPDATE ota_waves SET state = 'awaiting_approval' WHERE rollout_id = $1`, id)
+		}),
+		"POST /api/v1/ota/rollouts/{id}/rollback": otaAction("EV-O6", "rollback", func(id int64) {
+			exec(`UPDATE ota_lockers SET state = 'installed', previous_version = '0.9' WHERE rollout_id = $1`, id)
+		}),
 		"POST /api/v1/alarms/{id}/ack": func() result {
 			return admin("POST", fmt.Sprintf("/api/v1/alarms/%d/ack", alarmIDs[0]), `{"note":"n"}`, 200, "alarm")()
 		},

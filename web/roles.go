@@ -51,6 +51,11 @@ var (
 	// data); alarmActors acknowledge, resolve, mute and silence them.
 	alarmReaders = []string{admin, technician, oncall, viewer}
 	alarmActors  = []string{admin, technician, oncall}
+	// otaReaders follow firmware rollouts; otaStoppers may also pause one
+	// (on-call staff stop a bad update; only technicians and admins start,
+	// widen or roll one back).
+	otaReaders  = []string{admin, technician, oncall, viewer}
+	otaStoppers = []string{admin, technician, oncall}
 	// videoViewers watch the lockers' cameras and their clips: the people
 	// who act on alarms. Viewers and couriers do not (privacy), nor API clients.
 	videoViewers = []string{admin, technician, oncall}
@@ -176,6 +181,21 @@ var roleMatrix = map[string]allow{
 	"PUT /api/v1/alarms/routing":          {adminOnly, noClients},
 	"GET /api/v1/lockers/{id}/alarms":     {alarmReaders, noClients},
 
+	// Firmware updates (web/ota.go): technicians and admins upload
+	// artifacts and run rollouts; on-call staff may also pause one.
+	"POST /api/v1/ota/artifacts":              {fleetOps, noClients},
+	"GET /api/v1/ota/artifacts":               {otaReaders, noClients},
+	"GET /api/v1/ota/artifacts/{id}":          {otaReaders, noClients},
+	"POST /api/v1/ota/rollouts":               {fleetOps, noClients},
+	"GET /api/v1/ota/rollouts":                {otaReaders, noClients},
+	"GET /api/v1/ota/rollouts/{id}":           {otaReaders, noClients},
+	"GET /api/v1/ota/rollouts/{id}/lockers":   {otaReaders, noClients},
+	"POST /api/v1/ota/rollouts/{id}/start":    {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/pause":    {otaStoppers, noClients},
+	"POST /api/v1/ota/rollouts/{id}/resume":   {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/cancel":   {otaStoppers, noClients},
+	"POST /api/v1/ota/rollouts/{id}/approve":  {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/rollback": {fleetOps, noClients},
 	// Video (web/video.go): WHEP viewers of a locker's camera and the clips
 	// recorded on alarms.
 	"POST /api/v1/lockers/{id}/video/whep":            {videoViewers, noClients},

@@ -21,6 +21,7 @@ import (
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/telemetry"
@@ -61,6 +62,8 @@ type Deps struct {
 	// Alarms keeps the alarms, silences, rules and routing (nil: its
 	// routes answer 503).
 	Alarms *alarms.Store
+	// OTA keeps firmware artifacts and rollouts (nil: its routes answer 503).
+	OTA *ota.Updater
 	// Video relays the lockers' cameras to WHEP viewers, Recordings keeps
 	// the clips (nil: their routes answer 503).
 	Video      *video.Relay
@@ -120,6 +123,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.webhookRoutes()...)
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
+	a.routes = append(a.routes, a.otaRoutes()...)
 	a.routes = append(a.routes, a.videoRoutes()...)
 	a.routes = append(a.routes, a.availabilityRoutes()...)
 	a.routes = append(a.routes, a.connectorRoutes()...)

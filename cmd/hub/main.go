@@ -83,6 +83,19 @@ func run(args []string) int {
 	cfg.Parcels.DefaultStorage, cfg.Parcels.ReminderBefore = 72*time.Hour, 24*time.Hour
 	fs.DurationVar(&cfg.Parcels.DefaultStorage, "parcel-storage", cfg.Parcels.DefaultStorage, "a parcel's storage period when its creator gives none; a parcel may ask for 1 h to 30 days (env HUB_PARCEL_STORAGE)")
 	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
+	// Firmware rollouts (docs/ota.md).
+	fs.StringVar(&cfg.OTA.DeviceURL, "ota-url", env("HUB_OTA_URL", ""), "base URL of the device listener as lockers reach it, for firmware download URLs, e.g. https://hub.example.com:8443; "+
+		"empty: the first non-loopback name of --hostnames with the --device-addr port (env HUB_OTA_URL)")
+	cfg.OTA.MaxDownloads, cfg.OTA.Retries = 64, 2
+	cfg.OTA.NotifyTimeout, cfg.OTA.DownloadTimeout, cfg.OTA.VerifyTimeout, cfg.OTA.InstallTimeout = 2*time.Minute, 10*time.Minute, 5*time.Minute, 15*time.Minute
+	fs.IntVar(&cfg.OTA.MaxDownloads, "ota-max-downloads", cfg.OTA.MaxDownloads, "firmware downloads served at once; more get 503 with Retry-After (protects the uplink) (env HUB_OTA_MAX_DOWNLOADS)")
+	cfg.OTA.MaxArtifactBytes = 256 << 20
+	fs.Int64Var(&cfg.OTA.MaxArtifactBytes, "ota-max-artifact-bytes", cfg.OTA.MaxArtifactBytes, "largest firmware artifact accepted by upload (env HUB_OTA_MAX_ARTIFACT_BYTES)")
+	fs.IntVar(&cfg.OTA.Retries, "ota-retries", cfg.OTA.Retries, "update attempts after the first per locker before it counts as failed; 0: none (env HUB_OTA_RETRIES)")
+	fs.DurationVar(&cfg.OTA.NotifyTimeout, "ota-notify-timeout", cfg.OTA.NotifyTimeout, "ota.install sent → the locker's first status (env HUB_OTA_NOTIFY_TIMEOUT)")
+	fs.DurationVar(&cfg.OTA.DownloadTimeout, "ota-download-timeout", cfg.OTA.DownloadTimeout, "a download without progress this long fails the attempt (env HUB_OTA_DOWNLOAD_TIMEOUT)")
+	fs.DurationVar(&cfg.OTA.VerifyTimeout, "ota-verify-timeout", cfg.OTA.VerifyTimeout, "downloaded → verified → installing, each (env HUB_OTA_VERIFY_TIMEOUT)")
+	fs.DurationVar(&cfg.OTA.InstallTimeout, "ota-install-timeout", cfg.OTA.InstallTimeout, "installing → the locker reconnects reporting the new version (env HUB_OTA_INSTALL_TIMEOUT)")
 	gcPercent := fs.Int("gc-percent", app.DefaultGCPercent, "Go GC target: heap growth in % of the live heap before a collection (GOGC); "+
 		"the hub holds a large live heap of connections, so fewer, larger collections keep latency low; set GOMEMLIMIT to bound memory (env HUB_GC_PERCENT)")
 	var videoHostIPs string
@@ -102,6 +115,8 @@ func run(args []string) int {
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
 		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION",
+		"ota-max-downloads": "HUB_OTA_MAX_DOWNLOADS", "ota-max-artifact-bytes": "HUB_OTA_MAX_ARTIFACT_BYTES", "ota-retries": "HUB_OTA_RETRIES", "ota-notify-timeout": "HUB_OTA_NOTIFY_TIMEOUT",
+		"ota-download-timeout": "HUB_OTA_DOWNLOAD_TIMEOUT", "ota-verify-timeout": "HUB_OTA_VERIFY_TIMEOUT", "ota-install-timeout": "HUB_OTA_INSTALL_TIMEOUT",
 		"video-max-viewers": "HUB_VIDEO_MAX_VIEWERS", "video-max-streams": "HUB_VIDEO_MAX_STREAMS", "video-idle-timeout": "HUB_VIDEO_IDLE_TIMEOUT",
 		"video-clip": "HUB_VIDEO_CLIP", "video-max-recordings": "HUB_VIDEO_MAX_RECORDINGS", "video-retention": "HUB_VIDEO_RETENTION",
 		"video-retention-gib": "HUB_VIDEO_RETENTION_GIB"} {
@@ -118,6 +133,9 @@ func run(args []string) int {
 	if showVersion {
 		fmt.Println("hub", version)
 		return 0
+	}
+	if cfg.OTA.Retries <= 0 {
+		cfg.OTA.Retries = -1 // ota.Config: 0 takes the default, -1 is none
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

@@ -7,6 +7,7 @@
 //   #/parcels?locker=… parcels (filters in the query)
 //   #/parcels/ID       one parcel
 //   #/alarms?state=…   the live alarm feed and silences
+//   #/ota?id=…         firmware rollouts, their waves, failures and lockers
 //   #/templates        notification templates (admins edit, technicians read)
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
@@ -16,6 +17,7 @@ import { mountAudit } from './audit.js';
 import { mountUsers } from './users.js';
 import { mountParcels, mountParcel } from './parcels.js';
 import { mountAlarms } from './alarms.js';
+import { mountOTA } from './ota.js';
 import { mountTemplates } from './templates.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
@@ -104,7 +106,11 @@ function route() {
   document.getElementById('nav-templates').classList.toggle('active', templatesPage);
   document.getElementById('nav-alarms').hidden = !mayAlarms;
   document.getElementById('nav-alarms').classList.toggle('active', alarmsPage);
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage && !templatesPage);
+  const mayOTA = can('GET /api/v1/ota/rollouts');
+  const otaPage = path === '/ota' && mayOTA;
+  document.getElementById('nav-ota').hidden = !mayOTA;
+  document.getElementById('nav-ota').classList.toggle('active', otaPage);
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage && !otaPage && !templatesPage);
   document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm);
   document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
@@ -117,6 +123,7 @@ function route() {
   else if (parcelsPage) view = mountParcels(app, ctx, params);
   else if (pm) view = mountParcel(app, ctx, decodeURIComponent(pm[1]));
   else if (alarmsPage) view = mountAlarms(app, ctx, params);
+  else if (otaPage) view = mountOTA(app, ctx, params);
   else if (templatesPage) view = mountTemplates(app, ctx, params);
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
