@@ -211,6 +211,13 @@ type Store struct {
 	wakeFlush chan struct{}
 	wakeInbox chan struct{}
 
+	// pass is held by an evaluation pass while it stores what it raises
+	// and resolves (in transactions of 500), and by the flusher while it
+	// flushes due groups: a fleet-wide outage is one notice with every
+	// locker in it, not the first 500 and then the rest, however long the
+	// pass takes.
+	pass sync.Mutex
+
 	onFired []func(Alarm) // see OnFired
 }
 

@@ -99,11 +99,13 @@ func (s *Store) flushDue(ctx context.Context) time.Duration {
 			s.log.Error("alarms: reading due groups failed; retrying", "error", err)
 			return s.cfg.FlushPoll
 		}
+		s.pass.Lock() // not in the middle of an evaluation pass (see Store.pass)
 		for _, k := range keys {
 			if err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error { return s.flush(ctx, tx, k) }); err != nil && ctx.Err() == nil {
 				s.log.Error("alarms: notifying a group failed; retrying", "group", k, "error", err)
 			}
 		}
+		s.pass.Unlock()
 		if len(keys) < 100 {
 			break
 		}

@@ -351,6 +351,8 @@ func (s *Store) EvaluateOnce(ctx context.Context) error {
 		return 0
 	})
 	const chunk = 500
+	s.pass.Lock()
+	defer s.pass.Unlock()
 	for len(fire) > 0 || len(resolve) > 0 {
 		f := fire[:min(chunk, len(fire))]
 		r := resolve[:min(chunk, len(resolve))]
