@@ -54,6 +54,7 @@ const (
 	KindTelemetryHigh      = "telemetry_high"      // condition: a telemetry metric (rule "metric") above the threshold
 	KindTelemetryLow       = "telemetry_low"       // condition: a telemetry metric below the threshold
 	KindClockOffset        = "clock_offset"        // condition: the locker's clock off by more than the threshold (s) for "for"
+	KindOTAFailed          = "ota_failed"          // event: a locker's firmware update failed for good (retries spent)
 )
 
 // Severities, most severe first.

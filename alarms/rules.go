@@ -59,6 +59,7 @@ var Kinds = []KindInfo{
 	{Kind: KindDoorForced, Source: "event", Severity: SeverityCritical, Doc: "a door opened without a command, code or technician (or the locker reported it forced)"},
 	{Kind: KindTamper, Source: "event", Severity: SeverityCritical, Doc: "the locker reported tampering"},
 	{Kind: KindCommandUnconfirmed, Source: "event", Severity: SeverityMinor, Doc: "a cell.open command whose door sensor did not confirm"},
+	{Kind: KindOTAFailed, Source: "event", Severity: SeverityMajor, Doc: "a locker's firmware update of a rollout failed for good, its retries spent (the reason is in the summary)"},
 	{Kind: KindLockJammed, Source: "condition", Severity: SeverityMajor, Doc: "a cell's lock reports jammed"},
 	{Kind: KindDoorOpen, Source: "condition", Severity: SeverityMajor, For: Duration(5 * time.Minute), Doc: "a door open longer than \"for\""},
 	{Kind: KindOffline, Source: "condition", Severity: SeverityMajor, For: Duration(5 * time.Minute), Doc: "a locker offline longer than \"for\""},

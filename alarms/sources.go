@@ -206,6 +206,9 @@ func (s *Store) evaluate(ctx context.Context) {
 		if err := s.takeCommands(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("alarms: reading unconfirmed commands failed; retrying", "error", err)
 		}
+		if err := s.takeOTAFailures(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("alarms: reading failed firmware updates failed; retrying", "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -520,6 +523,67 @@ func (s *Store) takeCommands(ctx context.Context) error {
 			n++
 		}
 		_, err = tx.Exec(ctx, `UPDATE alarms_cursors SET at = $1 WHERE name = 'commands'`, cursor)
+		return err
+	})
+	if n > 0 {
+		signal(s.wakeFlush)
+	}
+	return err
+}
+
+// takeOTAFailures raises an ota_failed alarm for each locker whose update
+// of a rollout ended failed since the last read (ota_lockers, read like the
+// unconfirmed commands: a durable cursor, a minute read back, each failure
+// raised once by its source "ota:<rollout>:<locker>").
+func (s *Store) takeOTAFailures(ctx context.Context) error {
+	rules := s.Rules()
+	n := 0
+	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var cursor time.Time
+		err := tx.QueryRow(ctx, `SELECT at FROM alarms_cursors WHERE name = 'ota' FOR UPDATE`).Scan(&cursor)
+		if errors.Is(err, pgx.ErrNoRows) {
+			_, err = tx.Exec(ctx, `INSERT INTO alarms_cursors (name, at) VALUES ('ota', now()) ON CONFLICT DO NOTHING`)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT l.rollout_id, l.locker_id, l.reason, l.state_at, a.version FROM ota_lockers l
+			JOIN ota_rollouts r ON r.id = l.rollout_id JOIN ota_artifacts a ON a.id = r.artifact_id
+			WHERE l.state = 'failed' AND l.state_at > $1::timestamptz - interval '1 minute'
+			AND NOT EXISTS (SELECT 1 FROM alarms_alarms x WHERE x.source = 'ota:' || l.rollout_id || ':' || l.locker_id)
+			ORDER BY l.state_at LIMIT 500`, cursor)
+		if err != nil {
+			return err
+		}
+		type failure struct {
+			rollout                 int64
+			locker, reason, version string
+			at                      time.Time
+		}
+		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (failure, error) {
+			var f failure
+			return f, r.Scan(&f.rollout, &f.locker, &f.reason, &f.at, &f.version)
+		})
+		if err != nil {
+			return err
+		}
+		for _, f := range list {
+			cursor = maxTime(cursor, f.at)
+			l, _ := s.fleet.Locker(f.locker)
+			l.ID = f.locker
+			e := ruleFor(rules, KindOTAFailed, l)
+			if !e.Enabled {
+				continue
+			}
+			if _, _, err := s.fire(ctx, tx, candidate{Kind: KindOTAFailed, Severity: e.Severity, LockerID: f.locker,
+				Summary: fmt.Sprintf("firmware %s (rollout %d) failed on %s: %s", f.version, f.rollout, f.locker, f.reason),
+				Source:  fmt.Sprintf("ota:%d:%s", f.rollout, f.locker), At: time.Now()}); err != nil {
+				return err
+			}
+			n++
+		}
+		_, err = tx.Exec(ctx, `UPDATE alarms_cursors SET at = $1 WHERE name = 'ota'`, cursor)
 		return err
 	})
 	if n > 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
@@ -163,6 +164,20 @@ func TestRolloutCanaryFailuresPause(t *testing.T) {
 	}
 	require.LessOrEqual(t, sim.Stats().OTAStarted.Load(), int64(10+2*3), "only canary lockers started updates")
 	require.Equal(t, 3.0, h.Metric("lockerhub_ota_transitions_total", "state", "failed"))
+	// Each failed locker raises one ota_failed alarm, with the reason.
+	hubtest.Eventually(t, 15*time.Second, "three ota_failed alarms", func() bool {
+		list, err := h.App.Alarms.List(ctx, alarms.Filter{Kind: alarms.KindOTAFailed})
+		require.NoError(t, err)
+		if len(list) != 3 {
+			return false
+		}
+		for _, a := range list {
+			require.True(t, failing.Lockers[a.LockerID], a.LockerID)
+			require.Contains(t, a.Summary, "firmware 2.0.0")
+			require.Contains(t, a.Summary, "injected install failure")
+		}
+		return true
+	})
 
 	// Resume is refused? No: resuming is the operator's call; cancel ends it.
 	_, err = h.Admin.RolloutAction(ctx, r.ID, "cancel", "")
