@@ -211,6 +211,16 @@ func TestDownloadGuard(t *testing.T) {
 	resp = get(second)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	resp.Body.Close()
+
+	// Artifacts are found by id only: no path reaches a file.
+	for _, bad := range []string{"../../ca.key", "..%2f..%2fca.key", "%2e%2e%2fca.key", "1;rm", "0", "999999"} {
+		resp, err := second.Get(h.DeviceURL + "/api/v1/ota/artifacts/" + bad + "/download")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Contains(t, []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}, resp.StatusCode, bad)
+		require.NotContains(t, string(body), "PRIVATE KEY", bad)
+	}
 }
 
 // TestStatusOverMQTT: ota/status over a real MQTT 5 connection (Debian's
