@@ -77,6 +77,10 @@ func (f parcelFleet) FreeCells(lockerID, size string) ([]string, bool) {
 	return f.ov.FreeCellNames(lockerID, size)
 }
 
+func (f parcelFleet) ReturnCells(lockerID, size string) ([]string, bool) {
+	return f.ov.HeldCellNames(lockerID, size, fleet.HoldReturns)
+}
+
 func (f parcelFleet) SetTaken(lockerID string, cells []string) { f.ov.SetTaken(lockerID, cells) }
 
 func (f parcelFleet) Cell(lockerID, cell string) (parcels.CellReport, bool) {

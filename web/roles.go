@@ -115,6 +115,14 @@ var roleMatrix = map[string]allow{
 	"POST /api/v1/parcels/{id}/dropoff": {[]string{admin, technician, courier}, noClients},
 	"POST /api/v1/parcels/{id}/collect": {[]string{admin, technician, courier}, noClients},
 	"POST /api/v1/parcels/{id}/cancel":  {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Corrections (recipient, storage period, size) and moves between
+	// cells: technicians and admins, on the dashboard or with hubctl.
+	"PATCH /api/v1/parcels/{id}":     {fleetOps, noClients},
+	"POST /api/v1/parcels/{id}/move": {fleetOps, noClients},
+	// Returns: what couriers collect (per locker and carrier), and customer
+	// returns created like deliveries.
+	"GET /api/v1/returns":  {everyone, access.ScopeParcelsRead},
+	"POST /api/v1/returns": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
 
 	// The audit log (web/audit.go): admins only.
 	"GET /api/v1/audit": {adminOnly, noClients},
