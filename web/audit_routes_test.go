@@ -169,7 +169,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			require.NotEmpty(t, free)
 			return admin("POST", "/api/v1/parcels/"+p.ID+"/move", fmt.Sprintf(`{"cell":%q}`, free[0]), 202, "parcel")()
 		},
-		"POST /api/v1/returns": admin("POST", "/api/v1/returns", `{"locker":"EV-1","size":"M","sender":{"phone":"+4917000002"}}`, 201, "parcel"),
+		"POST /api/v1/returns":             admin("POST", "/api/v1/returns", `{"locker":"EV-1","size":"M","sender":{"phone":"+4917000002"}}`, 201, "parcel"),
 		"POST /api/v1/lockers":             admin("POST", "/api/v1/lockers", `{"id":"EV-3","cells":2}`, 201, "locker"),
 		"PATCH /api/v1/lockers/{id}":       admin("PATCH", "/api/v1/lockers/EV-3", `{"address":"x"}`, 200, "locker"),
 		"DELETE /api/v1/lockers/{id}":      admin("DELETE", "/api/v1/lockers/EV-3", "", 200, "locker"),
