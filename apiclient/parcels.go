@@ -53,6 +53,7 @@ type Parcel struct {
 	MoveStage     string       `json:"move_stage,omitempty"` // while moving: from, to
 	Kind          string       `json:"kind,omitempty"`       // delivery, return
 	History       []ParcelStep `json:"history,omitempty"`
+	Scans         []ParcelScan `json:"scans,omitempty"`
 
 	// Replayed: the idempotency key had been used; this is the first parcel.
 	Replayed bool `json:"-"`
@@ -243,4 +244,15 @@ func (c *Client) Returns(ctx context.Context, locker, carrier string) ([]ReturnG
 	}
 	err := c.JSON(ctx, http.MethodGet, listPath("/api/v1/returns", map[string]string{"locker": locker, "carrier": carrier}, 0, 0), nil, &out)
 	return out.Groups, err
+}
+
+// ParcelScan is a barcode a locker read and checked against the parcel.
+type ParcelScan struct {
+	At      time.Time `json:"at"`
+	Locker  string    `json:"locker"`
+	Cell    string    `json:"cell,omitempty"`
+	Barcode string    `json:"barcode"`
+	Purpose string    `json:"purpose"` // dropoff, pickup, collect
+	Result  string    `json:"result"`  // ok, or the code the locker showed
+	Ask     string    `json:"ask"`
 }

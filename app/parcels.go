@@ -43,6 +43,7 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 		a.Parcels.TwinChanged(t.LockerID, cells)
 	})
 	a.Asks.Register(protocol.AskCodeCheck, a.Parcels.CheckCode)
+	a.Asks.Register(protocol.AskBarcodeCheck, a.Parcels.CheckBarcode)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Parcels.Run(runCtx) }()
 	return nil

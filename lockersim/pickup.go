@@ -170,3 +170,32 @@ func (l *Locker) checkCodeLocked(code string) CodeResult {
 	out.Error = &protocol.Error{Code: protocol.ErrCodeWrongCode, Message: "no parcel here has this code"}
 	return out
 }
+
+// ScanResult is what the hub answered to a barcode the scanner read: the
+// parcel and its cell (a drop-off: the hub opens that cell by a command), or
+// the refusal the screen shows (unknown_barcode, barcode_mismatch, …).
+type ScanResult struct {
+	ID     string          `json:"id"`
+	Parcel string          `json:"parcel,omitempty"`
+	Cell   string          `json:"cell,omitempty"`
+	Error  *protocol.Error `json:"error,omitempty"`
+}
+
+// ScanBarcode is the scanner reading a parcel's label: the locker asks the
+// hub (barcode.check, docs/protocol.md section 9) and waits until ctx ends.
+// It opens nothing itself: for a drop-off the hub sends cell.open.
+func (l *Locker) ScanBarcode(ctx context.Context, p protocol.BarcodeCheckParams) (ScanResult, error) {
+	res, err := l.Ask(ctx, protocol.AskBarcodeCheck, p)
+	out := ScanResult{ID: res.ID, Error: res.Error}
+	if err != nil {
+		return out, err
+	}
+	if res.Error == nil {
+		var r protocol.BarcodeCheckResult
+		if err := json.Unmarshal(res.Result, &r); err != nil {
+			return out, fmt.Errorf("barcode.check %s: bad result: %w", res.ID, err)
+		}
+		out.Parcel, out.Cell = r.Parcel, r.Cell
+	}
+	return out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/lockersim"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/protocol"
 )
@@ -293,4 +295,82 @@ func TestReturns(t *testing.T) {
 	}
 	require.Contains(t, notes, "sender: return dropped off: door closed, cell occupied")
 	require.Contains(t, notes, "courier: collected for return: door closed, cell empty")
+}
+
+// TestBarcodes: the courier's scan at the locker opens the reserved cell of
+// that parcel; an unknown barcode or one for another cell opens nothing and
+// is refused with a code the locker shows; at pickup the scan must be the
+// parcel of the open cell; every scan is recorded and in the parcel's page.
+func TestBarcodes(t *testing.T) {
+	e := start(t, 3)
+	ctx := context.Background()
+	p1, err := e.h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: lockerID, Size: "M", Barcode: "JJD0001", Recipient: apiclient.Recipient{Phone: "+4917000040"}}, "")
+	require.NoError(t, err)
+	p2, err := e.h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: lockerID, Size: "M", Barcode: "JJD0002", Recipient: apiclient.Recipient{Phone: "+4917000041"}}, "")
+	require.NoError(t, err)
+	commands := func() int {
+		var n int
+		require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM fleet_commands WHERE locker_id = $1`, lockerID).Scan(&n))
+		return n
+	}
+	scan := func(barcode, purpose, cell string) lockersim.ScanResult {
+		t.Helper()
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		res, err := e.locker().ScanBarcode(actx, protocol.BarcodeCheckParams{Barcode: barcode, Purpose: purpose, Cell: cell})
+		require.NoError(t, err)
+		return res
+	}
+
+	res := scan("NOPE-1", "", "")
+	require.NotNil(t, res.Error)
+	require.Equal(t, protocol.ErrCodeUnknownBarcode, res.Error.Code)
+	res = scan("JJD0001", protocol.ScanDropoff, p2.Cell)
+	require.NotNil(t, res.Error)
+	require.Equal(t, protocol.ErrCodeBarcodeMismatch, res.Error.Code, res.Error.Message)
+	require.Contains(t, res.Error.Message, "goes in cell "+p1.Cell)
+	require.Zero(t, commands(), "a refused scan opens nothing")
+	for _, c := range []string{p1.Cell, p2.Cell} {
+		require.Equal(t, protocol.DoorClosed, e.locker().View(true).Cells[c].Door)
+	}
+
+	res = scan("JJD0001", "", "")
+	require.Nil(t, res.Error, "%+v", res.Error)
+	require.Equal(t, p1.ID, res.Parcel)
+	require.Equal(t, p1.Cell, res.Cell)
+	e.waitDoor(t, p1.Cell, protocol.DoorOpen)
+	require.NoError(t, e.locker().SetOccupied(p1.Cell, true))
+	require.NoError(t, e.locker().CloseDoor(p1.Cell))
+	dep := e.waitState(t, p1.ID, parcels.StateDeposited)
+	require.Equal(t, 1, commands())
+
+	// Pickup: the code opens the cell; the scan checks what is taken out.
+	_, perr := checkCode(t, e, "a-pick", codeOf(t, dep))
+	require.Nil(t, perr)
+	e.waitDoor(t, p1.Cell, protocol.DoorOpen)
+	res = scan("JJD0002", protocol.ScanPickup, p1.Cell)
+	require.NotNil(t, res.Error)
+	require.Equal(t, protocol.ErrCodeBarcodeMismatch, res.Error.Code)
+	res = scan("JJD0001", protocol.ScanPickup, p1.Cell)
+	require.Nil(t, res.Error, "%+v", res.Error)
+	require.NoError(t, e.locker().SetOccupied(p1.Cell, false))
+	require.NoError(t, e.locker().CloseDoor(p1.Cell))
+	got := e.waitState(t, p1.ID, parcels.StatePickedUp)
+
+	var results []string
+	for _, s := range got.Scans {
+		results = append(results, s.Purpose+":"+s.Barcode+":"+s.Result)
+	}
+	require.Equal(t, []string{"dropoff:JJD0001:barcode_mismatch", "dropoff:JJD0001:ok", "pickup:JJD0002:barcode_mismatch", "pickup:JJD0001:ok"}, results)
+	var scanned int
+	for _, st := range got.History {
+		if strings.HasPrefix(st.Source, "scan:") {
+			scanned++
+		}
+	}
+	require.GreaterOrEqual(t, scanned, 5, "each scan, and the drop-off it started, is in the history")
+	var total, unknown int
+	require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE parcel_id IS NULL AND result = 'unknown_barcode') FROM parcels_scans`).Scan(&total, &unknown))
+	require.Equal(t, 5, total, "every scan is recorded")
+	require.Equal(t, 1, unknown)
 }

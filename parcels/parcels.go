@@ -275,6 +275,8 @@ type Parcel struct {
 	// carrier: dropped with a return code, collected by the courier).
 	Kind    string `json:"kind"`
 	History []Step `json:"history,omitempty"`
+	// Scans are the barcodes lockers read and checked against this parcel.
+	Scans []Scan `json:"scans,omitempty"`
 
 	clientID  int64
 	holdsCell bool
@@ -698,6 +700,9 @@ func (s *Store) Get(ctx context.Context, c Caller, id string) (Parcel, error) {
 	})
 	if err != nil {
 		return Parcel{}, fmt.Errorf("parcel history: %w", err)
+	}
+	if p.Scans, err = s.scansOf(ctx, id); err != nil {
+		return Parcel{}, err
 	}
 	return p, nil
 }
@@ -1230,6 +1235,7 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	codeChecks  *prometheus.CounterVec
 	bruteForce  prometheus.Counter
+	scans       *prometheus.CounterVec
 
 	offlineSyncErrors prometheus.Counter
 }
@@ -1242,11 +1248,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, wrong, rate_limited, error."}, []string{"result"}),
 		bruteForce: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_code_lockouts_total", Help: "Times a locker reached the limit of wrong pickup codes (brute force suspected)."}),
+		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_parcels_barcode_checks_total", Help: "Barcodes lockers asked about (barcode.check), by result: ok, unknown_barcode, barcode_mismatch, bad_params, internal."}, []string{"result"}),
 		offlineSyncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_offline_list_errors_total", Help: "Offline parcel lists of lockers that could not be updated (sent again at the next change or start)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.offlineSyncErrors)
+		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.offlineSyncErrors)
 	}
 	return m
 }
