@@ -3,6 +3,7 @@ package parcels
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/lockerhub/lockerhub/protocol"
@@ -67,6 +68,19 @@ func (s *Store) CheckCode(ctx context.Context, lockerID, askID string, params js
 	if perr != nil {
 		s.m.codeChecks.WithLabelValues("error").Inc()
 		return nil, perr
+	}
+	if match == nil && len(p.Code) == protocol.PickupCodeDigits {
+		cell, err := s.useServiceCode(ctx, lockerID, askID, p.Code, now)
+		switch {
+		case err == nil:
+			s.m.codeChecks.WithLabelValues("service").Inc()
+			res, _ := json.Marshal(serviceResult(cell))
+			return res, nil
+		case !errors.Is(err, errNoServiceCode):
+			s.m.codeChecks.WithLabelValues("error").Inc()
+			s.log.Error("service code: opening the cell failed", "locker", lockerID, "error", err)
+			return nil, &protocol.Error{Code: protocol.ErrCodeInternal, Message: "try again"}
+		}
 	}
 	if match == nil {
 		s.m.codeChecks.WithLabelValues("wrong").Inc()

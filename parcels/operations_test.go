@@ -2,6 +2,7 @@ package parcels_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -373,4 +374,46 @@ func TestBarcodes(t *testing.T) {
 	require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE parcel_id IS NULL AND result = 'unknown_barcode') FROM parcels_scans`).Scan(&total, &unknown))
 	require.Equal(t, 5, total, "every scan is recorded")
 	require.Equal(t, 1, unknown)
+}
+
+// TestServiceAccess: a technician opens a cell in service mode from the
+// dashboard's API, and with a one-time code at the locker's keypad (once);
+// both commands are created by service:<user> and audited.
+func TestServiceAccess(t *testing.T) {
+	e := start(t, 3)
+	ctx := context.Background()
+	body, status, err := e.h.Admin.Do(ctx, http.MethodPost, "/api/v1/lockers/"+lockerID+"/cells/A02/service-open", nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, status, string(body))
+	var cmd apiclient.Command
+	require.NoError(t, json.Unmarshal(body, &cmd))
+	require.Equal(t, "service:admin", cmd.CreatedBy)
+	e.waitDoor(t, "A02", protocol.DoorOpen)
+	require.NoError(t, e.locker().CloseDoor("A02"))
+
+	_, _, err = e.h.Admin.Do(ctx, http.MethodPost, "/api/v1/lockers/"+lockerID+"/cells/Z99/service-open", nil)
+	refusal(t, err, http.StatusNotFound, "not_found")
+
+	body, status, err = e.h.Admin.Do(ctx, http.MethodPost, "/api/v1/lockers/"+lockerID+"/service-codes", []byte(`{"cell":"A03"}`))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, status, string(body))
+	var sc struct{ Code, Cell string }
+	require.NoError(t, json.Unmarshal(body, &sc))
+	require.Len(t, sc.Code, 8)
+	res := e.locker().EnterCode(ctx, sc.Code, 10*time.Second)
+	require.Nil(t, res.Error, "%+v", res)
+	require.Equal(t, "A03", res.Cell)
+	e.waitDoor(t, "A03", protocol.DoorOpen)
+	require.NoError(t, e.locker().CloseDoor("A03"))
+	res = e.locker().EnterCode(ctx, sc.Code, 10*time.Second)
+	require.NotNil(t, res.Error, "a service code opens once")
+	require.Equal(t, protocol.ErrCodeWrongCode, res.Error.Code)
+
+	var n int
+	require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM fleet_commands WHERE locker_id = $1 AND created_by = 'service:admin'`, lockerID).Scan(&n))
+	require.Equal(t, 2, n, "both openings are service:admin commands")
+	require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action = 'service_open' AND after->>'cause' = 'service:admin'`).Scan(&n))
+	require.Equal(t, 2, n, "both are audited with the cause")
+	require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE after::text LIKE '%' || $1 || '%'`, sc.Code).Scan(&n))
+	require.Zero(t, n, "the code is in no audit record")
 }

@@ -1245,7 +1245,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_transitions_total", Help: "Parcels that reached a state, by state."}, []string{"state"}),
 		codeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, wrong, rate_limited, error."}, []string{"result"}),
+			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, service (a one-time service code), wrong, rate_limited, error."}, []string{"result"}),
 		bruteForce: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_code_lockouts_total", Help: "Times a locker reached the limit of wrong pickup codes (brute force suspected)."}),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -25,6 +25,8 @@ func (a *API) parcelRoutes() []route {
 		{"POST", "/api/v1/parcels/{id}/move", false, a.moveParcel},
 		{"GET", "/api/v1/returns", false, a.listReturns},
 		{"POST", "/api/v1/returns", false, a.createReturn},
+		{"POST", "/api/v1/lockers/{id}/cells/{cell}/service-open", false, a.serviceOpen},
+		{"POST", "/api/v1/lockers/{id}/service-codes", false, a.serviceCode},
 	}
 }
 
@@ -273,6 +275,52 @@ func (a *API) createReturn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, p)
+}
+
+// serviceOpen: a technician opens any cell in service mode (cause
+// service:<user>, audited).
+func (a *API) serviceOpen(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	id := r.PathValue("id")
+	if !a.inCallerScope(r, id) {
+		writeError(w, http.StatusNotFound, "not_found", "locker "+id+" not found")
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	op, err := a.d.Parcels.ServiceOpen(r.Context(), parcelCaller(r), p.Name, id, r.PathValue("cell"))
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, op.Command)
+}
+
+// serviceCode: a one-time code that opens a cell once at the locker.
+func (a *API) serviceCode(w http.ResponseWriter, r *http.Request) {
+	if !a.parcelsWired(w) {
+		return
+	}
+	id := r.PathValue("id")
+	if !a.inCallerScope(r, id) {
+		writeError(w, http.StatusNotFound, "not_found", "locker "+id+" not found")
+		return
+	}
+	var req struct {
+		Cell string `json:"cell"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	sc, err := a.d.Parcels.IssueServiceCode(r.Context(), p.Name, id, req.Cell)
+	if err != nil {
+		a.parcelError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, sc)
 }
 
 func (a *API) parcelError(w http.ResponseWriter, r *http.Request, err error) {

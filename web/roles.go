@@ -123,6 +123,10 @@ var roleMatrix = map[string]allow{
 	// returns created like deliveries.
 	"GET /api/v1/returns":  {everyone, access.ScopeParcelsRead},
 	"POST /api/v1/returns": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Service access: technicians open any cell in service mode, from the
+	// dashboard or with a one-time code at the locker.
+	"POST /api/v1/lockers/{id}/cells/{cell}/service-open": {fleetOps, noClients},
+	"POST /api/v1/lockers/{id}/service-codes":             {fleetOps, noClients},
 
 	// The audit log (web/audit.go): admins only.
 	"GET /api/v1/audit": {adminOnly, noClients},

@@ -391,3 +391,47 @@ export function mountParcel(root, ctx, id) {
   load();
   return { unmount() { gone = true; } };
 }
+
+// mountService is the locker page's "Service access" panel for technicians:
+// open any cell in service mode (a cell.open command created by
+// service:<user>, audited), or get a one-time code for a cell to type at the
+// locker's keypad (shown once, valid 15 minutes).
+// Data: POST /api/v1/lockers/{id}/cells/{cell}/service-open, POST /api/v1/lockers/{id}/service-codes.
+export function mountService(el, lockerID) {
+  const base = `/api/v1/lockers/${encodeURIComponent(lockerID)}`;
+  el.innerHTML = `
+    <form class="p-service" id="l-service-form">
+      <label for="l-service-cell">Cell</label>
+      <input id="l-service-cell" name="cell" placeholder="A01" autocomplete="off" spellcheck="false" required>
+      <div class="p-service-actions">
+        <button type="submit" class="btn" id="l-service-open">Open in service mode</button>
+        <button type="button" class="btn-quiet" id="l-service-code">One-time code</button>
+      </div>
+      <p class="muted p-hint">Recorded as service:you and audited.</p>
+      <div id="l-service-msg" role="status" aria-live="polite"></div>
+    </form>`;
+  const $ = (s) => el.querySelector(s);
+  const say = (kind, html) => { $('#l-service-msg').innerHTML = `<p class="${kind}"${kind === 'error' ? ' role="alert"' : ''}>${html}</p>`; };
+  const cell = () => $('#l-service-cell').value.trim().toUpperCase();
+  $('#l-service-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const c = cell();
+    if (!c || !window.confirm(`Open cell ${c} of ${lockerID} in service mode?`)) return;
+    try {
+      const cmd = await api('POST', `${base}/cells/${encodeURIComponent(c)}/service-open`);
+      say('notice', `Cell ${esc(c)} is opening (command <span class="l-service-cmd">${esc(cmd.id)}</span>, ${esc(humanize(cmd.state || 'pending'))}).`);
+    } catch (e) {
+      say('error', esc(e.code ? `${e.message} (${e.code})` : e.message));
+    }
+  });
+  $('#l-service-code').addEventListener('click', async () => {
+    const c = cell();
+    if (!c) { $('#l-service-cell').reportValidity(); return; }
+    try {
+      const sc = await api('POST', `${base}/service-codes`, { cell: c });
+      say('notice', `Code for cell ${esc(sc.cell)}: <strong class="l-service-code">${esc(sc.code)}</strong>, once, until ${esc(fmtTime(sc.expires_at))}.`);
+    } catch (e) {
+      say('error', esc(e.code ? `${e.message} (${e.code})` : e.message));
+    }
+  });
+}

@@ -206,11 +206,28 @@ func TestParcelSearchAndEditPages(t *testing.T) {
 	b.run("a size with no free cell", chromedp.Click(chromedp.CSS("#p-edit-btn")))
 	b.waitJS("the refusal with its code", 10*time.Second, `(document.querySelector('#p-msg .error')||{}).innerText?.includes('no_free_cell')`)
 
+	// Service access on the locker page: a service opening and a one-time code.
+	b.open("#/lockers/PS-1")
+	b.waitJS("the service panel", 10*time.Second, `!!document.querySelector('#l-service-form')`)
+	b.setValue("#l-service-cell", "A03")
+	b.run("one-time code", chromedp.Click(chromedp.CSS("#l-service-code")))
+	b.waitJS("the code shown", 10*time.Second, `/^[0-9]{8}$/.test((document.querySelector('.l-service-code')||{}).textContent || '')`)
+	b.run("service open",
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS("#l-service-open")))
+	b.waitJS("the command made", 10*time.Second, `!!document.querySelector('.l-service-cmd')`)
+	b.screenshot("locker-service")
+	var n int
+	require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM fleet_commands WHERE locker_id = 'PS-1' AND created_by = 'service:admin'`).Scan(&n))
+	require.Equal(t, 1, n)
+
 	pw := h.AddUser("vera", "viewer")
 	b.run("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 	b.login("vera", pw)
 	b.open("#/parcels/" + p1.ID)
 	b.waitJS("the parcel without Edit or Move", 10*time.Second, `!!document.querySelector('#p-facts .p-barcode') && !document.querySelector('#p-edit') && !document.querySelector('#p-move')`)
+	b.open("#/lockers/PS-1")
+	b.waitJS("the locker page without service access", 10*time.Second, `!!document.querySelector('#l-parcels-panel') && !document.querySelector('#l-service-panel')`)
 }
 
 // submitState hands a locker's state report with cells (JSON members) to the
