@@ -256,3 +256,26 @@ type ParcelScan struct {
 	Result  string    `json:"result"`  // ok, or the code the locker showed
 	Ask     string    `json:"ask"`
 }
+
+// ServiceOpen opens a cell in service mode (technicians): a cell.open
+// command created by service:<user>.
+func (c *Client) ServiceOpen(ctx context.Context, locker, cell string) (Command, error) {
+	var out Command
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/lockers/"+url.PathEscape(locker)+"/cells/"+url.PathEscape(cell)+"/service-open", nil, &out)
+	return out, err
+}
+
+// ServiceCode is a one-time code that opens a cell once at the locker.
+type ServiceCode struct {
+	LockerID  string    `json:"locker_id"`
+	Cell      string    `json:"cell"`
+	Code      string    `json:"code"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// IssueServiceCode makes a one-time service code for a cell.
+func (c *Client) IssueServiceCode(ctx context.Context, locker, cell string) (ServiceCode, error) {
+	var out ServiceCode
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/lockers/"+url.PathEscape(locker)+"/service-codes", map[string]string{"cell": cell}, &out)
+	return out, err
+}

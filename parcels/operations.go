@@ -156,7 +156,11 @@ func (s *Store) Edit(ctx context.Context, c Caller, id string, e Edit) (Parcel, 
 		if cell != "" {
 			note += "; cell " + p.Cell + " → " + cell
 		}
-		return s.change(ctx, p, c.Name, note, "api", strings.Join(ss, ", "), all, func(tx pgx.Tx, after Parcel) error {
+		pre := func(tx pgx.Tx) error { return nil }
+		if cell != "" {
+			pre = func(tx pgx.Tx) error { return lockLocker(ctx, tx, p.LockerID) }
+		}
+		return s.changeWith(ctx, pre, p, c.Name, note, "api", strings.Join(ss, ", "), all, func(tx pgx.Tx, after Parcel) error {
 			if cell != "" {
 				if err := movingCellFree(ctx, tx, p.LockerID, cell); err != nil {
 					return err
@@ -239,7 +243,9 @@ func (s *Store) Move(ctx context.Context, c Caller, id, cell string) (Parcel, an
 	if r, ok := s.fleet.Cell(p.LockerID, p.Cell); ok {
 		mark = maxStamp(r.DoorAt, r.OccupiedAt)
 	}
-	after, err := s.change(ctx, p, c.Name, "move "+p.Cell+" → "+cell+" asked", "api",
+	// The locker's lock first: a create running meanwhile must see the cell
+	// this move leaves as held.
+	after, err := s.changeWith(ctx, func(tx pgx.Tx) error { return lockLocker(ctx, tx, p.LockerID) }, p, c.Name, "move "+p.Cell+" → "+cell+" asked", "api",
 		`cell = $4, move_from = cell, move_stage = 'from', mark_boot = $5, mark_seq = $6`,
 		[]any{cell, int64(mark.Boot), int64(mark.Seq)}, func(tx pgx.Tx, _ Parcel) error { return movingCellFree(ctx, tx, p.LockerID, cell) })
 	if isUniqueViolation(err) || errors.Is(err, errCellMoving) {

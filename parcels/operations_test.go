@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lockerhub/lockerhub/apiclient"
+	"github.com/lockerhub/lockerhub/app"
+	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
 	"github.com/lockerhub/lockerhub/parcels"
@@ -416,4 +419,39 @@ func TestServiceAccess(t *testing.T) {
 	require.Equal(t, 2, n, "both are audited with the cause")
 	require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE after::text LIKE '%' || $1 || '%'`, sc.Code).Scan(&n))
 	require.Zero(t, n, "the code is in no audit record")
+}
+
+// TestReturnTakesHeldCell: a customer return takes a cell held for returns
+// (never free for loading) before any free cell; while it holds it, the
+// overview no longer counts it ready for returns.
+func TestReturnTakesHeldCell(t *testing.T) {
+	h := hubtest.Start(t, func(c *app.Config) { c.Parcels.Keys = testKeys{} })
+	ctx := context.Background()
+	_, err := h.Admin.CreateModel(ctx, apiclient.NewModel{ID: "rx", Manufacturer: "t", Name: "returns",
+		Layout: []apiclient.Cell{{Name: "A01", Size: "M"}, {Name: "A02", Size: "M", Hold: "returns"}}})
+	require.NoError(t, err)
+	_, err = h.Admin.CreateLocker(ctx, apiclient.NewLocker{ID: "RX-1", Model: "rx"})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	h.App.Twins.Submit(fleet.Inbound{LockerID: "RX-1", Kind: protocol.KindState, Received: time.Now(), Done: func(err error) { done <- err },
+		Payload: []byte(fmt.Sprintf(`{"boot":1,"seq":1,"ts":%d,"cells":{"A01":{"door":"closed","occupied":false},"A02":{"door":"closed","occupied":false}}}`, time.Now().UnixMilli()))})
+	require.NoError(t, <-done)
+	hubtest.Eventually(t, 5*time.Second, "one free, one held for returns", func() bool {
+		row, ok := h.App.Overview.Row("RX-1")
+		return ok && row.FreeCells["M"] == 1 && row.HeldForReturns["M"] == 1
+	})
+
+	ret, err := h.Admin.CreateReturn(ctx, apiclient.NewReturn{Locker: "RX-1", Size: "M", Sender: apiclient.Recipient{Phone: "+4917000050"}})
+	require.NoError(t, err)
+	require.Equal(t, "A02", ret.Cell, "the cell held for returns first")
+	hubtest.Eventually(t, 5*time.Second, "the held cell is taken, the free one still free", func() bool {
+		row, _ := h.App.Overview.Row("RX-1")
+		return row.FreeCells["M"] == 1 && row.HeldForReturns["M"] == 0
+	})
+	del, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "RX-1", Size: "M", Recipient: apiclient.Recipient{Phone: "+4917000051"}}, "")
+	require.NoError(t, err)
+	require.Equal(t, "A01", del.Cell, "a delivery never takes a cell held for returns")
+	ret2, err := h.Admin.CreateReturn(ctx, apiclient.NewReturn{Locker: "RX-1", Size: "M", Sender: apiclient.Recipient{Phone: "+4917000052"}})
+	require.Error(t, err, "no cell left: %+v", ret2)
+	refusal(t, err, http.StatusConflict, "no_free_cell")
 }

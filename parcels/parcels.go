@@ -882,8 +882,20 @@ func (s *Store) recipientData(ctx context.Context, p Parcel) (map[string]any, er
 // the audit record, the webhook and what extra adds (notifications).
 func (s *Store) change(ctx context.Context, before Parcel, by, note, source string, set string, args []any,
 	extra func(tx pgx.Tx, after Parcel) error) (Parcel, error) {
+	return s.changeWith(ctx, nil, before, by, note, source, set, args, extra)
+}
+
+// changeWith is change with pre run in the transaction before the update
+// (a lock to take first).
+func (s *Store) changeWith(ctx context.Context, pre func(tx pgx.Tx) error, before Parcel, by, note, source string, set string, args []any,
+	extra func(tx pgx.Tx, after Parcel) error) (Parcel, error) {
 	var after Parcel
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		if pre != nil {
+			if err := pre(tx); err != nil {
+				return err
+			}
+		}
 		all := append(append([]any{before.ID, before.State, s.cfg.Now().UTC()}, args...), before.Cell, before.MoveStage)
 		// Only if the parcel is still in the state, cell and move stage read.
 		tag, err := tx.Exec(ctx, `UPDATE parcels_parcels SET updated_at = $3, `+set+` WHERE id = $1 AND state = $2`+

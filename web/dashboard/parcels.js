@@ -42,6 +42,7 @@ export function mountParcels(root, ctx, params) {
   root.innerHTML = `
   <section class="audit parcels">
     <h1 class="page-title">Parcels</h1>
+    ${ctx.can('GET /api/v1/returns') ? '<p class="p-links"><a href="#/returns" id="p-returns-link">To collect →</a></p>' : ''}
     <form class="filters" id="p-filters" role="search" aria-label="Search parcels">
       <div class="field">
         <label for="p-locker">Locker</label>
@@ -434,4 +435,82 @@ export function mountService(el, lockerID) {
       say('error', esc(e.code ? `${e.message} (${e.code})` : e.message));
     }
   });
+}
+
+// mountReturns is #/returns?locker=…&carrier=…: what couriers collect
+// (expired, cancelled after deposit, customer returns dropped off), grouped
+// by locker and carrier, each with "Collect" (the cell opens by command; the
+// door closed with the cell empty makes it returned).
+// Data: GET /api/v1/returns, POST /api/v1/parcels/{id}/collect.
+export function mountReturns(root, ctx, params) {
+  document.title = 'To collect · lockerhub';
+  const f = { locker: (params.get('locker') || '').trim(), carrier: (params.get('carrier') || '').trim() };
+  const mayCollect = ctx.can('POST /api/v1/parcels/{id}/collect');
+  let gone = false;
+  root.innerHTML = `
+  <section class="audit parcels returns">
+    <a class="back" href="#/parcels">← Parcels</a>
+    <h1 class="page-title">To collect</h1>
+    <form class="filters" id="r-filters" role="search" aria-label="Filter returns">
+      <div class="field"><label for="r-locker">Locker</label><input id="r-locker" name="locker" placeholder="Any" autocomplete="off"></div>
+      <div class="field"><label for="r-carrier">Carrier</label><input id="r-carrier" name="carrier" placeholder="Any" autocomplete="off"></div>
+    </form>
+    <div id="r-msg" role="status" aria-live="polite"></div>
+    <div id="r-groups"><p class="muted">Loading…</p></div>
+  </section>`;
+  const $ = (s) => root.querySelector(s);
+  const form = $('#r-filters');
+  form.elements.locker.value = f.locker;
+  form.elements.carrier.value = f.carrier;
+
+  async function load() {
+    try {
+      const out = await get(`/api/v1/returns${query(f)}`);
+      if (gone) return;
+      const groups = out.groups || [];
+      $('#r-groups').innerHTML = groups.length === 0 ? '<p class="muted" id="r-empty">Nothing to collect.</p>' : groups.map((g) => `
+        <section class="panel r-group" data-locker="${esc(g.locker_id)}" data-carrier="${esc(g.carrier)}">
+          <div class="panel-h"><h2><a href="#/lockers/${encodeURIComponent(g.locker_id)}">${esc(g.locker_id)}</a> · ${esc(g.carrier || 'no carrier')}</h2>
+            <span class="muted">${g.parcels.length} parcel${g.parcels.length === 1 ? '' : 's'}</span></div>
+          <table class="audit-table" aria-label="To collect at ${esc(g.locker_id)}">
+            <thead><tr><th scope="col">Cell</th><th scope="col">Parcel</th><th scope="col">Why</th><th scope="col">Reference</th><th scope="col"></th></tr></thead>
+            <tbody>${g.parcels.map((p) => `<tr data-parcel="${esc(p.id)}">
+              <td>${esc(p.cell)}</td><td><a href="#/parcels/${encodeURIComponent(p.id)}">${esc(p.id)}</a></td>
+              <td>${p.kind === 'return' ? 'customer return' : esc(humanize(p.state))}</td><td>${esc(p.reference || '—')}</td>
+              <td>${mayCollect ? (p.collect_at ? '<span class="muted">cell opened</span>' : `<button type="button" class="btn r-collect" data-id="${esc(p.id)}">Collect</button>`) : ''}</td></tr>`).join('')}</tbody>
+          </table>
+        </section>`).join('');
+      for (const b of root.querySelectorAll('.r-collect')) b.addEventListener('click', () => collectOne(b));
+    } catch (e) {
+      if (gone) return;
+      $('#r-groups').innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
+    }
+  }
+
+  async function collectOne(btn) {
+    btn.disabled = true;
+    try {
+      const out = await api('POST', `/api/v1/parcels/${encodeURIComponent(btn.dataset.id)}/collect`);
+      if (gone) return;
+      $('#r-msg').innerHTML = `<p class="notice">Cell ${esc(out.parcel.cell)} of ${esc(out.parcel.locker_id)} is opening for ${esc(out.parcel.id)}.</p>`;
+      load();
+    } catch (e) {
+      if (gone) return;
+      $('#r-msg').innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
+      btn.disabled = false;
+    }
+  }
+
+  let timer;
+  form.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      f.locker = form.elements.locker.value.trim();
+      f.carrier = form.elements.carrier.value.trim();
+      history.replaceState(null, '', `#/returns${query(f)}`);
+      load();
+    }, 300);
+  });
+  load();
+  return { unmount() { gone = true; clearTimeout(timer); } };
 }

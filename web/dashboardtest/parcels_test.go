@@ -221,6 +221,29 @@ func TestParcelSearchAndEditPages(t *testing.T) {
 	require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM fleet_commands WHERE locker_id = 'PS-1' AND created_by = 'service:admin'`).Scan(&n))
 	require.Equal(t, 1, n)
 
+	// To collect: p2 deposited, then cancelled: listed for its locker and
+	// carrier; Collect opens its cell by command.
+	_, err = h.Admin.DropoffParcel(ctx, p2.ID)
+	require.NoError(t, err)
+	submitState(t, h, "PS-1", 10, fmt.Sprintf(`%q:{"door":"open","occupied":false}`, p2.Cell))
+	submitState(t, h, "PS-1", 11, fmt.Sprintf(`%q:{"door":"closed","occupied":true}`, p2.Cell))
+	hubtest.Eventually(t, 10*time.Second, "p2 deposited", func() bool {
+		got, err := h.Admin.Parcel(ctx, p2.ID)
+		require.NoError(t, err)
+		return got.State == "deposited"
+	})
+	_, err = h.Admin.CancelParcel(ctx, p2.ID, "sender withdrew")
+	require.NoError(t, err)
+	b.open("#/parcels")
+	b.run("to collect", chromedp.WaitVisible(chromedp.CSS("#p-returns-link")), chromedp.Click(chromedp.CSS("#p-returns-link")))
+	b.waitJS("the group", 10*time.Second, fmt.Sprintf(`!!document.querySelector('.r-group[data-locker="PS-1"] tr[data-parcel=%q] .r-collect')`, p2.ID))
+	b.screenshot("returns")
+	b.run("collect", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-parcel=%q] .r-collect`, p2.ID))))
+	b.waitJS("the cell opening", 10*time.Second, `(document.querySelector('#r-msg .notice')||{}).innerText?.includes('is opening')`)
+	got, err = h.Admin.Parcel(ctx, p2.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.CollectAt)
+
 	pw := h.AddUser("vera", "viewer")
 	b.run("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 	b.login("vera", pw)
