@@ -1,6 +1,7 @@
 package parcels_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -317,12 +318,16 @@ func TestBarcodes(t *testing.T) {
 		require.NoError(t, e.h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM fleet_commands WHERE locker_id = $1`, lockerID).Scan(&n))
 		return n
 	}
+	// Scans go through lockersim's control API, as the scanner at the locker.
 	scan := func(barcode, purpose, cell string) lockersim.ScanResult {
 		t.Helper()
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		res, err := e.locker().ScanBarcode(actx, protocol.BarcodeCheckParams{Barcode: barcode, Purpose: purpose, Cell: cell})
+		body, _ := json.Marshal(protocol.BarcodeCheckParams{Barcode: barcode, Purpose: purpose, Cell: cell})
+		resp, err := http.Post("http://"+e.sim.ControlAddr()+"/lockers/"+lockerID+"/barcode", "application/json", bytes.NewReader(body))
 		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var res lockersim.ScanResult
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
 		return res
 	}
 
