@@ -460,3 +460,41 @@ func TestReturnTakesHeldCell(t *testing.T) {
 	require.Error(t, err, "no cell left: %+v", ret2)
 	refusal(t, err, http.StatusConflict, "no_free_cell")
 }
+
+// TestBarcodeOffline: offline, the locker checks a pickup scan against its
+// parcel list (which carries the barcodes); a drop-off scan needs the hub.
+func TestBarcodeOffline(t *testing.T) {
+	e := start(t, 2)
+	ctx := context.Background()
+	p, err := e.h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: lockerID, Size: "M", Barcode: "JJD0100", Recipient: apiclient.Recipient{Phone: "+4917000060"}}, "")
+	require.NoError(t, err)
+	dep := e.deposit(t, e.h.Admin, p.ID)
+	l := e.locker()
+	hubtest.Eventually(t, 15*time.Second, "the offline list holds the parcel with its barcode", func() bool {
+		for _, lp := range l.View(false).Parcels {
+			if lp.ID == p.ID && lp.Barcode == "JJD0100" {
+				return true
+			}
+		}
+		return false
+	})
+	l.GoOffline(time.Hour)
+	hubtest.Eventually(t, 10*time.Second, "offline", func() bool { return !e.h.App.Broker.Online(lockerID) })
+	res, err := l.ScanBarcode(ctx, protocol.BarcodeCheckParams{Barcode: "JJD0100", Purpose: protocol.ScanDropoff})
+	require.NoError(t, err)
+	require.NotNil(t, res.Error)
+	require.Equal(t, protocol.ErrCodeOffline, res.Error.Code)
+	require.NoError(t, l.OpenDoor(dep.Cell, "code:"+dep.ID))
+	res, err = l.ScanBarcode(ctx, protocol.BarcodeCheckParams{Barcode: "JJD9999", Purpose: protocol.ScanPickup, Cell: dep.Cell})
+	require.NoError(t, err)
+	require.NotNil(t, res.Error)
+	require.Equal(t, protocol.ErrCodeBarcodeMismatch, res.Error.Code)
+	res, err = l.ScanBarcode(ctx, protocol.BarcodeCheckParams{Barcode: "JJD0100", Purpose: protocol.ScanPickup, Cell: dep.Cell})
+	require.NoError(t, err)
+	require.Nil(t, res.Error)
+	require.Equal(t, p.ID, res.Parcel)
+	require.NoError(t, l.SetOccupied(dep.Cell, false))
+	require.NoError(t, l.CloseDoor(dep.Cell))
+	l.ComeOnline()
+	e.waitState(t, p.ID, parcels.StatePickedUp)
+}

@@ -956,7 +956,7 @@ func (s *Store) syncOffline(ctx context.Context, lockerID string) {
 		list := make([]protocol.LockerParcel, 0, len(deposited))
 		for _, p := range deposited {
 			from, to := window(p)
-			list = append(list, protocol.LockerParcel{ID: p.ID, Cell: p.Cell, ValidFrom: from.UnixMilli(), ValidTo: to.UnixMilli()})
+			list = append(list, protocol.LockerParcel{ID: p.ID, Cell: p.Cell, ValidFrom: from.UnixMilli(), ValidTo: to.UnixMilli(), Barcode: p.Barcode})
 		}
 		err = s.cfg.Offline.SetParcels(ctx, lockerID, list)
 	}

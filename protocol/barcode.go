@@ -35,6 +35,7 @@ type BarcodeCheckResult struct {
 const (
 	ErrCodeUnknownBarcode  = "unknown_barcode"  // no parcel with this barcode is expected here
 	ErrCodeBarcodeMismatch = "barcode_mismatch" // the barcode is not the parcel of this cell or reservation
+	ErrCodeOffline         = "offline"          // offline, the locker cannot check this scan (a drop-off needs the hub)
 )
 
 // MaxBarcodeBytes bounds a scanned barcode.
