@@ -708,7 +708,7 @@ func (s *Store) Get(ctx context.Context, c Caller, id string) (Parcel, error) {
 }
 
 // Filter selects parcels for List; empty fields select all. Every filter
-// has an index of its own (migrations/002_operations.sql).
+// has an index of its own (migrations/014_operations.sql).
 type Filter struct {
 	LockerID, State, Carrier, Reference string
 	// Tracking matches the parcel's id or the delivery service's reference.
