@@ -53,6 +53,7 @@ const (
 	KindCodeBruteForce     = "code_brute_force"    // condition: wrong pickup codes at a locker within "for" reach the threshold
 	KindTelemetryHigh      = "telemetry_high"      // condition: a telemetry metric (rule "metric") above the threshold
 	KindTelemetryLow       = "telemetry_low"       // condition: a telemetry metric below the threshold
+	KindClockOffset        = "clock_offset"        // condition: the locker's clock off by more than the threshold (s) for "for"
 )
 
 // Severities, most severe first.
@@ -161,6 +162,9 @@ type Locker struct {
 	Reported    bool // the locker has reported its state at least once
 	// Metrics are the locker's latest telemetry sample (nil: none yet).
 	Metrics map[string]float64
+	// ClockOffset is the hub's estimate of the locker's clock offset in
+	// seconds, positive ahead (nil: no recent message to estimate from).
+	ClockOffset *float64
 }
 
 // Fleet is the alarms' view of the fleet (app wires the fleet to it).
@@ -206,6 +210,22 @@ type Store struct {
 
 	wakeFlush chan struct{}
 	wakeInbox chan struct{}
+
+	onFired []func(Alarm) // see OnFired
+}
+
+// OnFired registers fn to hear of every new alarm raised from a device
+// event (door forced, tamper), after its transaction committed; app wires
+// the camera recordings to it. fn runs on the alarms' consumer goroutine and
+// must not block. Call it before Run.
+func (s *Store) OnFired(fn func(Alarm)) { s.onFired = append(s.onFired, fn) }
+
+func (s *Store) notifyFired(list []Alarm) {
+	for _, a := range list {
+		for _, fn := range s.onFired {
+			fn(a)
+		}
+	}
 }
 
 // New returns a store; Load it, then Run it.

@@ -69,6 +69,8 @@ var Kinds = []KindInfo{
 		Doc: "wrong pickup codes typed at a locker within \"for\" (the window; the fleet-wide rule's) reach the threshold"},
 	{Kind: KindTelemetryHigh, Source: "condition", Severity: SeverityMajor, Doc: "the telemetry metric of the rule above its threshold for \"for\" (rules need \"metric\")"},
 	{Kind: KindTelemetryLow, Source: "condition", Severity: SeverityMajor, Doc: "the telemetry metric of the rule below its threshold for \"for\" (rules need \"metric\")"},
+	{Kind: KindClockOffset, Source: "condition", Severity: SeverityMinor, Threshold: f(5), For: Duration(2 * time.Minute), Unit: "s",
+		Doc: "the locker's clock is off from the hub's by more than the threshold, ahead or behind, for \"for\" (commands' not_after and pickup codes are checked on it)"},
 }
 
 // DefaultTelemetryRules apply until a fleet-wide rule of the same kind and

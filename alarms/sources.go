@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -93,6 +94,7 @@ const inboxBatch = 500
 
 func (s *Store) takeInbox(ctx context.Context) (int, error) {
 	n := 0
+	var fired []Alarm
 	rules := s.Rules()
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `DELETE FROM alarms_inbox WHERE id IN (SELECT id FROM alarms_inbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
@@ -133,12 +135,19 @@ func (s *Store) takeInbox(ctx context.Context) (int, error) {
 				continue
 			}
 			c.Severity = r.Severity
-			if _, _, err := s.fire(ctx, tx, c); err != nil {
+			a, isNew, err := s.fire(ctx, tx, c)
+			if err != nil {
 				return err
+			}
+			if isNew {
+				fired = append(fired, a)
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		s.notifyFired(fired)
+	}
 	return n, err
 }
 
@@ -286,6 +295,14 @@ func (s *Store) EvaluateOnce(ctx context.Context) error {
 			val := v
 			want[fp] = candidate{Kind: m.kind, Severity: e.Severity, LockerID: l.ID, Key: m.metric, Value: &val, Source: "telemetry:" + m.metric, At: now,
 				Summary: fmt.Sprintf("locker %s: %s at %v, %s %v", l.ID, m.metric, v, word, e.Threshold)}
+		}
+		if e := ruleFor(rules, KindClockOffset, l); e.Enabled && l.ClockOffset != nil && math.Abs(*l.ClockOffset) > e.Threshold &&
+			lasted(fingerprint(KindClockOffset, l.ID, ""), e.For) {
+			word := "ahead of"
+			if *l.ClockOffset < 0 {
+				word = "behind"
+			}
+			add(KindClockOffset, l, "", e, fmt.Sprintf("locker %s: its clock is %.1f s %s the hub's", l.ID, math.Abs(*l.ClockOffset), word), l.ClockOffset)
 		}
 		if e := ruleFor(rules, KindFreeCellsLow, l); e.Enabled && l.Reported && l.Cells > 0 && float64(l.FreeCells) < e.Threshold {
 			v := float64(l.FreeCells)

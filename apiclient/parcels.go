@@ -18,6 +18,8 @@ type Recipient struct {
 	Name  string `json:"name,omitempty"`
 	Phone string `json:"phone,omitempty"`
 	Email string `json:"email,omitempty"`
+	// Language (BCP 47, e.g. "de") chooses the language of notifications.
+	Language string `json:"language,omitempty"`
 }
 
 // Parcel is a delivery as the API returns it (never with its pickup code).

@@ -60,6 +60,10 @@ func (f alarmFleet) locker(r fleet.Row) alarms.Locker {
 	if s, ok := f.tel.Latest(r.ID); ok {
 		l.Metrics = s.M
 	}
+	if d, ok := f.tw.ClockOffset(r.ID); ok {
+		v := d.Seconds()
+		l.ClockOffset = &v
+	}
 	if t := f.tw.Get(r.ID); t != nil {
 		l.Reported = true
 		l.Mains, l.BatteryV = t.Reported.Mains, t.Reported.BatteryV

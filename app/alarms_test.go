@@ -204,13 +204,17 @@ func alarmHub(t *testing.T, mail *mailbox, opts ...hubtest.Option) *hubtest.Hub 
 	}}, opts...)...)
 }
 
-func startLockers(t *testing.T, h *hubtest.Hub, prefix string, n int) *lockersim.Sim {
+func startLockers(t *testing.T, h *hubtest.Hub, prefix string, n int, opts ...func(*lockersim.Config)) *lockersim.Sim {
 	cfg := lockersim.DefaultConfig()
 	cfg.Hub, cfg.API, cfg.Admin, cfg.AdminToken = h.MQTTAddr, h.DeviceURL, h.HTTPURL, h.AdminToken
 	cfg.VarDir, cfg.DataDir = t.TempDir(), t.TempDir()
 	cfg.Lockers, cfg.Cells, cfg.Prefix, cfg.Segment = n, 4, prefix, "north"
 	cfg.Ramp, cfg.StatusEvery = 0, 0
 	cfg.DoorClose = time.Hour
+	cfg.VideoInterface = "lo" // the camera (video.start) on loopback, like the hub in tests
+	for _, o := range opts {
+		o(&cfg)
+	}
 	sim, err := lockersim.NewSim(cfg, nil)
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(context.Background())
@@ -627,4 +631,41 @@ func TestAlarmsBadReceivers(t *testing.T) {
 		}
 		return strings.Contains(why["broken"], "HTTP 500") && (strings.Contains(why["hang"], "deadline exceeded") || strings.Contains(why["hang"], "Timeout"))
 	})
+}
+
+// TestAlarmsClockOffset: a locker whose clock is 30 s ahead raises a
+// clock_offset alarm and shows its offset in the twin (DESIGN decision 15);
+// a locker with the right time does neither.
+func TestAlarmsClockOffset(t *testing.T) {
+	h := alarmHub(t, nil)
+	ctx := context.Background()
+	_, err := h.App.Alarms.SetRules(ctx, []alarms.Rule{{Kind: alarms.KindClockOffset, Enabled: true, For: d(0)}})
+	require.NoError(t, err)
+	startLockers(t, h, "CK", 1, func(c *lockersim.Config) { c.ClockSkew = 30 * time.Second })
+	startLockers(t, h, "OK", 1)
+
+	var list []alarms.Alarm
+	hubtest.Eventually(t, 15*time.Second, "a clock_offset alarm", func() bool {
+		list, err = h.App.Alarms.List(ctx, alarms.Filter{Kind: alarms.KindClockOffset})
+		require.NoError(t, err)
+		return len(list) > 0
+	})
+	require.Len(t, list, 1)
+	require.Equal(t, "CK00001", list[0].LockerID)
+	require.Contains(t, list[0].Summary, "ahead of the hub's")
+	require.Equal(t, alarms.SeverityMinor, list[0].Severity)
+
+	twin := func(id string) map[string]any {
+		var v struct {
+			Connectivity map[string]any `json:"connectivity"`
+		}
+		body, status, err := h.Admin.Do(ctx, "GET", "/api/v1/lockers/"+id+"/twin", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status, "%s", body)
+		require.NoError(t, json.Unmarshal(body, &v))
+		return v.Connectivity
+	}
+	off := twin("CK00001")["clock_offset_ms"].(float64)
+	require.InDelta(t, 30000, off, 1000, "the estimate, within the messages' delay")
+	require.InDelta(t, 0, twin("OK00001")["clock_offset_ms"].(float64), 1000)
 }

@@ -31,12 +31,15 @@ import (
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/broker"
+	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/pg"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/telemetry"
+	"github.com/lockerhub/lockerhub/video"
 	"github.com/lockerhub/lockerhub/web"
 )
 
@@ -65,6 +68,12 @@ type Config struct {
 	Access access.Config
 	// Alarms: evaluation and notification timing; zero values take its defaults.
 	Alarms alarms.Config
+	// OTA: firmware rollouts (download limit, step timeouts, retries, the
+	// download URL lockers are given); zero values take its defaults.
+	OTA ota.Config
+	// Video: the camera relay's ICE UDP address and host candidates, viewer
+	// and stream limits, recordings (directory default <DataDir>/recordings).
+	Video  video.Config
 	Logger *slog.Logger
 	Out    io.Writer // where the admin credential is printed on first start
 	// Version is the hub's build (lockerhub_build_info); empty: "dev".
@@ -104,7 +113,7 @@ func (c *Config) Defaults() {
 
 // Migrations lists every package's schema in the order they apply.
 func Migrations() []pg.Migrations {
-	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations()}
+	return []pg.Migrations{access.Migrations(), audit.Migrations(), fleet.Migrations(), telemetry.Migrations(), outbox.Migrations(), parcels.Migrations(), alarms.Migrations(), video.Migrations(), ota.Migrations()}
 }
 
 // App is a running hub.
@@ -129,6 +138,12 @@ type App struct {
 	Parcels    *parcels.Store
 	Alarms     *alarms.Store
 	Access     *access.Store
+	// OTA keeps firmware artifacts and runs the rollouts.
+	OTA *ota.Updater
+	// Video relays the lockers' cameras (WHEP viewers); Recordings keeps
+	// the clips taken on alarms.
+	Video      *video.Relay
+	Recordings *video.Recordings
 	// Telemetry takes the lockers' samples and knows each one's latest;
 	// TelemetryStore answers series queries.
 	Telemetry      *telemetry.Ingest
@@ -270,6 +285,12 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startAlarms(ctx, runCtx); err != nil {
 		return err
 	}
+	if err := a.startVideo(runCtx); err != nil {
+		return err
+	}
+	if err := a.startOTA(); err != nil {
+		return err
+	}
 	a.routeDeviceMessages(runCtx)
 	if err := a.Broker.Start(); err != nil {
 		return err
@@ -310,20 +331,25 @@ func (a *App) Start(ctx context.Context) error {
 		Telemetry:      a.Telemetry,
 		TelemetryStore: a.TelemetryStore,
 		Webhooks:       a.Webhooks,
+		Templates:      a.Outbox.Templates(),
 		Alarms:         a.Alarms,
+		OTA:            a.OTA,
+		Video:          a.Video,
+		Recordings:     a.Recordings,
+		Connectors:     connectors.Default(),
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
 	a.httpSrv = &http.Server{Handler: web.NewAPI(deps), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
-	deviceTLS := &tls.Config{
+	deviceTLS := pki.Harden(&tls.Config{
 		Certificates:     []tls.Certificate{serverCert},
 		ClientCAs:        ca.Pool(),
 		ClientAuth:       tls.VerifyClientCertIfGiven,
 		MinVersion:       tls.VersionTLS12,
 		VerifyConnection: broker.VerifyNotRevoked(a.Registry),
-	}
+	})
 	if a.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
 		return fmt.Errorf("device listener: %w", err)
 	}
@@ -335,13 +361,14 @@ func (a *App) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("--http-tls-cert/--http-tls-key: %w", err)
 		}
-		httpLn = tls.NewListener(a.httpLn, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		httpLn = tls.NewListener(a.httpLn, pki.Harden(&tls.Config{Certificates: []tls.Certificate{pair}}))
 		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil {
 			hub.certs["http"] = leaf // read at scrape time, after Start
 		}
 	}
 	a.serve(a.httpSrv, httpLn)
 	a.serve(a.deviceSrv, tls.NewListener(a.deviceLn, deviceTLS))
+	a.runOTA(runCtx)
 
 	if err := a.writeLocalInfo(); err != nil {
 		return err

@@ -55,7 +55,7 @@ type parcelOutbox struct{}
 
 func (parcelOutbox) Enqueue(ctx context.Context, tx pgx.Tx, m parcels.OutMessage) error {
 	return outbox.Enqueue(ctx, tx, outbox.Message{ID: m.ID, Channel: m.Channel, ClientID: m.ClientID, To: m.To,
-		Template: m.Template, Data: m.Data})
+		Template: m.Template, Data: m.Data, About: m.Parcel, Carrier: m.Carrier, Language: m.Language})
 }
 
 // parcelFleet adapts the fleet to parcels.Fleet.

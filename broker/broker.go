@@ -181,11 +181,8 @@ func New(cfg Config, ids Identities, presence Presence) (*Broker, error) {
 	}
 	b.m = newMetrics(cfg.Registerer, func() float64 { return float64(b.Connected()) })
 
-	tc := cfg.TLS.Clone()
+	tc := pki.Harden(cfg.TLS.Clone()) // TLS 1.2+, AEAD suites only
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
-	if tc.MinVersion < tls.VersionTLS12 {
-		tc.MinVersion = tls.VersionTLS12
-	}
 	// Checked on resumed sessions too: Go calls it for every handshake.
 	tc.VerifyConnection = VerifyNotRevoked(ids)
 	if len(cfg.TicketKeys) > 0 {

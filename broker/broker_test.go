@@ -100,6 +100,8 @@ func TestTLSRefusals(t *testing.T) {
 	_, err := h.Admin.RevokeCertificates(context.Background(), "L2")
 	require.NoError(t, err)
 	expired := signWithHubCA(t, h, "L1", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	notYet := signWithHubCA(t, h, "L1", time.Now().Add(time.Hour), time.Now().Add(48*time.Hour))
+	serverOnly := signWithHubCA(t, h, "L1", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), x509.ExtKeyUsageServerAuth)
 	foreign := foreignCert(t, "L1")
 
 	for _, tc := range []struct {
@@ -110,6 +112,8 @@ func TestTLSRefusals(t *testing.T) {
 		{"no certificate", nil, "no_certificate"},
 		{"certificate from another CA", []tls.Certificate{foreign}, "unknown_ca"},
 		{"expired certificate", []tls.Certificate{expired}, "expired"},
+		{"certificate not yet valid", []tls.Certificate{notYet}, "not_yet_valid"},
+		{"certificate for servers, not clients", []tls.Certificate{serverOnly}, "wrong_usage"},
 		{"revoked certificate", []tls.Certificate{revoked.TLS}, "revoked"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,6 +131,37 @@ func TestTLSRefusals(t *testing.T) {
 			hubtest.Eventually(t, 2*time.Second, "refusal counted as "+tc.reason, func() bool {
 				return h.Metric("lockerhub_broker_refusals_total", "stage", "tls", "reason", tc.reason) == 1
 			})
+		})
+	}
+}
+
+// TestTLSVersionsAndCiphers: the lockers' listener speaks TLS 1.2 with
+// ECDHE and AEAD ciphers, and TLS 1.3; older versions and CBC suites are
+// refused in the handshake.
+func TestTLSVersionsAndCiphers(t *testing.T) {
+	h := hubtest.Start(t)
+	cert := h.Locker("L1")
+	for _, tc := range []struct {
+		name     string
+		min, max uint16
+		suites   []uint16
+		ok       bool
+	}{
+		{"TLS 1.3", tls.VersionTLS13, tls.VersionTLS13, nil, true},
+		{"TLS 1.2 with AES-GCM", tls.VersionTLS12, tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, true},
+		{"TLS 1.2 with ChaCha20-Poly1305", tls.VersionTLS12, tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}, true},
+		{"TLS 1.2 with CBC and SHA-1", tls.VersionTLS12, tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}, false},
+		{"TLS 1.1", tls.VersionTLS10, tls.VersionTLS11, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := h.ClientTLS(cert)
+			cfg.MinVersion, cfg.MaxVersion, cfg.CipherSuites = tc.min, tc.max, tc.suites
+			err := tryConnect(h.MQTTAddr, cfg, "L1")
+			if tc.ok {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err, "the handshake must fail")
+			}
 		})
 	}
 }
@@ -298,7 +333,7 @@ func TestWillsAreStripped(t *testing.T) {
 
 // signWithHubCA issues a certificate for cn with any validity, signed with the
 // hub's CA key from its data dir (the API only issues sane ones).
-func signWithHubCA(t *testing.T, h *hubtest.Hub, cn string, notBefore, notAfter time.Time) tls.Certificate {
+func signWithHubCA(t *testing.T, h *hubtest.Hub, cn string, notBefore, notAfter time.Time, usage ...x509.ExtKeyUsage) tls.Certificate {
 	t.Helper()
 	caCertPEM, err := os.ReadFile(filepath.Join(h.DataDir, pki.CACertFile))
 	require.NoError(t, err)
@@ -308,7 +343,7 @@ func signWithHubCA(t *testing.T, h *hubtest.Hub, cn string, notBefore, notAfter 
 	require.NoError(t, err)
 	caCert, err := x509.ParseCertificate(ca.Certificate[0])
 	require.NoError(t, err)
-	return leafCert(t, cn, caCert, ca.PrivateKey, notBefore, notAfter)
+	return leafCert(t, cn, caCert, ca.PrivateKey, notBefore, notAfter, usage...)
 }
 
 func foreignCert(t *testing.T, cn string) tls.Certificate {
@@ -323,13 +358,18 @@ func foreignCert(t *testing.T, cn string) tls.Certificate {
 	return leafCert(t, cn, caCert, key, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 }
 
-func leafCert(t *testing.T, cn string, ca *x509.Certificate, caKey any, notBefore, notAfter time.Time) tls.Certificate {
+// leafCert signs a client certificate for cn (usage: client authentication,
+// unless given).
+func leafCert(t *testing.T, cn string, ca *x509.Certificate, caKey any, notBefore, notAfter time.Time, usage ...x509.ExtKeyUsage) tls.Certificate {
+	if len(usage) == 0 {
+		usage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	serial, err := pki.NewSerial()
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, NotBefore: notBefore, NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}

@@ -172,8 +172,12 @@ func handshakeFailure(err error) string {
 		return "revoked"
 	case errors.As(err, &unknown):
 		return "unknown_ca"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired && invalid.Cert != nil && time.Now().Before(invalid.Cert.NotBefore):
+		return "not_yet_valid"
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return "expired"
+	case errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage:
+		return "wrong_usage"
 	case errors.As(err, &invalid):
 		return "invalid_certificate"
 	case strings.Contains(err.Error(), "didn't provide a certificate"):

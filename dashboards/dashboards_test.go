@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -125,4 +128,38 @@ func TestDashboardsMatchTheSpec(t *testing.T) {
 			require.True(t, found, fmt.Sprintf("%s is not in the spec", f.Name()))
 		}
 	}
+}
+
+// TestEveryMetricIsDocumented: each lockerhub_* metric the hub defines is in
+// docs/metrics.md, so names and labels change only with a note there.
+func TestEveryMetricIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	require.NoError(t, err)
+	name := regexp.MustCompile(`(?:Name|NewDesc\()\s*:?\s*"(lockerhub_[a-z0-9_]+)"`)
+	found := 0
+	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != ".." && (d.Name() == "scripts" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range name.FindAllSubmatch(src, -1) {
+			if strings.HasSuffix(string(m[1]), "_") {
+				continue // a prefix the name is built from (its metrics are listed by their full names)
+			}
+			found++
+			require.True(t, strings.Contains(string(doc), "`"+string(m[1])+"`"), "%s defines %s: document it in docs/metrics.md", path, m[1])
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Greater(t, found, 50)
 }

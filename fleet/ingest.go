@@ -91,6 +91,7 @@ type Twins struct {
 	// transaction (command confirmations).
 	txHooks []TxEventHook
 	hasCell func(lockerID, cell string) bool // nil: every cell name is taken
+	clocks  *clocks                          // the lockers' clock offsets, from what they send
 
 	batchMax  int
 	batchWait time.Duration
@@ -113,7 +114,7 @@ func NewTwins(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, c
 		cfg.BatchMax = 512
 	}
 	t := &Twins{pool: pool, log: log, twins: map[string]*Twin{}, queue: make(chan item, cfg.Queue),
-		batchMax: cfg.BatchMax, batchWait: cfg.BatchWait, snapEvery: 50}
+		batchMax: cfg.BatchMax, batchWait: cfg.BatchWait, snapEvery: 50, clocks: newClocks()}
 	t.m = newTwinMetrics(reg, func() float64 { return float64(len(t.queue)) })
 	return t
 }
@@ -215,12 +216,28 @@ func (t *Twins) Submit(in Inbound) {
 		in.Done(err)
 		return
 	}
+	if !in.Received.IsZero() {
+		ts := int64(0)
+		if it.state != nil {
+			ts = it.state.TS
+		} else {
+			ts = it.event.TS
+		}
+		t.clocks.observe(in.LockerID, ts, in.Received)
+	}
 	select {
 	case t.queue <- it:
 	default:
 		t.m.messages.WithLabelValues(string(in.Kind), "overloaded").Inc()
 		in.Done(ErrOverloaded)
 	}
+}
+
+// ClockOffset is the locker's estimated clock offset (positive: its clock is
+// ahead of the hub's) from the state reports and events it sent in the last
+// ten minutes, or false without any (DESIGN decision 15).
+func (t *Twins) ClockOffset(lockerID string) (time.Duration, bool) {
+	return t.clocks.offset(lockerID, time.Now())
 }
 
 // SetDesired replaces a locker's desired configuration when ifMatch is its

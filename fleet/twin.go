@@ -247,6 +247,10 @@ type PowerView struct {
 type Connectivity struct {
 	Online bool       `json:"online"`
 	Since  *time.Time `json:"since,omitempty"`
+	// ClockOffsetMs is the hub's estimate of the locker's clock offset in
+	// milliseconds (positive: ahead), from its messages of the last ten
+	// minutes; absent without any (DESIGN decision 15).
+	ClockOffsetMs *int64 `json:"clock_offset_ms,omitempty"`
 }
 
 // DesiredView is the desired configuration and its version.

@@ -23,6 +23,7 @@ import (
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/pg/pgtest"
 	"github.com/lockerhub/lockerhub/pki"
+	"github.com/lockerhub/lockerhub/video"
 	"github.com/lockerhub/lockerhub/web"
 )
 
@@ -59,8 +60,10 @@ func Start(t testing.TB, opts ...Option) *Hub {
 		MQTTAddr:    "127.0.0.1:0",
 		HTTPAddr:    "127.0.0.1:0",
 		DeviceAddr:  "127.0.0.1:0",
-		Logger:      slog.New(slog.NewTextHandler(logWriter(h.Log), &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Out:         io.Discard,
+		// The camera relay's ICE port: loopback (its host candidate), kernel-chosen.
+		Video:  video.Config{UDPAddr: "127.0.0.1:0"},
+		Logger: slog.New(slog.NewTextHandler(logWriter(h.Log), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Out:    io.Discard,
 	}
 	for _, o := range opts {
 		o(&cfg)

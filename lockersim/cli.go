@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/lockerhub/lockerhub/apiclient"
@@ -80,6 +81,19 @@ Fault flags:
                      not_after check use the skewed clock
   --no-republish     after a reconnect, unacknowledged messages are thrown away
                      instead of republished (a broken device: the hub loses data)
+
+Firmware updates (ota.install, docs/ota.md): the locker downloads the artifact
+over HTTPS with its certificate (at most --ota-max-downloads at once in the
+simulation; a 503 is waited out), resumes with Range after a cut, checks the
+SHA-256 and the signature, "installs" (the version is kept in
+--data/ID.state.json), reboots and reports the new firmware. Failures to
+inject, each a percentage of attempts (e.g. 30) or a list of locker IDs
+(e.g. SIM-00001,SIM-00004: every attempt of those):
+  --ota-download-error X  the download fails
+  --ota-bad-hash X        the downloaded file's SHA-256 does not match
+  --ota-install-fail X    the install fails
+  --ota-never-return X    installs, reboots and never comes back
+  --ota-interrupt X       the download is cut half-way (it resumes with Range)
 
 A status line is printed every 10 s (connected/total, messages acked, …).
 SIGINT/SIGTERM stop it cleanly (DISCONNECT on every connection).
@@ -222,6 +236,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.StuckDoorPct, "stuck-door-pct", 0, "fault: this percentage of cell.open calls release the lock but the door stays shut (no door event)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "fault: the lockers' clocks are off by this much")
 	fs.BoolVar(&cfg.NoRepublish, "no-republish", false, "fault: discard unacknowledged messages at reconnect")
+	fs.Var(&cfg.OTA.DownloadError, "ota-download-error", "fault: firmware downloads fail (percent of attempts, or locker IDs)")
+	fs.Var(&cfg.OTA.BadHash, "ota-bad-hash", "fault: downloaded firmware fails its hash (percent, or locker IDs)")
+	fs.Var(&cfg.OTA.InstallFail, "ota-install-fail", "fault: firmware installs fail (percent, or locker IDs)")
+	fs.Var(&cfg.OTA.NeverReturn, "ota-never-return", "fault: after installing the locker never reconnects (percent, or locker IDs)")
+	fs.Var(&cfg.OTA.Interrupt, "ota-interrupt", "fault: downloads are cut half-way and resumed with Range (percent, or locker IDs)")
+	fs.IntVar(&cfg.OTAMaxDownloads, "ota-max-downloads", 64, "firmware downloads at once in the whole simulation")
+	fs.StringVar(&cfg.VideoInterface, "video-iface", "", "video (video.start): ICE host candidates only on this network interface (empty: all)")
+	videoClip := fs.String("video-clip", "", "video (video.start): loop this VP8 IVF file instead of the built-in test clip")
 	fs.DurationVar(&cfg.StatusEvery, "status-every", cfg.StatusEvery, "status line period (0: none)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
@@ -234,6 +256,15 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.MQTTVersion = byte(*mqttVersion)
+	if *videoClip != "" {
+		if cfg.VideoClip, err = os.ReadFile(*videoClip); err == nil {
+			_, err = clipHeader(cfg.VideoClip)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "lockersim: --video-clip:", err)
+			return 2
+		}
+	}
 	if *ramp != "auto" {
 		if cfg.Ramp, err = time.ParseDuration(*ramp); err != nil || cfg.Ramp < 0 {
 			fmt.Fprintf(stderr, "lockersim: --ramp %q: a duration like 10s, or auto\n", *ramp)

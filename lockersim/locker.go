@@ -41,6 +41,11 @@ type lockerEnv struct {
 	log   *slog.Logger
 	sched *scheduler
 	stats *Stats
+	ctx   context.Context // the simulation's; set by Start
+	wg    *sync.WaitGroup // the simulation's goroutines (updates)
+
+	ota     otaEnv
+	otaOnce sync.Once
 
 	layoutOnce sync.Once
 	cellNames  []string       // shared by all lockers (same --cells)
@@ -103,6 +108,12 @@ type Locker struct {
 	dropped        uint64
 	rpcs           uint64
 	commandOpens   uint64 // doors opened by cell.open (not by repeats of a key)
+	firmware       string // the installed version (ota.go)
+	otaJob         *otaJob
+	otaInstalled   *protocol.OTAInstallParams // installed, ota/status not sent yet (after the reconnect)
+
+	cam     camera         // video.start / video.stop (video.go)
+	videoWG sync.WaitGroup // video RPCs in progress
 }
 
 // CellNames returns n cell names in columns of 10: A01–A10, B01–B10, …
@@ -170,6 +181,11 @@ func (l *Locker) bootLocked() error {
 	l.boot = st.Boot
 	l.seq = 0
 	l.desiredVersion = st.DesiredVersion
+	l.firmware = st.Firmware
+	if l.firmware == "" {
+		l.firmware = Firmware
+	}
+	l.otaJob = nil // an update under way does not survive a reboot
 	l.display = ""
 	if l.keys != nil {
 		if err := l.keys.close(); err != nil {
@@ -197,6 +213,8 @@ func (l *Locker) headerLocked() protocol.Header {
 // back off, reconnect, until ctx ends.
 func (l *Locker) run(ctx context.Context, initialDelay time.Duration) {
 	defer func() {
+		l.videoWG.Wait()
+		l.stopCamera()
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if err := l.keys.close(); err != nil {
@@ -214,6 +232,7 @@ func (l *Locker) run(ctx context.Context, initialDelay time.Duration) {
 		until := l.offlineUntil
 		l.mu.Unlock()
 		if reboot {
+			l.stopCamera()
 			l.mu.Lock()
 			err := l.bootLocked()
 			l.mu.Unlock()
@@ -337,6 +356,7 @@ func (l *Locker) session(ctx context.Context) (established bool, err error) {
 		l.env.stats.Republished.Add(int64(n))
 	}
 	l.publishLocked(protocol.KindState, l.fullStateLocked())
+	l.otaReportInstalledLocked()
 	l.mu.Unlock()
 
 	l.env.stats.Connected.Add(1)
@@ -464,6 +484,13 @@ func (l *Locker) handleRPC(payload []byte) {
 		l.log.Warn("rpc request without id", "err", perr)
 		return
 	}
+	if perr == nil && (req.Method == protocol.MethodVideoStart || req.Method == protocol.MethodVideoStop) {
+		// Not physical (no key): answered off the read loop, ICE gathering takes a while.
+		l.env.stats.RPCs.Add(1)
+		l.videoWG.Add(1)
+		go func() { defer l.videoWG.Done(); l.videoRPC(req) }()
+		return
+	}
 	start := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -583,6 +610,8 @@ func (l *Locker) execLocked(req protocol.Request) (result any, perr *protocol.Er
 	case protocol.MethodParcelsSync:
 		res, perr := l.execParcelsSyncLocked(req.Params)
 		return res, perr, nil
+	case protocol.MethodOTAInstall:
+		return l.execOTAInstallLocked(req.Params)
 	case protocol.MethodDisplayMessage:
 		var p protocol.DisplayMessageParams
 		if err := json.Unmarshal(orEmpty(req.Params), &p); err != nil {
@@ -683,7 +712,7 @@ func (l *Locker) fullStateLocked() protocol.State {
 	st := l.cellStateLocked(l.cellNames...)
 	st.Full = true
 	st.Power = l.powerLocked()
-	st.Firmware = Firmware
+	st.Firmware = l.firmware
 	st.DesiredVersion = l.desiredVersion
 	return st
 }
@@ -931,6 +960,8 @@ type LockerView struct {
 	CodeKey      int64                         `json:"code_key_version,omitempty"` // the pickup-code secret's version (never the secret)
 	ParcelsSync  int64                         `json:"parcels_version,omitempty"`  // the offline parcel list's version
 	Parcels      []protocol.LockerParcel       `json:"offline_parcels,omitempty"`  // parcels it may hand out offline
+	Firmware     string                        `json:"firmware"`
+	Updating     string                        `json:"updating,omitempty"` // the firmware version being installed
 	Cells        map[string]protocol.CellState `json:"cells,omitempty"`
 }
 
@@ -943,6 +974,10 @@ func (l *Locker) View(withCells bool) LockerView {
 		Acked: l.acked, Dropped: l.dropped, RPCs: l.rpcs, CommandOpens: l.commandOpens, Keys: l.keys.len(), LastError: l.lastErr,
 		Mains: l.mains, BatteryV: round2(l.batteryV), Display: l.display, Desired: l.desiredVersion,
 		CodeKey: l.codes.KeyVersion, ParcelsSync: l.codes.ParcelsVersion, Parcels: slices.Clone(l.codes.Parcels),
+		Firmware: l.firmware,
+	}
+	if l.otaJob != nil {
+		v.Updating = l.otaJob.p.Version
 	}
 	if l.conn != nil {
 		t := l.connectedAt

@@ -58,6 +58,10 @@ type Config struct {
 	// StuckDoorPct: cell.open releases the lock and answers, but the door
 	// stays shut (no door event) this often.
 	StuckDoorPct float64
+	// OTA: injected firmware update failures (ota.go); OTAMaxDownloads
+	// bounds the simulation's concurrent artifact downloads (64).
+	OTA             OTAFaults
+	OTAMaxDownloads int
 
 	// OnRPC, when set (library use only: benchmarks), hears of every rpc/req
 	// handled: its key, when it was read and how long the locker took until its
@@ -65,6 +69,13 @@ type Config struct {
 	OnRPC       func(key string, received time.Time, took time.Duration)
 	ClockSkew   time.Duration // the lockers' clocks are off by this much (ts and not_after checks)
 	NoRepublish bool          // discard unacknowledged messages at reconnect instead of republishing
+
+	// Video (video.start): ICE host candidates only on this interface ("lo"
+	// in tests, "" = all), how long without connectivity before a stream is
+	// given up (0: pion's default), the VP8 IVF clip to loop (nil: TestClip).
+	VideoInterface string
+	VideoICEFailed time.Duration
+	VideoClip      []byte
 
 	StatusEvery time.Duration // status line period (0 = none)
 	Status      io.Writer     // where the status line goes (nil = none)
@@ -241,6 +252,7 @@ func (s *Sim) Start(ctx context.Context) error {
 	s.stats.Lockers.Store(int64(len(s.lockers)))
 
 	ctx, s.cancel = context.WithCancel(ctx)
+	s.env.ctx, s.env.wg = ctx, &s.wg
 	if cfg.Control != "" {
 		ln, err := net.Listen("tcp", cfg.Control)
 		if err != nil {

@@ -8,26 +8,32 @@ import (
 
 // Stats are the counters of a simulation (all lockers together).
 type Stats struct {
-	Lockers       atomic.Int64 // lockers simulated
-	Connected     atomic.Int64 // connections up now
-	Connects      atomic.Int64 // successful connects (CONNACK and SUBACK)
-	ConnectErrors atomic.Int64 // failed connects
-	Published     atomic.Int64 // QoS 1 publishes written (first sends and republishes)
-	Acked         atomic.Int64 // PUBACKs that completed a message
-	Republished   atomic.Int64 // messages sent again after a reconnect
-	Dropped       atomic.Int64 // messages not queued: outbox full
-	Discarded     atomic.Int64 // messages thrown away by the --no-republish fault
-	AcksIgnored   atomic.Int64 // PUBACKs ignored by the --drop-acks-pct fault
-	StrayAcks     atomic.Int64 // PUBACKs for no message in flight
-	Refused       atomic.Int64 // PUBACKs with a failure reason code (MQTT 5)
-	BadMessages   atomic.Int64 // undecodable or misaddressed messages from the hub
-	RPCs          atomic.Int64 // rpc/req handled
-	RPCRepeats    atomic.Int64 // … answered from the key cache
-	RPCExpired    atomic.Int64 // … refused as expired
-	Events        atomic.Int64 // events emitted
-	Boots         atomic.Int64 // simulated reboots
-	CodesOffline  atomic.Int64 // pickup codes accepted offline (cells opened by the locker itself)
-	CodesRefused  atomic.Int64 // pickup codes refused offline (wrong or rate-limited)
+	Lockers        atomic.Int64 // lockers simulated
+	Connected      atomic.Int64 // connections up now
+	Connects       atomic.Int64 // successful connects (CONNACK and SUBACK)
+	ConnectErrors  atomic.Int64 // failed connects
+	Published      atomic.Int64 // QoS 1 publishes written (first sends and republishes)
+	Acked          atomic.Int64 // PUBACKs that completed a message
+	Republished    atomic.Int64 // messages sent again after a reconnect
+	Dropped        atomic.Int64 // messages not queued: outbox full
+	Discarded      atomic.Int64 // messages thrown away by the --no-republish fault
+	AcksIgnored    atomic.Int64 // PUBACKs ignored by the --drop-acks-pct fault
+	StrayAcks      atomic.Int64 // PUBACKs for no message in flight
+	Refused        atomic.Int64 // PUBACKs with a failure reason code (MQTT 5)
+	BadMessages    atomic.Int64 // undecodable or misaddressed messages from the hub
+	RPCs           atomic.Int64 // rpc/req handled
+	VideoStarts    atomic.Int64 // video.start answered with an SDP answer
+	RPCRepeats     atomic.Int64 // … answered from the key cache
+	RPCExpired     atomic.Int64 // … refused as expired
+	Events         atomic.Int64 // events emitted
+	Boots          atomic.Int64 // simulated reboots
+	CodesOffline   atomic.Int64 // pickup codes accepted offline (cells opened by the locker itself)
+	CodesRefused   atomic.Int64 // pickup codes refused offline (wrong or rate-limited)
+	OTAStarted     atomic.Int64 // updates started by ota.install
+	OTAInstalled   atomic.Int64 // … installed
+	OTAFailed      atomic.Int64 // … failed (reported on ota/status)
+	OTAResumed     atomic.Int64 // download requests with Range (resumes)
+	OTAInterrupted atomic.Int64 // downloads cut half-way by the fault
 
 	mu      sync.Mutex
 	lastErr string
@@ -41,27 +47,32 @@ func (s *Stats) noteErr(err error) {
 
 // StatsSnapshot is Stats at one moment, as JSON.
 type StatsSnapshot struct {
-	Lockers       int64  `json:"lockers"`
-	Connected     int64  `json:"connected"`
-	Connects      int64  `json:"connects"`
-	ConnectErrors int64  `json:"connect_errors"`
-	Published     int64  `json:"published"`
-	Acked         int64  `json:"acked"`
-	Republished   int64  `json:"republished"`
-	Dropped       int64  `json:"dropped"`
-	Discarded     int64  `json:"discarded"`
-	AcksIgnored   int64  `json:"acks_ignored"`
-	StrayAcks     int64  `json:"stray_acks"`
-	Refused       int64  `json:"refused"`
-	BadMessages   int64  `json:"bad_messages"`
-	RPCs          int64  `json:"rpcs"`
-	RPCRepeats    int64  `json:"rpc_repeats"`
-	RPCExpired    int64  `json:"rpc_expired"`
-	Events        int64  `json:"events"`
-	Boots         int64  `json:"boots"`
-	CodesOffline  int64  `json:"codes_offline"`
-	CodesRefused  int64  `json:"codes_refused"`
-	LastError     string `json:"last_error,omitempty"`
+	Lockers        int64  `json:"lockers"`
+	Connected      int64  `json:"connected"`
+	Connects       int64  `json:"connects"`
+	ConnectErrors  int64  `json:"connect_errors"`
+	Published      int64  `json:"published"`
+	Acked          int64  `json:"acked"`
+	Republished    int64  `json:"republished"`
+	Dropped        int64  `json:"dropped"`
+	Discarded      int64  `json:"discarded"`
+	AcksIgnored    int64  `json:"acks_ignored"`
+	StrayAcks      int64  `json:"stray_acks"`
+	Refused        int64  `json:"refused"`
+	BadMessages    int64  `json:"bad_messages"`
+	RPCs           int64  `json:"rpcs"`
+	RPCRepeats     int64  `json:"rpc_repeats"`
+	RPCExpired     int64  `json:"rpc_expired"`
+	Events         int64  `json:"events"`
+	Boots          int64  `json:"boots"`
+	CodesOffline   int64  `json:"codes_offline"`
+	CodesRefused   int64  `json:"codes_refused"`
+	OTAStarted     int64  `json:"ota_started"`
+	OTAInstalled   int64  `json:"ota_installed"`
+	OTAFailed      int64  `json:"ota_failed"`
+	OTAResumed     int64  `json:"ota_resumed"`
+	OTAInterrupted int64  `json:"ota_interrupted"`
+	LastError      string `json:"last_error,omitempty"`
 }
 
 // Snapshot reads every counter.
@@ -77,6 +88,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		BadMessages: s.BadMessages.Load(), RPCs: s.RPCs.Load(), RPCRepeats: s.RPCRepeats.Load(),
 		RPCExpired: s.RPCExpired.Load(), Events: s.Events.Load(), Boots: s.Boots.Load(),
 		CodesOffline: s.CodesOffline.Load(), CodesRefused: s.CodesRefused.Load(), LastError: le,
+		OTAStarted: s.OTAStarted.Load(), OTAInstalled: s.OTAInstalled.Load(), OTAFailed: s.OTAFailed.Load(),
+		OTAResumed: s.OTAResumed.Load(), OTAInterrupted: s.OTAInterrupted.Load(),
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 //
 //	ca.crt            the hub CA (shared by all lockers)
 //	ID.crt, ID.key    the locker's certificate and key (0600)
-//	ID.state.json     boot counter and applied desired version
+//	ID.state.json     boot counter, applied desired version, installed firmware
 //	ID.keys.jsonl     idempotency keys seen, with their first result, until not_after (a journal)
 //	ID.codes.json     pickup-code secret and offline parcel list, with their versions (0600; pickup.go)
 
@@ -26,6 +26,7 @@ import (
 type deviceState struct {
 	Boot           uint32 `json:"boot"`
 	DesiredVersion *int64 `json:"desired_version,omitempty"`
+	Firmware       string `json:"firmware,omitempty"` // installed by ota.install; "" = Firmware
 }
 
 func statePath(dir, id string) string { return filepath.Join(dir, id+".state.json") }

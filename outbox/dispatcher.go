@@ -73,6 +73,7 @@ type Dispatcher struct {
 	cfg  Config
 	log  *slog.Logger
 	tmpl *Templates
+	tpls *TemplateStore
 	http *http.Client // SMS gateway
 	hook *http.Client // webhooks
 	m    *metrics
@@ -95,7 +96,7 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("outbox: --sms-url: %w", err)
 		}
 	}
-	d := &Dispatcher{pool: pool, cfg: cfg, log: logger, tmpl: tmpl, wake: make(chan struct{}, 1)}
+	d := &Dispatcher{pool: pool, cfg: cfg, log: logger, tmpl: tmpl, tpls: NewTemplateStore(pool, tmpl), wake: make(chan struct{}, 1)}
 	d.http = newHTTPClient(cfg.RequestTimeout, false)
 	d.hook = newHTTPClient(cfg.RequestTimeout, cfg.DenyPrivateWebhooks)
 	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelHTTP: true})
@@ -107,11 +108,16 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 	return d, nil
 }
 
+// Templates returns the store of the editable notification templates
+// (over this dispatcher's defaults).
+func (d *Dispatcher) Templates() *TemplateStore { return d.tpls }
+
 // claimed is a message being sent.
 type claimed struct {
 	Message
 	Attempts  int
 	CreatedAt time.Time
+	rendered  string // sms: the text; email: subject, "\n", body (set by the send)
 }
 
 // Run sends until ctx ends, then waits for the sends in flight (their
@@ -242,7 +248,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		FROM (SELECT id FROM outbox_messages WHERE state = 'pending' AND next_attempt_at <= now()
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) c
 		WHERE m.id = c.id
-		RETURNING m.id, m.channel, m.client_id, m."to", m.template, m.data, m.attempts, m.created_at, m.secret`,
+		RETURNING m.id, m.channel, m.client_id, m."to", m.template, m.data, m.attempts, m.created_at, m.secret, m.carrier, m.language, m.about`,
 		n, d.cfg.Lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -250,7 +256,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
 		var c claimed
 		var data []byte
-		if err := r.Scan(&c.ID, &c.Channel, &c.ClientID, &c.To, &c.Template, &data, &c.Attempts, &c.CreatedAt, &c.Secret); err != nil {
+		if err := r.Scan(&c.ID, &c.Channel, &c.ClientID, &c.To, &c.Template, &data, &c.Attempts, &c.CreatedAt, &c.Secret, &c.Carrier, &c.Language, &c.About); err != nil {
 			return c, err
 		}
 		return c, json.Unmarshal(data, &c.Data)
@@ -306,16 +312,16 @@ func waiting(reason, msg string) error {
 	return &failure{kind: failWaiting, reason: reason, err: errors.New(msg)}
 }
 
-func (d *Dispatcher) send(ctx context.Context, m claimed) error {
+func (d *Dispatcher) send(ctx context.Context, m *claimed) error {
 	switch m.Channel {
 	case ChannelWebhook:
-		return d.sendWebhook(ctx, m)
+		return d.sendWebhook(ctx, *m)
 	case ChannelSMS:
 		return d.sendSMS(ctx, m)
 	case ChannelEmail:
 		return d.sendEmail(ctx, m)
 	case ChannelHTTP:
-		return d.sendHTTP(ctx, m)
+		return d.sendHTTP(ctx, *m)
 	default:
 		return permanent("invalid", fmt.Errorf("unknown channel %q", m.Channel))
 	}
@@ -325,7 +331,7 @@ func (d *Dispatcher) send(ctx context.Context, m claimed) error {
 func (d *Dispatcher) deliver(ctx context.Context, m claimed) {
 	sctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	start := time.Now()
-	err := d.send(sctx, m)
+	err := d.send(sctx, &m)
 	cancel()
 	elapsed := time.Since(start)
 	// The bookkeeping must happen even when ctx just ended.
@@ -339,7 +345,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m claimed) {
 	case err == nil:
 		d.m.observe(m.Channel, "sent", elapsed)
 		d.m.sent.WithLabelValues(m.Channel).Inc()
-		d.finish(bctx, log, m, `UPDATE outbox_messages SET state = 'sent', sent_at = now(), last_error = NULL WHERE id = $1`)
+		d.finish(bctx, log, m, `UPDATE outbox_messages SET state = 'sent', sent_at = now(), last_error = NULL, rendered = nullif($2, '') WHERE id = $1`, m.rendered)
 		log.Debug("outbox: sent", "duration", elapsed)
 		return
 	case ctx.Err() != nil:

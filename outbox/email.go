@@ -26,15 +26,20 @@ type SMTPConfig struct {
 	TLS *tls.Config
 }
 
-func (d *Dispatcher) sendEmail(ctx context.Context, m claimed) error {
+func (d *Dispatcher) sendEmail(ctx context.Context, m *claimed) error {
 	c := d.cfg.SMTP
 	if c.Addr == "" {
 		return waiting("not_configured", "the mail server is not configured (--smtp-addr)")
 	}
-	subject, body, err := d.tmpl.Email(m.Template, m.Data)
-	if err != nil {
+	r, err := d.tpls.render(ctx, *m)
+	if errors.Is(err, errTemplate) {
 		return permanent("template", err)
 	}
+	if err != nil {
+		return err
+	}
+	subject, body := r.Subject, r.Text
+	m.rendered = subject + "\n" + body
 	msg := buildMail(c.From, m.To, m.ID, subject, body, time.Now())
 	deadline := time.Now().Add(d.cfg.RequestTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {

@@ -61,6 +61,13 @@ type Message struct {
 	Template string         // webhook: the event type, e.g. "parcel.deposited"; sms/email: a template name, e.g. "parcel_ready"
 	Data     map[string]any // webhook: the event's data object; sms/email: the template's variables; http: the body
 	Secret   string         // http: signs the body (Lockerhub-Signature) when set
+	// sms/email: the parcel's carrier and the recipient's language (BCP 47)
+	// choose the template override (TemplateStore.Resolve); both optional.
+	Carrier  string
+	Language string
+	// About is the object the message tells of (a parcel id): a parcel's
+	// notifications are listed by it (ByAbout).
+	About string
 }
 
 var (
@@ -76,6 +83,8 @@ func (m Message) Validate() error {
 	switch {
 	case m.ID == "" || len(m.ID) > 200 || strings.ContainsAny(m.ID, "\r\n"):
 		return fmt.Errorf("%w: a message needs an id of 1 to 200 characters without line breaks", ErrInvalid)
+	case len(m.About) > 200 || len(m.Carrier) > 64 || len(m.Language) > 35:
+		return fmt.Errorf("%w: about, carrier or language too long", ErrInvalid)
 	case !nameRE.MatchString(m.Template):
 		return fmt.Errorf("%w: template %q must be 1 to 64 of a-z, 0-9, '.', '_', '-'", ErrInvalid, m.Template)
 	}
@@ -119,9 +128,9 @@ func Enqueue(ctx context.Context, tx pgx.Tx, m Message) error {
 	if len(js) > maxData {
 		return fmt.Errorf("%w: message %s: data is %d bytes, at most %d", ErrInvalid, m.ID, len(js), maxData)
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO outbox_messages (id, channel, client_id, "to", template, data, secret)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
-		m.ID, m.Channel, m.ClientID, m.To, m.Template, js, m.Secret)
+	tag, err := tx.Exec(ctx, `INSERT INTO outbox_messages (id, channel, client_id, "to", template, data, secret, carrier, language, about)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
+		m.ID, m.Channel, m.ClientID, m.To, m.Template, js, m.Secret, m.Carrier, m.Language, m.About)
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w", m.ID, err)
 	}
@@ -167,4 +176,64 @@ func Deliveries(ctx context.Context, q Querier, ids []string) (map[string]Delive
 // Querier is a pool or a transaction.
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Notification is a sent (or pending, or failed) message as a parcel page
+// shows it: what, to whom, through which channel, and whether it went out.
+type Notification struct {
+	ID        string     `json:"id"`
+	Channel   string     `json:"channel"`
+	Template  string     `json:"template"`
+	To        string     `json:"to"`
+	Carrier   string     `json:"carrier,omitempty"`
+	Language  string     `json:"language,omitempty"`
+	State     string     `json:"state"` // pending, sent, failed
+	Attempts  int        `json:"attempts"`
+	LastError string     `json:"last_error,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	SentAt    *time.Time `json:"sent_at,omitempty"`
+	NextAt    *time.Time `json:"next_attempt_at,omitempty"` // pending only
+	Subject   string     `json:"subject,omitempty"`         // e-mail, once rendered
+	Text      string     `json:"text,omitempty"`            // as rendered when sent
+}
+
+// CodeMask stands for the pickup code in texts shown back (what was sent,
+// previews with a parcel's data).
+const CodeMask = "********"
+
+// ByAbout returns the sms, email and webhook messages about an object (a
+// parcel), oldest first, the pickup code masked in their texts. Messages
+// deleted after the retention are gone.
+func ByAbout(ctx context.Context, q Querier, about string) ([]Notification, error) {
+	rows, err := q.Query(ctx, `SELECT id, channel, template, "to", carrier, language, state, attempts, coalesce(last_error, ''),
+		created_at, sent_at, CASE WHEN state = 'pending' THEN next_attempt_at END, coalesce(rendered, ''),
+		CASE WHEN channel IN ('sms', 'email') THEN coalesce(data->>'code', '') ELSE '' END
+		FROM outbox_messages WHERE about = $1 ORDER BY created_at, id`, about)
+	if err != nil {
+		return nil, fmt.Errorf("notifications of %s: %w", about, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Notification, error) {
+		var n Notification
+		var rendered, code string
+		err := r.Scan(&n.ID, &n.Channel, &n.Template, &n.To, &n.Carrier, &n.Language, &n.State, &n.Attempts, &n.LastError,
+			&n.CreatedAt, &n.SentAt, &n.NextAt, &rendered, &code)
+		if code != "" {
+			// The pickup code is never in an API answer: masked as in a preview.
+			rendered = strings.ReplaceAll(rendered, code, CodeMask)
+		}
+		n.CreatedAt = n.CreatedAt.UTC()
+		if n.Channel == ChannelEmail {
+			n.Subject, n.Text, _ = strings.Cut(rendered, "\n")
+		} else {
+			n.Text = rendered
+		}
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notifications of %s: %w", about, err)
+	}
+	if out == nil {
+		out = []Notification{}
+	}
+	return out, nil
 }

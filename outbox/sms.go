@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 )
 
@@ -14,14 +15,19 @@ type SMSConfig struct {
 	Token string
 }
 
-func (d *Dispatcher) sendSMS(ctx context.Context, m claimed) error {
+func (d *Dispatcher) sendSMS(ctx context.Context, m *claimed) error {
 	if d.cfg.SMS.URL == "" {
 		return waiting("not_configured", "the SMS gateway is not configured (--sms-url)")
 	}
-	text, err := d.tmpl.SMS(m.Template, m.Data)
-	if err != nil {
+	r, err := d.tpls.render(ctx, *m)
+	if errors.Is(err, errTemplate) {
 		return permanent("template", err)
 	}
+	if err != nil {
+		return err
+	}
+	text := r.Text
+	m.rendered = text
 	body, _ := json.Marshal(map[string]string{"to": m.To, "text": text, "id": m.ID})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.SMS.URL, bytes.NewReader(body))
 	if err != nil {

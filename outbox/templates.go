@@ -16,9 +16,11 @@ import (
 // of Message.Data; a missing one is an error (the message fails with reason
 // "template"), never an empty hole in a text a recipient reads.
 var builtinSMS = map[string]string{
-	"parcel_ready":    `Your parcel is ready at {{.address}}. Pickup code: {{.code}}. Collect it by {{.deadline}}.`,
-	"pickup_reminder": `Reminder: your parcel at {{.address}} waits until {{.deadline}}. Pickup code: {{.code}}.`,
-	"parcel_expired":  `Your parcel at {{.address}} was not collected in time and goes back to the sender.`,
+	"parcel_ready":     `Your parcel is ready at {{.address}}. Pickup code: {{.code}}. Collect it by {{.deadline}}.`,
+	"pickup_reminder":  `Reminder: your parcel at {{.address}} waits until {{.deadline}}. Pickup code: {{.code}}.`,
+	"parcel_expired":   `Your parcel at {{.address}} was not collected in time and goes back to the sender.`,
+	"parcel_picked_up": `Your parcel was collected from the locker at {{.address}} on {{.picked_up}}.`,
+	"return_accepted":  `Your return was accepted at the locker at {{.address}} on {{.accepted}}.`,
 	// alarms: the alarms package writes the subject and text.
 	"alarm": `{{.subject}}`,
 }
@@ -49,6 +51,18 @@ Please collect it by {{.deadline}}.
 	"alarm": `Subject: {{.subject}}
 {{.text}}
 `,
+	"parcel_picked_up": `Subject: Your parcel was collected
+Hello,
+
+your parcel was collected from the parcel locker at {{.address}}
+on {{.picked_up}}.
+`,
+	"return_accepted": `Subject: Your return was accepted
+Hello,
+
+your return was dropped off at the parcel locker at {{.address}}
+on {{.accepted}} and goes back to the sender.
+`,
 	"parcel_expired": `Subject: Your parcel goes back to the sender
 Hello,
 
@@ -59,6 +73,7 @@ and goes back to the sender.
 
 // Templates are the parsed texts of the SMS and e-mail channels.
 type Templates struct {
+	raw     map[string]Draft // channel/name → the text (as an editor shows the default)
 	sms     map[string]*template.Template
 	subject map[string]*template.Template
 	body    map[string]*template.Template
@@ -68,7 +83,7 @@ type Templates struct {
 // overrides and additions in it: <name>.sms.txt and <name>.email.txt (whose
 // first line is "Subject: …"). Every error is reported here, at start-up.
 func LoadTemplates(dir string) (*Templates, error) {
-	t := &Templates{sms: map[string]*template.Template{}, subject: map[string]*template.Template{}, body: map[string]*template.Template{}}
+	t := &Templates{raw: map[string]Draft{}, sms: map[string]*template.Template{}, subject: map[string]*template.Template{}, body: map[string]*template.Template{}}
 	sms := map[string]string{}
 	email := map[string]string{}
 	src := map[string]string{}
@@ -111,6 +126,7 @@ func LoadTemplates(dir string) (*Templates, error) {
 			continue
 		}
 		t.sms[name] = tt
+		t.raw["sms/"+name] = Draft{Event: name, Channel: ChannelSMS, Body: strings.TrimRight(text, "\r\n")}
 	}
 	for name, text := range email {
 		first, rest, _ := strings.Cut(text, "\n")
@@ -130,6 +146,7 @@ func LoadTemplates(dir string) (*Templates, error) {
 			continue
 		}
 		t.subject[name], t.body[name] = st, bt
+		t.raw["email/"+name] = Draft{Event: name, Channel: ChannelEmail, Subject: strings.TrimSpace(subj), Body: strings.TrimLeft(rest, "\r\n")}
 	}
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
@@ -177,4 +194,10 @@ func (t *Templates) Email(name string, data map[string]any) (subject, body strin
 	}
 	body, err = execute(t.body[name], data)
 	return subject, body, err
+}
+
+// draft returns the default text of a template as a draft.
+func (t *Templates) draft(name, channel string) (Draft, bool) {
+	d, ok := t.raw[channel+"/"+name]
+	return d, ok
 }

@@ -154,6 +154,9 @@ type OutMessage struct {
 	To       string // sms, email
 	Template string
 	Data     map[string]any
+	Parcel   string // the parcel it tells of (a parcel's notifications are listed by it)
+	Carrier  string // sms, email: the parcel's carrier and …
+	Language string // … the recipient's language choose the template
 }
 
 // Channels of messages.
@@ -168,6 +171,10 @@ const (
 	TemplateReady    = "parcel_ready"
 	TemplateReminder = "pickup_reminder"
 	TemplateExpired  = "parcel_expired"
+	TemplatePickedUp = "parcel_picked_up"
+	// TemplateReturnAccepted tells a customer that a return was accepted
+	// at a locker (sent by the customer-returns flow).
+	TemplateReturnAccepted = "return_accepted"
 )
 
 // Outbox takes messages inside the transaction of the change they tell of.
@@ -234,6 +241,9 @@ type Recipient struct {
 	Name  string `json:"name"`
 	Phone string `json:"phone"`
 	Email string `json:"email"`
+	// Language is the recipient's language (BCP 47: "de", "de-AT"), which
+	// chooses the language of notifications; optional.
+	Language string `json:"language,omitempty"`
 }
 
 // Parcel is one delivery as the API shows it. It never holds the pickup code.
@@ -347,7 +357,7 @@ func New(pool *pgxpool.Pool, fleet Fleet, log *slog.Logger, reg prometheus.Regis
 }
 
 const columns = `id, carrier, created_by, coalesce(client_id, 0), locker_id, size, cell, state, holds_cell, to_return,
-	recipient_name, recipient_phone, recipient_email, reference, storage_hours, mark_boot, mark_seq,
+	recipient_name, recipient_phone, recipient_email, recipient_language, reference, storage_hours, mark_boot, mark_seq,
 	created_at, dropoff_at, deposited_at, expires_at, reminded_at, picked_up_at, expired_at, cancelled_at, collect_at, returned_at,
 	cancel_reason, updated_at, barcode, contents, declared_value, currency, move_from, move_stage, kind`
 
@@ -355,7 +365,7 @@ func scan(row pgx.Row) (Parcel, error) {
 	var p Parcel
 	var boot, seq int64
 	err := row.Scan(&p.ID, &p.Carrier, &p.CreatedBy, &p.clientID, &p.LockerID, &p.Size, &p.Cell, &p.State, &p.holdsCell, &p.ToReturn,
-		&p.Recipient.Name, &p.Recipient.Phone, &p.Recipient.Email, &p.Reference, &p.StorageHours, &boot, &seq,
+		&p.Recipient.Name, &p.Recipient.Phone, &p.Recipient.Email, &p.Recipient.Language, &p.Reference, &p.StorageHours, &boot, &seq,
 		&p.CreatedAt, &p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt,
 		&p.CollectAt, &p.ReturnedAt, &p.CancelReason, &p.UpdatedAt, &p.Barcode, &p.Contents, &p.DeclaredValue, &p.Currency, &p.MoveFrom, &p.MoveStage, &p.Kind)
 	p.mark = Stamp{Boot: uint32(boot), Seq: uint64(seq)}
@@ -487,7 +497,10 @@ func (s *Store) validate(n *NewParcel) error {
 		return fmt.Errorf("%w: locker is required", ErrInvalid)
 	}
 	r := &n.Recipient
-	r.Name, r.Phone, r.Email = strings.TrimSpace(r.Name), strings.TrimSpace(r.Phone), strings.TrimSpace(r.Email)
+	r.Name, r.Phone, r.Email, r.Language = strings.TrimSpace(r.Name), strings.TrimSpace(r.Phone), strings.TrimSpace(r.Email), strings.TrimSpace(r.Language)
+	if r.Language != "" && !languageRE.MatchString(r.Language) {
+		return fmt.Errorf("%w: recipient.language %q must be a BCP 47 tag such as \"de\" or \"de-AT\"", ErrInvalid, r.Language)
+	}
 	if r.Phone == "" && r.Email == "" {
 		return fmt.Errorf("%w: recipient needs a phone or an e-mail address for the pickup code", ErrInvalid)
 	}
@@ -580,13 +593,13 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 				clientID = &c.ClientID
 			}
 			tag, err := tx.Exec(ctx, `INSERT INTO parcels_parcels (id, carrier, created_by, caller, client_id, idempotency_key, locker_id, size, cell,
-					state, recipient_name, recipient_phone, recipient_email, reference, storage_hours, mark_boot, mark_seq, created_at, updated_at,
+					state, recipient_name, recipient_phone, recipient_email, reference, storage_hours, mark_boot, mark_seq, created_at, updated_at, recipient_language,
 					barcode, contents, declared_value, currency, kind)
-				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22, $23
 				WHERE NOT EXISTS (SELECT 1 FROM parcels_parcels WHERE locker_id = $7 AND move_from = $9 AND holds_cell)
 				ON CONFLICT DO NOTHING`,
 				id, n.Carrier, c.Name, c.Scope, clientID, key, n.LockerID, n.Size, cell,
-				n.Recipient.Name, n.Recipient.Phone, n.Recipient.Email, n.Reference, n.StorageHours, int64(mark.Boot), int64(mark.Seq), now,
+				n.Recipient.Name, n.Recipient.Phone, n.Recipient.Email, n.Reference, n.StorageHours, int64(mark.Boot), int64(mark.Seq), now, n.Recipient.Language,
 				n.Barcode, n.Contents, n.DeclaredValue, n.Currency, kind)
 			if err != nil {
 				return fmt.Errorf("insert parcel: %w", err)
@@ -828,7 +841,7 @@ func (s *Store) webhook(ctx context.Context, tx pgx.Tx, p Parcel) error {
 	}
 	p.History = nil
 	return s.enqueue(ctx, tx, OutMessage{ID: p.ID + ":" + p.State, Channel: ChannelWebhook, ClientID: p.clientID,
-		Template: "parcel." + p.State, Data: map[string]any{"event": "parcel." + p.State, "parcel": p}})
+		Template: "parcel." + p.State, Data: map[string]any{"event": "parcel." + p.State, "parcel": p}, Parcel: p.ID})
 }
 
 // notify sends a recipient notification by SMS and e-mail (those it has).
@@ -848,15 +861,38 @@ func (s *Store) notifyVariant(ctx context.Context, tx pgx.Tx, p Parcel, template
 			continue
 		}
 		if err := s.enqueue(ctx, tx, OutMessage{ID: p.ID + ":" + kind + ":" + ch.channel, Channel: ch.channel, To: ch.to,
-			Template: template, Data: data}); err != nil {
+			Template: template, Data: data, Parcel: p.ID, Carrier: p.Carrier, Language: p.Recipient.Language}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// NotificationData returns a parcel (as Get: another carrier's is not
+// found) and the data its notifications are rendered with, for a template
+// preview. The pickup code is masked: it is never in an answer.
+func (s *Store) NotificationData(ctx context.Context, c Caller, id string) (Parcel, map[string]any, error) {
+	p, err := s.Get(ctx, c, id)
+	if err != nil {
+		return Parcel{}, nil, err
+	}
+	d, err := s.recipientData(ctx, p)
+	if err != nil {
+		return Parcel{}, nil, err
+	}
+	d["code"] = "********" // as outbox.CodeMask
+	return p, d, nil
+}
+
+// localTime is how notifications show a time.
+const localTime = "Mon 2 Jan 2006, 15:04 MST"
+
+// languageRE is a BCP 47 tag of a language and an optional region or
+// script ("de", "de-AT", "zh-Hant", "es-419").
+var languageRE = regexp.MustCompile(`^[a-zA-Z]{2,3}(-([a-zA-Z]{2}|[0-9]{3}|[a-zA-Z]{4}))?$`)
+
 func (s *Store) recipientData(ctx context.Context, p Parcel) (map[string]any, error) {
-	d := map[string]any{"parcel": p.ID, "locker": p.LockerID, "cell": p.Cell, "reference": p.Reference, "name": p.Recipient.Name}
+	d := map[string]any{"parcel": p.ID, "locker": p.LockerID, "cell": p.Cell, "reference": p.Reference, "name": p.Recipient.Name, "carrier": p.Carrier}
 	address, tz, err := s.fleet.Place(ctx, p.LockerID)
 	if err != nil {
 		return nil, fmt.Errorf("place of locker %s: %w", p.LockerID, err)
@@ -865,14 +901,17 @@ func (s *Store) recipientData(ctx context.Context, p Parcel) (map[string]any, er
 		address = "locker " + p.LockerID
 	}
 	d["address"] = address
+	// Times as the recipient reads them: the locker's local time.
+	loc := time.UTC
+	if l, err := time.LoadLocation(tz); err == nil && tz != "" {
+		loc = l
+	}
 	if p.ExpiresAt != nil {
 		d["expires_at"] = p.ExpiresAt.Format(time.RFC3339)
-		// The deadline as the recipient reads it: the locker's local time.
-		loc := time.UTC
-		if l, err := time.LoadLocation(tz); err == nil && tz != "" {
-			loc = l
-		}
-		d["deadline"] = p.ExpiresAt.In(loc).Format("Mon 2 Jan 2006, 15:04 MST")
+		d["deadline"] = p.ExpiresAt.In(loc).Format(localTime)
+	}
+	if p.PickedUpAt != nil {
+		d["picked_up"] = p.PickedUpAt.In(loc).Format(localTime)
 	}
 	return d, nil
 }
@@ -1138,7 +1177,13 @@ func (s *Store) Evaluate(ctx context.Context, lockerID string) error {
 				`state = 'returned', holds_cell = false, returned_at = $3`, nil, nil)
 		case p.State == StateDeposited && !*r.Occupied:
 			_, err = s.change(ctx, p, "recipient", "door closed, cell empty", reportSource(mark),
-				`state = 'picked_up', holds_cell = false, picked_up_at = $3`, nil, nil)
+				`state = 'picked_up', holds_cell = false, picked_up_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
+					data, err := s.recipientData(ctx, after)
+					if err != nil {
+						return err
+					}
+					return s.notify(ctx, tx, after, TemplatePickedUp, data)
+				})
 		}
 		if errors.Is(err, ErrConflict) {
 			continue // changed meanwhile (a cancel): the next evaluation sees it

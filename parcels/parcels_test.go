@@ -203,9 +203,13 @@ func TestParcelLifecycleOnline(t *testing.T) {
 	shop := apiclient.New(e.h.HTTPURL, tok)
 
 	p, err := shop.CreateParcel(ctx, apiclient.NewParcel{Locker: lockerID, Size: "M", Reference: "order-1",
-		Recipient: apiclient.Recipient{Name: "Ann", Phone: "+49 170 1234567", Email: "ann@example.com"}}, "order-1")
+		Recipient: apiclient.Recipient{Name: "Ann", Phone: "+49 170 1234567", Email: "ann@example.com", Language: "de-AT"}}, "order-1")
 	require.NoError(t, err)
 	require.Equal(t, parcels.StateReserved, p.State)
+	require.Equal(t, "de-AT", p.Recipient.Language)
+	_, err = shop.CreateParcel(ctx, apiclient.NewParcel{Locker: lockerID, Size: "M",
+		Recipient: apiclient.Recipient{Phone: "+49 170 1234567", Language: "German"}}, "")
+	require.True(t, apiclient.IsCode(err, "invalid"), "a language that is not BCP 47: %v", err)
 	require.Equal(t, "dhl", p.Carrier)
 	require.Equal(t, 72, p.StorageHours)
 	require.True(t, strings.HasPrefix(p.ID, "p-"))
@@ -221,6 +225,9 @@ func TestParcelLifecycleOnline(t *testing.T) {
 	require.True(t, ok, "SMS with the code")
 	require.Equal(t, code, sms.Data["code"])
 	require.Equal(t, "+49 170 1234567", sms.To)
+	require.Equal(t, "dhl", sms.Carrier, "the carrier and language choose the template")
+	require.Equal(t, "de-AT", sms.Language)
+	require.Equal(t, p.ID, sms.Parcel)
 	mail, ok := e.box.find(p.ID + ":parcel_ready:email")
 	require.True(t, ok)
 	require.Equal(t, code, mail.Data["code"])
@@ -248,6 +255,9 @@ func TestParcelLifecycleOnline(t *testing.T) {
 	hubtest.Eventually(t, 5*time.Second, "cell free again", func() bool { return e.free(t) == 4 })
 	_, ok = e.box.find(p.ID + ":picked_up")
 	require.True(t, ok)
+	picked, ok := e.box.find(p.ID + ":parcel_picked_up:sms")
+	require.True(t, ok, "the recipient is told of the pickup")
+	require.NotEmpty(t, picked.Data["picked_up"])
 
 	var states []string
 	for _, st := range up.History {

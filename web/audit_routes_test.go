@@ -15,6 +15,7 @@ import (
 	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/protocol"
 	"github.com/lockerhub/lockerhub/web"
@@ -73,6 +74,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 	for i := 1; i <= 8; i++ {
 		report(fmt.Sprintf("A%02d", i), "closed", false)
 	}
+	var watcher *hubtest.Viewer
 	newParcel := func() apiclient.Parcel {
 		p, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "EV-1", Size: "M", Recipient: apiclient.Recipient{Phone: "+4917000000"}}, "")
 		require.NoError(t, err)
@@ -99,7 +101,54 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		return len(alarmIDs) == 3
 	})
 	var silenceID string
+	// Firmware updates: an artifact, another one to roll back to, and a
+	// locker of its own for each rollout action.
+	for _, id := range []string{"EV-O1", "EV-O2", "EV-O3", "EV-O4", "EV-O5", "EV-O6"} {
+		h.AddLocker(id)
+	}
+	art, err := h.App.OTA.Upload(ctx, ota.NewArtifact{Version: "9.9.9"}, strings.NewReader("firmware"))
+	require.NoError(t, err)
+	_, err = h.App.OTA.Upload(ctx, ota.NewArtifact{Version: "0.9"}, strings.NewReader("old firmware"))
+	require.NoError(t, err)
+	rollout := func(locker string, start bool, p ota.Policy) int64 {
+		r, err := h.App.OTA.Create(ctx, ota.NewRollout{ArtifactID: art.ID, Targets: ota.Targets{Lockers: []string{locker}}, Policy: p, Start: start})
+		require.NoError(t, err)
+		return r.ID
+	}
+	otaAction := func(locker, action string, prepare func(id int64)) func() result {
+		return func() result {
+			id := rollout(locker, action != "start", ota.Policy{})
+			if prepare != nil {
+				prepare(id)
+			}
+			want := 200
+			if action == "rollback" {
+				want = 201
+			}
+			return admin("POST", fmt.Sprintf("/api/v1/ota/rollouts/%d/%s", id, action), "", want, "ota_rollout")()
+		}
+	}
+	exec := func(sql string, args ...any) {
+		_, err := h.App.Pool.Exec(ctx, sql, args...)
+		require.NoError(t, err)
+	}
 	cases := map[string]func() result{
+		"POST /api/v1/ota/artifacts": admin("POST", "/api/v1/ota/artifacts?version=9.9.10", "new firmware", 201, "ota_artifact"),
+		"POST /api/v1/ota/rollouts": admin("POST", "/api/v1/ota/rollouts",
+			fmt.Sprintf(`{"artifact_id":%d,"targets":{"lockers":["EV-O1"]}}`, art.ID), 201, "ota_rollout"),
+		"POST /api/v1/ota/rollouts/{id}/start": otaAction("EV-O1", "start", nil),
+		"POST /api/v1/ota/rollouts/{id}/pause": otaAction("EV-O2", "pause", nil),
+		"POST /api/v1/ota/rollouts/{id}/resume": otaAction("EV-O3", "resume", func(id int64) {
+			_, err := h.App.OTA.Pause(ctx, id, "")
+			require.NoError(t, err)
+		}),
+		"POST /api/v1/ota/rollouts/{id}/cancel": otaAction("EV-O4", "cancel", nil),
+		"POST /api/v1/ota/rollouts/{id}/approve": otaAction("EV-O5", "approve", func(id int64) {
+			exec(`UPDATE ota_waves SET state = 'awaiting_approval' WHERE rollout_id = $1`, id)
+		}),
+		"POST /api/v1/ota/rollouts/{id}/rollback": otaAction("EV-O6", "rollback", func(id int64) {
+			exec(`UPDATE ota_lockers SET state = 'installed', previous_version = '0.9' WHERE rollout_id = $1`, id)
+		}),
 		"POST /api/v1/alarms/{id}/ack": func() result {
 			return admin("POST", fmt.Sprintf("/api/v1/alarms/%d/ack", alarmIDs[0]), `{"note":"n"}`, 200, "alarm")()
 		},
@@ -115,6 +164,18 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			silenceID = fmt.Sprint(out["id"])
 			return result{status, "admin", "alarm_silence"}
 		},
+		// Watching a simulated locker's camera (WHEP), then leaving.
+		"POST /api/v1/lockers/{id}/video/whep": func() result {
+			simLockers(t, h, "EVV-", 1)
+			watcher = hubtest.NewViewer(t)
+			status, body := watcher.WHEP(t, h.HTTPURL+"/api/v1/lockers/EVV-00001/video/whep", h.AdminToken)
+			require.Equal(t, 201, status, body)
+			return result{201, "admin", "video"}
+		},
+		"DELETE /api/v1/lockers/{id}/video/whep/{viewer}": func() result {
+			require.Equal(t, 204, watcher.Leave(t, h.HTTPURL, h.AdminToken))
+			return result{204, "admin", "video"}
+		},
 		"DELETE /api/v1/alarms/silences/{id}": func() result {
 			return admin("DELETE", "/api/v1/alarms/silences/"+silenceID, "", 204, "alarm_silence")()
 		},
@@ -123,6 +184,13 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		"POST /api/v1/parcels": func() result {
 			firstParcel = newParcel()
 			return result{201, "admin", "parcel"}
+		},
+		"POST /api/v1/connectors/{name}/orders": admin("POST", "/api/v1/connectors/xml-orders/orders",
+			`<order id="EV-O1"><locker>EV-1</locker><size>M</size><recipient><phone>+4917000000</phone></recipient></order>`, 201, "parcel"),
+		"POST /api/v1/connectors/{name}/cancel": func() result {
+			admin("POST", "/api/v1/connectors/xml-orders/orders",
+				`<order id="EV-O2"><locker>EV-1</locker><size>M</size><recipient><phone>+4917000000</phone></recipient></order>`, 201, "parcel")()
+			return admin("POST", "/api/v1/connectors/xml-orders/cancel", `<cancel order="EV-O2"/>`, 200, "parcel")()
 		},
 		"POST /api/v1/parcels/{id}/cancel": func() result {
 			return admin("POST", "/api/v1/parcels/"+firstParcel.ID+"/cancel", `{"reason":"test"}`, 200, "parcel")()
@@ -224,6 +292,8 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			require.NoError(t, err)
 			return result{200, "EV-2", "certificate"}
 		},
+		"PUT /api/v1/templates/{event}/{channel}":    admin("PUT", "/api/v1/templates/parcel_ready/sms?carrier=acme", `{"body":"Code {{.code}}"}`, 201, "template"),
+		"DELETE /api/v1/templates/{event}/{channel}": admin("DELETE", "/api/v1/templates/parcel_ready/sms?carrier=acme", "", 204, "template"),
 		"POST /api/v1/renew": func() result {
 			cfg := deviceTLS.Clone()
 			cfg.Certificates = []tls.Certificate{dev.TLS}
@@ -248,8 +318,10 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		return 2
 	}
 	sort.SliceStable(routes, func(i, j int) bool { return order(routes[i]) < order(routes[j]) })
+	// POSTs that change nothing: nothing to audit.
+	readOnly := map[string]bool{"POST /api/v1/templates/preview": true}
 	for _, rt := range routes {
-		if strings.HasPrefix(rt, "GET ") {
+		if strings.HasPrefix(rt, "GET ") || readOnly[rt] {
 			continue
 		}
 		do, ok := cases[rt]

@@ -7,7 +7,7 @@ import (
 )
 
 // DeviceAPI is the handler of the device-facing HTTPS listener (--device-addr):
-// enrolment now, certificate renewal and firmware downloads later.
+// enrolment, certificate renewal, firmware downloads and the firmware signing key.
 type DeviceAPI struct {
 	api *API
 	mux *http.ServeMux
@@ -19,6 +19,8 @@ func NewDeviceAPI(d Deps) *DeviceAPI {
 	m := http.NewServeMux()
 	m.HandleFunc(DeviceRoutes()[0], a.enroll)
 	m.HandleFunc(DeviceRoutes()[1], a.renew)
+	m.HandleFunc(DeviceRoutes()[2], a.otaDownload)
+	m.HandleFunc(DeviceRoutes()[3], a.otaKey)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such device endpoint: "+r.Method+" "+r.URL.Path)
@@ -33,7 +35,9 @@ func (d *DeviceAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // DeviceRoutes lists the device listener's API routes (for the OpenAPI check).
-func DeviceRoutes() []string { return []string{"POST /api/v1/enroll", "POST /api/v1/renew"} }
+func DeviceRoutes() []string {
+	return []string{"POST /api/v1/enroll", "POST /api/v1/renew", "GET /api/v1/ota/artifacts/{id}/download", "GET /api/v1/ota/key"}
+}
 
 // enroll exchanges a one-time token and a CSR for the locker's certificate.
 func (a *API) enroll(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,9 @@ func bodyLimit(r *http.Request) int64 {
 	if r.Method == http.MethodPost && r.URL.Path == "/api/v1/lockers/import" {
 		return fleet.MaxImportBytes
 	}
+	if r.Method == http.MethodPost && r.URL.Path == artifactUploadPath {
+		return 1 << 40 // the updater applies its own limit (--ota-max-artifact-bytes: 413)
+	}
 	return MaxBody
 }
 

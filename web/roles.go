@@ -51,6 +51,14 @@ var (
 	// data); alarmActors acknowledge, resolve, mute and silence them.
 	alarmReaders = []string{admin, technician, oncall, viewer}
 	alarmActors  = []string{admin, technician, oncall}
+	// otaReaders follow firmware rollouts; otaStoppers may also pause one
+	// (on-call staff stop a bad update; only technicians and admins start,
+	// widen or roll one back).
+	otaReaders  = []string{admin, technician, oncall, viewer}
+	otaStoppers = []string{admin, technician, oncall}
+	// videoViewers watch the lockers' cameras and their clips: the people
+	// who act on alarms. Viewers and couriers do not (privacy), nor API clients.
+	videoViewers = []string{admin, technician, oncall}
 )
 
 // roleMatrix maps "METHOD /path" (as in the route tables) to who may call it.
@@ -109,12 +117,29 @@ var roleMatrix = map[string]allow{
 	// technicians and admins create and cancel; couriers, technicians and
 	// admins open the cell to drop off or collect; a carrier's callers only
 	// the carrier's parcels.
-	"POST /api/v1/parcels":              {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
-	"GET /api/v1/parcels":               {everyone, access.ScopeParcelsRead},
-	"GET /api/v1/parcels/{id}":          {everyone, access.ScopeParcelsRead},
-	"POST /api/v1/parcels/{id}/dropoff": {[]string{admin, technician, courier}, noClients},
-	"POST /api/v1/parcels/{id}/collect": {[]string{admin, technician, courier}, noClients},
-	"POST /api/v1/parcels/{id}/cancel":  {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"POST /api/v1/parcels": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Lockers near a point that can take a parcel now: for those who create deliveries.
+	"GET /api/v1/availability": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Partners in their own format (connectors): as the parcel routes they stand for.
+	"POST /api/v1/connectors/{name}/orders":        {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"POST /api/v1/connectors/{name}/cancel":        {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	"GET /api/v1/connectors/{name}/orders/{order}": {everyone, access.ScopeParcelsRead},
+	"GET /api/v1/parcels":                          {everyone, access.ScopeParcelsRead},
+	"GET /api/v1/parcels/{id}":                     {everyone, access.ScopeParcelsRead},
+	"POST /api/v1/parcels/{id}/dropoff":            {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/collect":            {[]string{admin, technician, courier}, noClients},
+	"POST /api/v1/parcels/{id}/cancel":             {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// What a parcel's recipient was sent: as the parcel.
+	"GET /api/v1/parcels/{id}/notifications": {everyone, access.ScopeParcelsRead},
+
+	// Notification templates (web/templates.go): the wording recipients
+	// read is the operator's, so admins edit it; technicians read and
+	// preview (to answer "what did the customer get?").
+	"GET /api/v1/templates":                      {fleetOps, noClients},
+	"POST /api/v1/templates/preview":             {fleetOps, noClients},
+	"GET /api/v1/templates/{event}/{channel}":    {fleetOps, noClients},
+	"PUT /api/v1/templates/{event}/{channel}":    {adminOnly, noClients},
+	"DELETE /api/v1/templates/{event}/{channel}": {adminOnly, noClients},
 	// Corrections (recipient, storage period, size) and moves between
 	// cells: technicians and admins, on the dashboard or with hubctl.
 	"PATCH /api/v1/parcels/{id}":     {fleetOps, noClients},
@@ -167,6 +192,30 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/alarms/routing":          {alarmActors, noClients},
 	"PUT /api/v1/alarms/routing":          {adminOnly, noClients},
 	"GET /api/v1/lockers/{id}/alarms":     {alarmReaders, noClients},
+
+	// Firmware updates (web/ota.go): technicians and admins upload
+	// artifacts and run rollouts; on-call staff may also pause one.
+	"POST /api/v1/ota/artifacts":              {fleetOps, noClients},
+	"GET /api/v1/ota/artifacts":               {otaReaders, noClients},
+	"GET /api/v1/ota/artifacts/{id}":          {otaReaders, noClients},
+	"POST /api/v1/ota/rollouts":               {fleetOps, noClients},
+	"GET /api/v1/ota/rollouts":                {otaReaders, noClients},
+	"GET /api/v1/ota/rollouts/{id}":           {otaReaders, noClients},
+	"GET /api/v1/ota/rollouts/{id}/lockers":   {otaReaders, noClients},
+	"POST /api/v1/ota/rollouts/{id}/start":    {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/pause":    {otaStoppers, noClients},
+	"POST /api/v1/ota/rollouts/{id}/resume":   {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/cancel":   {otaStoppers, noClients},
+	"POST /api/v1/ota/rollouts/{id}/approve":  {fleetOps, noClients},
+	"POST /api/v1/ota/rollouts/{id}/rollback": {fleetOps, noClients},
+	// Video (web/video.go): WHEP viewers of a locker's camera and the clips
+	// recorded on alarms.
+	"POST /api/v1/lockers/{id}/video/whep":            {videoViewers, noClients},
+	"DELETE /api/v1/lockers/{id}/video/whep/{viewer}": {videoViewers, noClients},
+	"GET /api/v1/lockers/{id}/video":                  {videoViewers, noClients},
+	"GET /api/v1/recordings":                          {videoViewers, noClients},
+	"GET /api/v1/recordings/{id}":                     {videoViewers, noClients},
+	"GET /api/v1/recordings/{id}/file":                {videoViewers, noClients},
 }
 
 // permitted reports whether p may call rt; a route missing from the matrix

@@ -264,6 +264,7 @@ func (a *API) twinView(id string) fleet.TwinView {
 	if r, ok := a.d.Overview.Row(id); ok {
 		v.Connectivity.Online, v.Connectivity.Since = r.Online, r.Since
 	}
+	v.Connectivity.ClockOffsetMs = a.clockOffset(id)
 	return v
 }
 

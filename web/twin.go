@@ -55,6 +55,7 @@ func (a *API) getTwin(w http.ResponseWriter, r *http.Request) {
 	} else {
 		v.Connectivity.Since = l.DisconnectedAt
 	}
+	v.Connectivity.ClockOffsetMs = a.clockOffset(id)
 	if a.d.Telemetry != nil {
 		if s, ok := a.d.Telemetry.Latest(id); ok {
 			v.Telemetry = &fleet.TelemetrySummary{TS: s.TS, Received: s.Received, M: s.M}
@@ -147,4 +148,14 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+}
+
+// clockOffset is the locker's estimated clock offset in ms, nil when unknown.
+func (a *API) clockOffset(id string) *int64 {
+	d, ok := a.d.Twins.ClockOffset(id)
+	if !ok {
+		return nil
+	}
+	ms := d.Milliseconds()
+	return &ms
 }

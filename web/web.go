@@ -19,10 +19,13 @@ import (
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/alarms"
 	"github.com/lockerhub/lockerhub/audit"
+	"github.com/lockerhub/lockerhub/connectors"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/ota"
 	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/telemetry"
+	"github.com/lockerhub/lockerhub/video"
 )
 
 //go:embed openapi.json
@@ -53,9 +56,20 @@ type Deps struct {
 	// Webhooks keeps the API clients' webhook endpoints (nil: its routes
 	// answer 503).
 	Webhooks *outbox.Endpoints
+	// Templates keeps the notification templates and reads what was sent
+	// (nil: its routes answer 503).
+	Templates *outbox.TemplateStore
 	// Alarms keeps the alarms, silences, rules and routing (nil: its
 	// routes answer 503).
 	Alarms *alarms.Store
+	// OTA keeps firmware artifacts and rollouts (nil: its routes answer 503).
+	OTA *ota.Updater
+	// Video relays the lockers' cameras to WHEP viewers, Recordings keeps
+	// the clips (nil: their routes answer 503).
+	Video      *video.Relay
+	Recordings *video.Recordings
+	// Connectors translate partners' formats (nil or empty: none served).
+	Connectors connectors.Set
 	// Registerer takes the web metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Access     *access.Store
@@ -96,6 +110,7 @@ func NewAPI(d Deps) *API {
 		route{"GET", "/api/v1/ca.crt", true, a.caCert},
 	)
 	a.routes = append(a.routes, a.lockerRoutes()...)
+	a.routes = append(a.routes, a.templateRoutes()...)
 	a.routes = append(a.routes, a.twinRoutes()...)
 	a.routes = append(a.routes, a.streamRoutes()...)
 	a.routes = append(a.routes, a.overviewRoutes()...)
@@ -108,6 +123,10 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.webhookRoutes()...)
 	a.routes = append(a.routes, a.parcelRoutes()...)
 	a.routes = append(a.routes, a.alarmRoutes()...)
+	a.routes = append(a.routes, a.otaRoutes()...)
+	a.routes = append(a.routes, a.videoRoutes()...)
+	a.routes = append(a.routes, a.availabilityRoutes()...)
+	a.routes = append(a.routes, a.connectorRoutes()...)
 	hm := newHTTPMetrics(d.Registerer)
 	for _, r := range a.routes {
 		h := r.h

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -82,14 +83,43 @@ func run(args []string) int {
 	cfg.Parcels.DefaultStorage, cfg.Parcels.ReminderBefore = 72*time.Hour, 24*time.Hour
 	fs.DurationVar(&cfg.Parcels.DefaultStorage, "parcel-storage", cfg.Parcels.DefaultStorage, "a parcel's storage period when its creator gives none; a parcel may ask for 1 h to 30 days (env HUB_PARCEL_STORAGE)")
 	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
+	// Firmware rollouts (docs/ota.md).
+	fs.StringVar(&cfg.OTA.DeviceURL, "ota-url", env("HUB_OTA_URL", ""), "base URL of the device listener as lockers reach it, for firmware download URLs, e.g. https://hub.example.com:8443; "+
+		"empty: the first non-loopback name of --hostnames with the --device-addr port (env HUB_OTA_URL)")
+	cfg.OTA.MaxDownloads, cfg.OTA.Retries = 64, 2
+	cfg.OTA.NotifyTimeout, cfg.OTA.DownloadTimeout, cfg.OTA.VerifyTimeout, cfg.OTA.InstallTimeout = 2*time.Minute, 10*time.Minute, 5*time.Minute, 15*time.Minute
+	fs.IntVar(&cfg.OTA.MaxDownloads, "ota-max-downloads", cfg.OTA.MaxDownloads, "firmware downloads served at once; more get 503 with Retry-After (protects the uplink) (env HUB_OTA_MAX_DOWNLOADS)")
+	cfg.OTA.MaxArtifactBytes = 256 << 20
+	fs.Int64Var(&cfg.OTA.MaxArtifactBytes, "ota-max-artifact-bytes", cfg.OTA.MaxArtifactBytes, "largest firmware artifact accepted by upload (env HUB_OTA_MAX_ARTIFACT_BYTES)")
+	fs.IntVar(&cfg.OTA.Retries, "ota-retries", cfg.OTA.Retries, "update attempts after the first per locker before it counts as failed; 0: none (env HUB_OTA_RETRIES)")
+	fs.DurationVar(&cfg.OTA.NotifyTimeout, "ota-notify-timeout", cfg.OTA.NotifyTimeout, "ota.install sent → the locker's first status (env HUB_OTA_NOTIFY_TIMEOUT)")
+	fs.DurationVar(&cfg.OTA.DownloadTimeout, "ota-download-timeout", cfg.OTA.DownloadTimeout, "a download without progress this long fails the attempt (env HUB_OTA_DOWNLOAD_TIMEOUT)")
+	fs.DurationVar(&cfg.OTA.VerifyTimeout, "ota-verify-timeout", cfg.OTA.VerifyTimeout, "downloaded → verified → installing, each (env HUB_OTA_VERIFY_TIMEOUT)")
+	fs.DurationVar(&cfg.OTA.InstallTimeout, "ota-install-timeout", cfg.OTA.InstallTimeout, "installing → the locker reconnects reporting the new version (env HUB_OTA_INSTALL_TIMEOUT)")
 	gcPercent := fs.Int("gc-percent", app.DefaultGCPercent, "Go GC target: heap growth in % of the live heap before a collection (GOGC); "+
 		"the hub holds a large live heap of connections, so fewer, larger collections keep latency low; set GOMEMLIMIT to bound memory (env HUB_GC_PERCENT)")
+	var videoHostIPs string
+	fs.StringVar(&cfg.Video.UDPAddr, "video-udp-addr", env("HUB_VIDEO_UDP_ADDR", ":8189"), "camera video: the one UDP port of WebRTC (ICE, DTLS, SRTP) for lockers and viewers (env HUB_VIDEO_UDP_ADDR)")
+	fs.StringVar(&videoHostIPs, "video-host-ips", env("HUB_VIDEO_HOST_IPS", ""), "camera video: the addresses lockers and browsers reach the hub's UDP port at, comma-separated, "+
+		"when it is behind 1:1 NAT (they replace the host candidates); empty: the interfaces' own (env HUB_VIDEO_HOST_IPS)")
+	fs.IntVar(&cfg.Video.MaxViewersPerLocker, "video-max-viewers", 8, "camera video: viewers of one locker at once; more get 429 (env HUB_VIDEO_MAX_VIEWERS)")
+	fs.IntVar(&cfg.Video.MaxStreams, "video-max-streams", 64, "camera video: lockers streaming at once; more get 503 (env HUB_VIDEO_MAX_STREAMS)")
+	fs.DurationVar(&cfg.Video.IdleTimeout, "video-idle-timeout", 15*time.Second, "camera video: a locker's stream stops this long after its last viewer left (env HUB_VIDEO_IDLE_TIMEOUT)")
+	fs.DurationVar(&cfg.Video.Recordings.Duration, "video-clip", 20*time.Second, "camera video: length of the clip recorded on a door-forced or tamper alarm, from the first keyframe (env HUB_VIDEO_CLIP)")
+	fs.IntVar(&cfg.Video.Recordings.MaxActive, "video-max-recordings", 4, "camera video: clips recorded at once; more alarms get no clip (logged, counted) (env HUB_VIDEO_MAX_RECORDINGS)")
+	fs.DurationVar(&cfg.Video.Recordings.MaxAge, "video-retention", 30*24*time.Hour, "camera video: clips are deleted after this long (env HUB_VIDEO_RETENTION)")
+	videoMaxGiB := fs.Float64("video-retention-gib", 10, "camera video: the oldest clips are deleted while all of them take more than this many GiB (env HUB_VIDEO_RETENTION_GIB)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
 		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL", "gc-percent": "HUB_GC_PERCENT",
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
 		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
-		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION"} {
+		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION",
+		"ota-max-downloads": "HUB_OTA_MAX_DOWNLOADS", "ota-max-artifact-bytes": "HUB_OTA_MAX_ARTIFACT_BYTES", "ota-retries": "HUB_OTA_RETRIES", "ota-notify-timeout": "HUB_OTA_NOTIFY_TIMEOUT",
+		"ota-download-timeout": "HUB_OTA_DOWNLOAD_TIMEOUT", "ota-verify-timeout": "HUB_OTA_VERIFY_TIMEOUT", "ota-install-timeout": "HUB_OTA_INSTALL_TIMEOUT",
+		"video-max-viewers": "HUB_VIDEO_MAX_VIEWERS", "video-max-streams": "HUB_VIDEO_MAX_STREAMS", "video-idle-timeout": "HUB_VIDEO_IDLE_TIMEOUT",
+		"video-clip": "HUB_VIDEO_CLIP", "video-max-recordings": "HUB_VIDEO_MAX_RECORDINGS", "video-retention": "HUB_VIDEO_RETENTION",
+		"video-retention-gib": "HUB_VIDEO_RETENTION_GIB"} {
 		if v, ok := os.LookupEnv(key); ok {
 			if err := fs.Set(flagName, v); err != nil {
 				fmt.Fprintf(os.Stderr, "hub: %s: %v\n", key, err)
@@ -103,6 +133,9 @@ func run(args []string) int {
 	if showVersion {
 		fmt.Println("hub", version)
 		return 0
+	}
+	if cfg.OTA.Retries <= 0 {
+		cfg.OTA.Retries = -1 // ota.Config: 0 takes the default, -1 is none
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -124,6 +157,20 @@ func run(args []string) int {
 			cfg.Hostnames = append(cfg.Hostnames, h)
 		}
 	}
+	for _, ip := range strings.Split(videoHostIPs, ",") {
+		if ip = strings.TrimSpace(ip); ip != "" {
+			if net.ParseIP(ip) == nil {
+				fmt.Fprintf(os.Stderr, "hub: --video-host-ips: %q is not an IP address\n", ip)
+				return 2
+			}
+			cfg.Video.HostIPs = append(cfg.Video.HostIPs, ip)
+		}
+	}
+	if *videoMaxGiB <= 0 {
+		fmt.Fprintln(os.Stderr, "hub: --video-retention-gib must be positive")
+		return 2
+	}
+	cfg.Video.Recordings.MaxBytes = int64(*videoMaxGiB * (1 << 30))
 	cfg.Logger = cfg.Logger.With("version", version)
 	cfg.Version = version
 	if *gcPercent <= 0 {

@@ -49,7 +49,7 @@ func TestHubProcessStartsAndStopsOnSIGTERM(t *testing.T) {
 	cmd := exec.Command(bin, "--log-format", "json")
 	cmd.Env = append(os.Environ(),
 		"HUB_DATA_DIR="+dataDir, "HUB_DATABASE_URL="+url, "HUB_HTTP_ADDR="+httpAddr,
-		"HUB_MQTT_ADDR="+freeAddr(t), "HUB_DEVICE_ADDR="+freeAddr(t))
+		"HUB_MQTT_ADDR="+freeAddr(t), "HUB_DEVICE_ADDR="+freeAddr(t), "HUB_VIDEO_UDP_ADDR=127.0.0.1:0")
 	var stdout, stderr syncBuf
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Start())

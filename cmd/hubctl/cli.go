@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -154,10 +155,12 @@ func (c *cli) parse(args []string) (*invocation, error) {
 	return inv, nil
 }
 
-// findCommand matches the command words at the start of args and returns the
+// findCommand matches the command words at the start of args (the longest
+// command that matches: "ota rollout start" has three) and returns the
 // command and how many words it took.
 func findCommand(args []string) (*command, int, error) {
-	var group []string
+	var group, sub []string
+	var best *command
 	for i := range commands {
 		cmd := &commands[i]
 		words := strings.Fields(cmd.name)
@@ -167,14 +170,25 @@ func findCommand(args []string) (*command, int, error) {
 		if len(words) == 1 {
 			return cmd, 1, nil
 		}
-		group = append(group, words[1])
-		if len(args) > 1 && args[1] == words[1] {
-			return cmd, 2, nil
+		if !slices.Contains(group, words[1]) {
+			group = append(group, words[1])
+		}
+		if len(words) == 3 && len(args) > 1 && args[1] == words[1] {
+			sub = append(sub, words[2])
+		}
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) && (best == nil || len(words) > len(strings.Fields(best.name))) {
+			best = cmd
 		}
 	}
 	switch {
+	case best != nil:
+		return best, len(strings.Fields(best.name)), nil
 	case group == nil:
 		return nil, 0, usagef("unknown command %q (commands: %s; see hubctl --help)", args[0], strings.Join(topWords(), ", "))
+	case sub != nil && (len(args) < 3 || strings.HasPrefix(args[2], "-")):
+		return nil, 0, usagef("%s %s: missing subcommand (%s)", args[0], args[1], strings.Join(sub, ", "))
+	case sub != nil:
+		return nil, 0, usagef("%s %s: unknown subcommand %q (%s)", args[0], args[1], args[2], strings.Join(sub, ", "))
 	case len(args) < 2 || strings.HasPrefix(args[1], "-"):
 		return nil, 0, usagef("%s: missing subcommand (%s)", args[0], strings.Join(group, ", "))
 	default:

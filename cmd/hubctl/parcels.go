@@ -13,7 +13,7 @@ import (
 // Parcels: deliveries for delivery services (docs/parcels.md).
 var parcelCommands = []command{
 	{
-		name: "parcel create", args: "LOCKER SIZE (--phone P | --email E) [--name N] [--reference R] [--storage-hours H] [--key K] [--carrier C]", nargs: 2,
+		name: "parcel create", args: "LOCKER SIZE (--phone P | --email E) [--name N] [--reference R] [--storage-hours H] [--key K] [--carrier C] [--language L]", nargs: 2,
 		summary: "create a delivery: reserve a free cell of SIZE (S, M, L, XL)",
 		doc: "Reserves a free cell of the size on the locker. The recipient gets the pickup code by SMS or\n" +
 			"e-mail once the courier has deposited the parcel. --key is an idempotency key: the same key\n" +
@@ -23,6 +23,7 @@ var parcelCommands = []command{
 			fs.StringVar(&n.Recipient.Phone, "phone", "", "the recipient's `phone` number")
 			fs.StringVar(&n.Recipient.Email, "email", "", "the recipient's e-mail `address`")
 			fs.StringVar(&n.Recipient.Name, "name", "", "the recipient's `name`")
+			fs.StringVar(&n.Recipient.Language, "language", "", "the recipient's `language` (BCP 47: de, de-AT): chooses the notification texts")
 			fs.StringVar(&n.Reference, "reference", "", "the delivery service's `reference`")
 			fs.IntVar(&n.StorageHours, "storage-hours", 0, "storage period in `hours` (hub default 72)")
 			fs.StringVar(&n.Carrier, "carrier", "", "the `carrier` (callers of the whole fleet; else the caller's own)")

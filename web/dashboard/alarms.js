@@ -41,6 +41,8 @@ export function mountAlarms(root, ctx, params) {
   const mayAct = ctx.can('POST /api/v1/alarms/{id}/ack');
   const maySilence = ctx.can('POST /api/v1/alarms/silences');
   const mayRules = ctx.can('GET /api/v1/alarms/rules');
+  // Forced doors and tampering record a clip: the locker page has it and the live camera.
+  const mayWatch = ctx.can('POST /api/v1/lockers/{id}/video/whep');
   let gone = false;
   let timer = null;
   let seq = 0;
@@ -99,7 +101,8 @@ export function mountAlarms(root, ctx, params) {
       <tr data-id="${a.id}" data-kind="${esc(a.kind)}" class="a-row">
         <td>${severityBadge(a)}</td>
         <td>${esc(humanize(a.kind))}${a.occurrences > 1 ? ` <span class="muted">×${a.occurrences}</span>` : ''}</td>
-        <td><a href="#/lockers/${encodeURIComponent(a.locker_id)}">${esc(a.locker_id)}</a>${a.cell ? ` · ${esc(a.cell)}` : ''}</td>
+        <td><a href="#/lockers/${encodeURIComponent(a.locker_id)}">${esc(a.locker_id)}</a>${a.cell ? ` · ${esc(a.cell)}` : ''}${mayWatch && (a.kind === 'door_forced' || a.kind === 'tamper')
+          ? ` <a class="a-video" href="#/lockers/${encodeURIComponent(a.locker_id)}" title="Live camera and the clip of this alarm">camera</a>` : ''}</td>
         <td>${alarmState(a)}</td>
         <td title="${esc(a.started_at)}">${esc(fmtTime(a.started_at))} <span class="muted">(${esc(since(a.started_at))})</span></td>
         <td>${esc(a.summary)}</td>

@@ -5,6 +5,7 @@ let csrfToken = '';
 let onUnauthenticated = () => {};
 
 export function setCSRF(token) { csrfToken = token || ''; }
+export function csrf() { return csrfToken; }
 export function onLoggedOut(fn) { onUnauthenticated = fn; }
 
 export class APIError extends Error {

@@ -7,6 +7,8 @@
 //   #/parcels?locker=… parcels (filters in the query)
 //   #/parcels/ID       one parcel
 //   #/alarms?state=…   the live alarm feed and silences
+//   #/ota?id=…         firmware rollouts, their waves, failures and lockers
+//   #/templates        notification templates (admins edit, technicians read)
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
@@ -15,6 +17,8 @@ import { mountAudit } from './audit.js';
 import { mountUsers } from './users.js';
 import { mountParcels, mountParcel, mountReturns } from './parcels.js';
 import { mountAlarms } from './alarms.js';
+import { mountOTA } from './ota.js';
+import { mountTemplates } from './templates.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
@@ -97,9 +101,17 @@ function route() {
   const returnsPage = path === '/returns' && can('GET /api/v1/returns');
   const mayAlarms = can('GET /api/v1/alarms');
   const alarmsPage = path === '/alarms' && mayAlarms;
+  const mayTemplates = can('GET /api/v1/templates');
+  const templatesPage = path === '/templates' && mayTemplates;
+  document.getElementById('nav-templates').hidden = !mayTemplates;
+  document.getElementById('nav-templates').classList.toggle('active', templatesPage);
   document.getElementById('nav-alarms').hidden = !mayAlarms;
   document.getElementById('nav-alarms').classList.toggle('active', alarmsPage);
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !returnsPage && !alarmsPage);
+  const mayOTA = can('GET /api/v1/ota/rollouts');
+  const otaPage = path === '/ota' && mayOTA;
+  document.getElementById('nav-ota').hidden = !mayOTA;
+  document.getElementById('nav-ota').classList.toggle('active', otaPage);
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !returnsPage && !alarmsPage && !otaPage && !templatesPage);
   document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm || returnsPage);
   document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
@@ -113,6 +125,8 @@ function route() {
   else if (pm) view = mountParcel(app, ctx, decodeURIComponent(pm[1]));
   else if (returnsPage) view = mountReturns(app, ctx, params);
   else if (alarmsPage) view = mountAlarms(app, ctx, params);
+  else if (otaPage) view = mountOTA(app, ctx, params);
+  else if (templatesPage) view = mountTemplates(app, ctx, params);
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
 }

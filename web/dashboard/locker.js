@@ -9,6 +9,7 @@ import { get, APIError } from './api.js';
 import { Frame } from './stream.js';
 import { mountTelemetry } from './telemetry.js';
 import { mountLockerAlarms } from './alarms.js';
+import { mountLockerVideo } from './video.js';
 import { stateBadge, mountService } from './parcels.js';
 import { esc, fmtTime, fmtDuration, since, humanize, naturalCompare, debounce, SIZES } from './util.js';
 
@@ -28,6 +29,7 @@ export function mountLocker(root, ctx, id) {
   let mode = 'stream';
   let pollTimer = null;
   let stopAlarms = () => {};
+  let stopVideo = () => {};
   let dirty = { head: true, cells: true, conn: true, events: true };
   let lastConn = '';
   let lastVersion = -1;
@@ -60,6 +62,10 @@ export function mountLocker(root, ctx, id) {
         ${ctx.can('POST /api/v1/lockers/{id}/cells/{cell}/service-open') ? `<section class="panel" aria-labelledby="h-service" id="l-service-panel">
           <div class="panel-h"><h2 id="h-service">Service access</h2></div>
           <div id="l-service"></div>
+        </section>` : ''}
+        ${ctx.can('POST /api/v1/lockers/{id}/video/whep') ? `<section class="panel" aria-labelledby="h-video">
+          <div class="panel-h"><h2 id="h-video">Camera</h2><span class="muted">live over WebRTC</span></div>
+          <div id="l-video"></div>
         </section>` : ''}
         ${ctx.can('GET /api/v1/lockers/{id}/alarms') ? `<section class="panel" aria-labelledby="h-alarms">
           <div class="panel-h"><h2 id="h-alarms">Alarms</h2><span class="muted">newest first</span>
@@ -249,6 +255,17 @@ export function mountLocker(root, ctx, id) {
 
   // --- render ------------------------------------------------------------------
 
+  // clockText shows the hub's estimate of the locker's clock offset (DESIGN
+  // decision 15): commands' not_after and pickup codes are checked on it.
+  function clockText() {
+    const ms = twin?.connectivity?.clock_offset_ms;
+    if (ms == null) return '';
+    const s = Math.abs(ms) / 1000;
+    const word = Math.abs(ms) < 500 ? 'in time' : `${s.toFixed(1)} s ${ms > 0 ? 'ahead' : 'behind'}`;
+    const cls = Math.abs(ms) > 5000 ? 'badge warn' : 'muted';
+    return `<span class="${cls}" id="f-clock" title="The locker's clock against the hub's">Clock ${esc(word)}</span>`;
+  }
+
   function renderHead() {
     const o = online();
     const badge = o.online === true ? `<span class="badge on big"><span class="dot on" aria-hidden="true"></span>Online</span>`
@@ -274,7 +291,7 @@ export function mountLocker(root, ctx, id) {
     }
     const delta = twin?.delta && Object.keys(twin.delta).length ? `<span class="muted">Differs: ${esc(Object.keys(twin.delta).join(', '))}</span>` : '';
     $('#l-facts').innerHTML = `
-      <div class="card fact"><span class="k">Connection</span><span class="v" id="f-conn">${o.online === true ? 'Online' : o.online === false ? 'Offline' : 'Unknown'}</span><span class="muted">${o.since ? `since ${esc(fmtTime(o.since))} (${esc(since(o.since))})` : ''}</span></div>
+      <div class="card fact"><span class="k">Connection</span><span class="v" id="f-conn">${o.online === true ? 'Online' : o.online === false ? 'Offline' : 'Unknown'}</span><span class="muted">${o.since ? `since ${esc(fmtTime(o.since))} (${esc(since(o.since))})` : ''}</span>${clockText()}</div>
       <div class="card fact"><span class="k">Power</span><span class="v" id="f-power">${mains}</span><span class="muted">Battery ${esc(batt)}</span></div>
       <div class="card fact"><span class="k">Firmware</span><span class="v" id="f-fw">${esc(r.firmware || '—')}</span><span class="muted">Config ${cfg}</span></div>
       <div class="card fact"><span class="k">Twin</span><span class="v">${twin ? `v${esc(twin.version)}` : '—'}</span><span class="muted">${r.updated_at ? `updated ${esc(fmtTime(r.updated_at))}` : 'no report yet'} ${delta}</span></div>`;
@@ -413,12 +430,13 @@ export function mountLocker(root, ctx, id) {
     loadConnectivity();
     loadParcels();
     if (!gone && $('#l-alarms')) stopAlarms = mountLockerAlarms($('#l-alarms'), id);
+    if (!gone && $('#l-video')) stopVideo = mountLockerVideo($('#l-video'), id);
     if (!gone) telemetry = mountTelemetry($('#telemetry'), id, base);
     release = ctx.stream().use(handlers);
     ctx.stream().watch({ watch: 'locker', id });
   });
 
-  return { unmount() { stop(); clearInterval(ageTimer); telemetry?.unmount(); stopAlarms(); } };
+  return { unmount() { stop(); clearInterval(ageTimer); telemetry?.unmount(); stopAlarms(); stopVideo(); } };
 }
 
 function cause(e) {

@@ -11,6 +11,7 @@
 // POST …/{id}/move, POST …/{id}/cancel.
 import { api, get, query, APIError } from './api.js';
 import { esc, fmtTime, humanize } from './util.js';
+import { mountParcelNotifications } from './parcelnotifications.js';
 
 const FILTERS = ['locker', 'state', 'tracking', 'barcode', 'phone', 'email', 'carrier', 'from', 'to', 'reference'];
 const PAGE = 100;
@@ -204,6 +205,7 @@ export function mountParcel(root, ctx, id) {
       </section>
       <div class="side" id="p-side"></div>
     </div>
+    <div id="p-notifications"></div>
   </section>`;
   const $ = (s) => root.querySelector(s);
 
@@ -390,7 +392,8 @@ export function mountParcel(root, ctx, id) {
   }
 
   load();
-  return { unmount() { gone = true; } };
+  const notes = mountParcelNotifications($('#p-notifications'), id);
+  return { unmount() { gone = true; notes.unmount(); } };
 }
 
 // mountService is the locker page's "Service access" panel for technicians:

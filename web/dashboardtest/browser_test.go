@@ -62,6 +62,10 @@ func newBrowser(t testing.TB, h *hubtest.Hub, w, ht int) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-extensions", true),
+		// WebRTC on loopback (the camera viewer): host candidates as IPs, not
+		// mDNS names, and loopback candidates gathered (NOTES.md).
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.Flag("font-render-hinting", "none"),
 		chromedp.UserDataDir(t.TempDir()),

@@ -152,6 +152,7 @@ func TestLockerPage(t *testing.T) {
 	b.waitJS("the event timeline shows the forced door", 5*time.Second,
 		`document.querySelector('#events').innerText.includes("Door forced") || document.querySelector('#events').innerText.includes("Door opened")`)
 	require.Contains(t, b.text("#f-power"), "Mains")
+	b.waitJS("the locker's clock, in time with the hub's", 5*time.Second, `(document.querySelector('#f-clock')||{innerText:''}).innerText.includes('Clock in time')`)
 
 	// A short outage shows in the connection history.
 	s.Locker("L-00001").GoOffline(1500 * time.Millisecond)
