@@ -17,6 +17,7 @@ type Cell struct {
 	Size string `json:"size"`
 	Col  int    `json:"col,omitempty"`
 	Row  int    `json:"row,omitempty"`
+	Hold string `json:"hold,omitempty"` // "returns": kept for returns, not free for loading
 }
 
 // Model is a locker model as the API returns it.

@@ -43,6 +43,7 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 		a.Parcels.TwinChanged(t.LockerID, cells)
 	})
 	a.Asks.Register(protocol.AskCodeCheck, a.Parcels.CheckCode)
+	a.Asks.Register(protocol.AskBarcodeCheck, a.Parcels.CheckBarcode)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Parcels.Run(runCtx) }()
 	return nil
@@ -75,6 +76,10 @@ func (f parcelFleet) Place(ctx context.Context, lockerID string) (string, string
 
 func (f parcelFleet) FreeCells(lockerID, size string) ([]string, bool) {
 	return f.ov.FreeCellNames(lockerID, size)
+}
+
+func (f parcelFleet) ReturnCells(lockerID, size string) ([]string, bool) {
+	return f.ov.HeldCellNames(lockerID, size, fleet.HoldReturns)
 }
 
 func (f parcelFleet) SetTaken(lockerID string, cells []string) { f.ov.SetTaken(lockerID, cells) }

@@ -233,6 +233,17 @@ func (o *Overview) SetTaken(lockerID string, cells []string) {
 // (closed, reported empty, not jammed, in the layout, not held, not taken),
 // in name order; ok is false for a locker the overview does not know.
 func (o *Overview) FreeCellNames(lockerID, size string) (names []string, ok bool) {
+	return o.cellNames(lockerID, size, "")
+}
+
+// HeldCellNames is FreeCellNames for the cells held for a purpose
+// (HoldReturns): closed, reported empty, not jammed and not taken by a
+// parcel, in name order.
+func (o *Overview) HeldCellNames(lockerID, size, hold string) (names []string, ok bool) {
+	return o.cellNames(lockerID, size, hold)
+}
+
+func (o *Overview) cellNames(lockerID, size, hold string) (names []string, ok bool) {
 	tw := o.twins.Get(lockerID)
 	o.mu.RLock()
 	defer o.mu.RUnlock()
@@ -245,7 +256,7 @@ func (o *Overview) FreeCellNames(lockerID, size string) (names []string, ok bool
 	layout := o.layout[lockerID]
 	for name, c := range tw.Reported.Cells {
 		lc, known := layout[name]
-		if !known || lc.Size != size || lc.Hold != "" || o.taken[lockerID][name] ||
+		if !known || lc.Size != size || lc.Hold != hold || o.taken[lockerID][name] ||
 			c.Occupied == nil || *c.Occupied || c.Door == protocol.DoorOpen || c.Lock == protocol.LockJammed {
 			continue
 		}

@@ -62,7 +62,7 @@ Control API (--control, HTTP, JSON):
   POST /lockers/{id}/cells/{cell}/open     {"cause":"code:p-1"} (no cause: forced → door_forced)
   POST /lockers/{id}/cells/{cell}/close
   POST /lockers/{id}/cells/{cell}/deposit  POST /lockers/{id}/cells/{cell}/take
-  POST /lockers/{id}/code {"code":"…"}     POST /lockers/{id}/barcode {"barcode":"…"}
+  POST /lockers/{id}/code {"code":"…"}     POST /lockers/{id}/barcode {"barcode":"…","purpose":"dropoff|pickup|collect","cell":"A01"}
   POST /lockers/{id}/mains/cut             POST /lockers/{id}/mains/restore
   POST /lockers/{id}/tamper
   POST /lockers/{id}/offline {"seconds":N} POST /lockers/{id}/online

@@ -30,7 +30,7 @@ import (
 //	POST /lockers/{id}/code                      {"code":"48213907"}: online, ask code.check (answer: the hub's, "path":"online");
 //	                                             offline or no answer in --ask-timeout, check it against the locker's own
 //	                                             list ("path":"offline", "opened", "cell", "parcel" or "error")
-//	POST /lockers/{id}/barcode                   {"barcode":"…"}: ask barcode.check
+//	POST /lockers/{id}/barcode                   {"barcode":"…","purpose":"…","cell":"…"}: ask barcode.check (purpose dropoff, pickup, collect; cell optional for dropoff)
 //	POST /lockers/{id}/mains/cut                 event power_lost + state
 //	POST /lockers/{id}/mains/restore             event power_restored + state
 //	POST /lockers/{id}/tamper                    event tamper
@@ -87,24 +87,6 @@ func (s *Sim) controlHandler() http.Handler {
 	mux.HandleFunc("POST /lockers/{id}/cells/{cell}/take", cellAction(func(l *Locker, cell string, r *http.Request) error {
 		return l.SetOccupied(cell, false)
 	}))
-	ask := func(method, field string) http.HandlerFunc {
-		return s.withLocker(func(l *Locker, r *http.Request) (any, error) {
-			var body map[string]string
-			if err := readJSON(r, &body); err != nil {
-				return nil, err
-			}
-			if body[field] == "" {
-				return nil, badRequest(fmt.Sprintf(`body must be {"%s":"…"}`, field))
-			}
-			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AskTimeout)
-			defer cancel()
-			res, err := l.Ask(ctx, method, map[string]string{field: body[field]})
-			if err != nil {
-				return nil, &apiError{status: http.StatusGatewayTimeout, Code: "timeout", Message: err.Error()}
-			}
-			return res, nil
-		})
-	}
 	mux.HandleFunc("POST /lockers/{id}/code", s.withLocker(func(l *Locker, r *http.Request) (any, error) {
 		var body struct {
 			Code string `json:"code"`
@@ -117,7 +99,22 @@ func (s *Sim) controlHandler() http.Handler {
 		}
 		return l.EnterCode(r.Context(), body.Code, s.cfg.AskTimeout), nil
 	}))
-	mux.HandleFunc("POST /lockers/{id}/barcode", ask(protocol.AskBarcodeCheck, "barcode"))
+	mux.HandleFunc("POST /lockers/{id}/barcode", s.withLocker(func(l *Locker, r *http.Request) (any, error) {
+		var body protocol.BarcodeCheckParams
+		if err := readJSON(r, &body); err != nil {
+			return nil, err
+		}
+		if body.Barcode == "" {
+			return nil, badRequest(`body must be {"barcode":"…","purpose":"dropoff|pickup|collect","cell":"A01"} (purpose and cell optional)`)
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AskTimeout)
+		defer cancel()
+		res, err := l.ScanBarcode(ctx, body)
+		if err != nil {
+			return nil, &apiError{status: http.StatusGatewayTimeout, Code: "timeout", Message: err.Error()}
+		}
+		return res, nil
+	}))
 	action := func(act func(l *Locker, r *http.Request) error) http.HandlerFunc {
 		return s.withLocker(func(l *Locker, r *http.Request) (any, error) {
 			if err := act(l, r); err != nil {

@@ -100,8 +100,9 @@ type Locker struct {
 	offlineUntil   time.Time
 	rebootReq      bool
 	asks           map[string]chan protocol.Response
-	codes          codeStore   // code secret and offline parcel list (pickup.go), on disk
-	wrongCodes     []time.Time // wrong codes typed offline within the rate-limit window
+	codes          codeStore                        // code secret and offline parcel list (pickup.go), on disk
+	wrongCodes     []time.Time                      // wrong codes typed offline within the rate-limit window
+	handedOut      map[string]protocol.LockerParcel // cell → the parcel last opened offline there (for the pickup scan)
 	lastErr        string
 	acked          uint64
 	dropped        uint64

@@ -162,6 +162,10 @@ func (l *Locker) checkCodeLocked(code string) CodeResult {
 			l.openLocked(p.Cell, cause, true)
 		}
 		l.env.stats.CodesOffline.Add(1)
+		if l.handedOut == nil {
+			l.handedOut = map[string]protocol.LockerParcel{}
+		}
+		l.handedOut[p.Cell] = p
 		out.Opened, out.Cell, out.Parcel = true, p.Cell, p.ID
 		return out
 	}
@@ -169,4 +173,68 @@ func (l *Locker) checkCodeLocked(code string) CodeResult {
 	l.env.stats.CodesRefused.Add(1)
 	out.Error = &protocol.Error{Code: protocol.ErrCodeWrongCode, Message: "no parcel here has this code"}
 	return out
+}
+
+// ScanResult is what the hub answered to a barcode the scanner read: the
+// parcel and its cell (a drop-off: the hub opens that cell by a command), or
+// the refusal the screen shows (unknown_barcode, barcode_mismatch, …).
+type ScanResult struct {
+	ID     string          `json:"id"`
+	Parcel string          `json:"parcel,omitempty"`
+	Cell   string          `json:"cell,omitempty"`
+	Error  *protocol.Error `json:"error,omitempty"`
+}
+
+// ScanBarcode is the scanner reading a parcel's label: connected, the
+// locker asks the hub (barcode.check, docs/protocol.md section 9.2) and
+// waits until ctx ends; offline, or without an answer, it checks a pickup
+// or collection scan against its parcel list itself (a drop-off needs the
+// hub: "offline"). It opens nothing itself: for a drop-off the hub sends
+// cell.open.
+func (l *Locker) ScanBarcode(ctx context.Context, p protocol.BarcodeCheckParams) (ScanResult, error) {
+	l.mu.Lock()
+	online := l.conn != nil && !time.Now().Before(l.offlineUntil)
+	l.mu.Unlock()
+	if !online {
+		return l.scanOffline(p), nil
+	}
+	wait := l.env.cfg.AskTimeout
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	actx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	res, err := l.Ask(actx, protocol.AskBarcodeCheck, p)
+	out := ScanResult{ID: res.ID, Error: res.Error}
+	if err != nil {
+		return l.scanOffline(p), nil
+	}
+	if res.Error == nil {
+		var r protocol.BarcodeCheckResult
+		if err := json.Unmarshal(res.Result, &r); err != nil {
+			return out, fmt.Errorf("barcode.check %s: bad result: %w", res.ID, err)
+		}
+		out.Parcel, out.Cell = r.Parcel, r.Cell
+	}
+	return out, nil
+}
+
+// scanOffline checks a scan against the offline parcel list: at pickup the
+// barcode must be that of the parcel in (or just handed out of) the cell.
+func (l *Locker) scanOffline(p protocol.BarcodeCheckParams) ScanResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.Purpose == "" || p.Purpose == protocol.ScanDropoff || p.Cell == "" {
+		return ScanResult{Error: &protocol.Error{Code: protocol.ErrCodeOffline, Message: "offline: a drop-off scan needs the connection; try again later"}}
+	}
+	lp, ok := l.handedOut[p.Cell]
+	for _, c := range l.codes.Parcels {
+		if c.Cell == p.Cell {
+			lp, ok = c, true
+		}
+	}
+	if !ok || lp.Barcode == "" || lp.Barcode != p.Barcode {
+		return ScanResult{Error: &protocol.Error{Code: protocol.ErrCodeBarcodeMismatch, Message: "this is not the parcel of cell " + p.Cell}}
+	}
+	return ScanResult{Parcel: lp.ID, Cell: lp.Cell}
 }

@@ -3,6 +3,7 @@ package parcels
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/lockerhub/lockerhub/protocol"
@@ -10,7 +11,12 @@ import (
 
 // code derives a deposited parcel's pickup code.
 func (s *Store) code(secret []byte, p Parcel) (string, error) {
-	from, to := window(p)
+	return s.codeFor(secret, p)
+}
+
+// codeFor derives the code that opens a parcel's cell (codeWindow).
+func (s *Store) codeFor(secret []byte, p Parcel) (string, error) {
+	from, to := codeWindow(p)
 	return protocol.PickupCode(secret, protocol.PickupCodeInput{LockerID: p.LockerID, ParcelID: p.ID, Cell: p.Cell, ValidFrom: from, ValidTo: to})
 }
 
@@ -63,6 +69,19 @@ func (s *Store) CheckCode(ctx context.Context, lockerID, askID string, params js
 		s.m.codeChecks.WithLabelValues("error").Inc()
 		return nil, perr
 	}
+	if match == nil && len(p.Code) == protocol.PickupCodeDigits {
+		cell, err := s.useServiceCode(ctx, lockerID, askID, p.Code, now)
+		switch {
+		case err == nil:
+			s.m.codeChecks.WithLabelValues("service").Inc()
+			res, _ := json.Marshal(serviceResult(cell))
+			return res, nil
+		case !errors.Is(err, errNoServiceCode):
+			s.m.codeChecks.WithLabelValues("error").Inc()
+			s.log.Error("service code: opening the cell failed", "locker", lockerID, "error", err)
+			return nil, &protocol.Error{Code: protocol.ErrCodeInternal, Message: "try again"}
+		}
+	}
 	if match == nil {
 		s.m.codeChecks.WithLabelValues("wrong").Inc()
 		if s.wrongCode(lockerID, now) {
@@ -79,8 +98,17 @@ func (s *Store) CheckCode(ctx context.Context, lockerID, askID string, params js
 		s.log.Error("pickup: opening the cell failed", "locker", lockerID, "parcel", match.ID, "error", err)
 		return nil, &protocol.Error{Code: protocol.ErrCodeInternal, Message: "the cell could not be opened; try again"}
 	}
-	if op.Created {
-		if _, err := s.change(ctx, *match, "recipient", "pickup code accepted at the locker: cell.open "+op.ID, `mark_boot = mark_boot`, nil, nil); err != nil {
+	switch {
+	case match.Kind == KindReturn && (op.Created || match.DropoffAt == nil):
+		// The sender drops the return off: the deposit follows from the
+		// door closed with the cell occupied, as a courier's drop-off.
+		if _, err := s.change(ctx, *match, "sender", "return code accepted at the locker: cell.open "+op.ID, "ask:"+askID+" command:"+op.ID,
+			`dropoff_at = coalesce(dropoff_at, $3)`, nil, nil); err != nil {
+			s.log.Warn("return: drop-off not recorded", "parcel", match.ID, "error", err)
+		}
+		s.TwinChanged(lockerID, nil)
+	case op.Created:
+		if _, err := s.change(ctx, *match, "recipient", "pickup code accepted at the locker: cell.open "+op.ID, "ask:"+askID+" command:"+op.ID, `mark_boot = mark_boot`, nil, nil); err != nil {
 			s.log.Warn("pickup: history not written", "parcel", match.ID, "error", err)
 		}
 	}
@@ -97,7 +125,8 @@ func (s *Store) findByCode(ctx context.Context, lockerID, code string, now time.
 	if s.cfg.Keys == nil {
 		return nil, nil
 	}
-	ps, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE locker_id = $1 AND state = 'deposited'`, lockerID))
+	ps, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels
+		WHERE locker_id = $1 AND move_from = '' AND ((state = 'deposited' AND kind = 'delivery') OR (state = 'reserved' AND kind = 'return'))`, lockerID))
 	if err != nil {
 		s.log.Error("pickup: reading parcels failed", "locker", lockerID, "error", err)
 		return nil, &protocol.Error{Code: protocol.ErrCodeInternal, Message: "try again"}
@@ -112,11 +141,22 @@ func (s *Store) findByCode(ctx context.Context, lockerID, code string, now time.
 	}
 	var match *Parcel
 	for i := range ps { // every parcel is checked: the time does not tell which matched
-		from, to := window(ps[i])
+		from, to := codeWindow(ps[i])
 		in := protocol.PickupCodeInput{LockerID: lockerID, ParcelID: ps[i].ID, Cell: ps[i].Cell, ValidFrom: from, ValidTo: to}
 		if protocol.PickupCodeValid(secret, in, code, now) && match == nil {
 			match = &ps[i]
 		}
 	}
 	return match, nil
+}
+
+// codeWindow is the validity window of the code that opens a parcel's cell:
+// a delivery's pickup code from the deposit to the end of the storage
+// period, a return's code from its creation for the storage period.
+func codeWindow(p Parcel) (from, to time.Time) {
+	if p.Kind == KindReturn {
+		from = p.CreatedAt.Truncate(time.Second)
+		return from, from.Add(time.Duration(p.StorageHours) * time.Hour)
+	}
+	return window(p)
 }

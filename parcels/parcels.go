@@ -117,6 +117,9 @@ type Fleet interface {
 	// FreeCells lists a locker's free cells of a size; ok is false for an
 	// unknown locker.
 	FreeCells(lockerID, size string) (cells []string, ok bool)
+	// ReturnCells lists a locker's cells of a size held for returns that
+	// are ready (closed, empty, not taken).
+	ReturnCells(lockerID, size string) (cells []string, ok bool)
 	// SetTaken tells the fleet which cells of a locker parcels hold, so they
 	// stop counting as free.
 	SetTaken(lockerID string, cells []string)
@@ -268,7 +271,22 @@ type Parcel struct {
 	ReturnedAt   *time.Time `json:"returned_at,omitempty"`
 	CancelReason string     `json:"cancel_reason,omitempty"`
 	UpdatedAt    time.Time  `json:"updated_at"`
-	History      []Step     `json:"history,omitempty"`
+	// What the parcel is: the barcode on its label, its declared contents
+	// and value (minor units of Currency).
+	Barcode       string `json:"barcode,omitempty"`
+	Contents      string `json:"contents,omitempty"`
+	DeclaredValue int64  `json:"declared_value,omitempty"`
+	Currency      string `json:"currency,omitempty"`
+	// A move to another cell in progress: the cell it leaves and the stage
+	// (from: that cell is open to take the parcel out; to: Cell is open).
+	MoveFrom  string `json:"move_from,omitempty"`
+	MoveStage string `json:"move_stage,omitempty"`
+	// Kind: delivery (to a recipient) or return (from a customer to the
+	// carrier: dropped with a return code, collected by the courier).
+	Kind    string `json:"kind"`
+	History []Step `json:"history,omitempty"`
+	// Scans are the barcodes lockers read and checked against this parcel.
+	Scans []Scan `json:"scans,omitempty"`
 
 	clientID  int64
 	holdsCell bool
@@ -277,11 +295,16 @@ type Parcel struct {
 
 // Step is one entry of a parcel's history.
 type Step struct {
-	At   time.Time `json:"at"`
-	From string    `json:"from,omitempty"`
-	To   string    `json:"to"`
-	By   string    `json:"by"`
-	Note string    `json:"note,omitempty"`
+	At     time.Time `json:"at"`
+	From   string    `json:"from,omitempty"`
+	To     string    `json:"to"`
+	By     string    `json:"by"`
+	Note   string    `json:"note,omitempty"`
+	Locker string    `json:"locker,omitempty"`
+	Cell   string    `json:"cell,omitempty"`
+	// Source is what was behind the step: command:<id>, report:<boot>.<seq>
+	// (the locker's report that showed it), ask:<id>, scan:<id>, api, sweep.
+	Source string `json:"source,omitempty"`
 }
 
 // Caller is who asks for a change: the idempotency scope, a readable name,
@@ -302,7 +325,13 @@ type NewParcel struct {
 	Reference      string    `json:"reference"`
 	StorageHours   int       `json:"storage_hours"`
 	Carrier        string    `json:"carrier,omitempty"` // callers of the whole fleet only; else the caller's
+	Barcode        string    `json:"barcode,omitempty"`
+	Contents       string    `json:"contents,omitempty"`
+	DeclaredValue  int64     `json:"declared_value,omitempty"` // minor units of currency
+	Currency       string    `json:"currency,omitempty"`       // ISO 4217, required with a value
 	IdempotencyKey string    `json:"-"`
+
+	kind string // "" delivery, KindReturn
 }
 
 // Store keeps the parcels.
@@ -330,7 +359,7 @@ func New(pool *pgxpool.Pool, fleet Fleet, log *slog.Logger, reg prometheus.Regis
 const columns = `id, carrier, created_by, coalesce(client_id, 0), locker_id, size, cell, state, holds_cell, to_return,
 	recipient_name, recipient_phone, recipient_email, recipient_language, reference, storage_hours, mark_boot, mark_seq,
 	created_at, dropoff_at, deposited_at, expires_at, reminded_at, picked_up_at, expired_at, cancelled_at, collect_at, returned_at,
-	cancel_reason, updated_at`
+	cancel_reason, updated_at, barcode, contents, declared_value, currency, move_from, move_stage, kind`
 
 func scan(row pgx.Row) (Parcel, error) {
 	var p Parcel
@@ -338,7 +367,7 @@ func scan(row pgx.Row) (Parcel, error) {
 	err := row.Scan(&p.ID, &p.Carrier, &p.CreatedBy, &p.clientID, &p.LockerID, &p.Size, &p.Cell, &p.State, &p.holdsCell, &p.ToReturn,
 		&p.Recipient.Name, &p.Recipient.Phone, &p.Recipient.Email, &p.Recipient.Language, &p.Reference, &p.StorageHours, &boot, &seq,
 		&p.CreatedAt, &p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt,
-		&p.CollectAt, &p.ReturnedAt, &p.CancelReason, &p.UpdatedAt)
+		&p.CollectAt, &p.ReturnedAt, &p.CancelReason, &p.UpdatedAt, &p.Barcode, &p.Contents, &p.DeclaredValue, &p.Currency, &p.MoveFrom, &p.MoveStage, &p.Kind)
 	p.mark = Stamp{Boot: uint32(boot), Seq: uint64(seq)}
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
 	for _, t := range []**time.Time{&p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt, &p.CollectAt, &p.ReturnedAt} {
@@ -361,7 +390,8 @@ func collect(rows pgx.Rows, err error) ([]Parcel, error) {
 // locker with open parcels for evaluation against its twin (steps reported
 // while the hub was down or not evaluated before a crash).
 func (s *Store) Load(ctx context.Context) error {
-	rows, err := s.pool.Query(ctx, `SELECT id, locker_id, cell FROM parcels_parcels WHERE holds_cell`)
+	rows, err := s.pool.Query(ctx, `SELECT id, locker_id, cell FROM parcels_parcels WHERE holds_cell
+		UNION ALL SELECT id, locker_id, move_from FROM parcels_parcels WHERE holds_cell AND move_from <> ''`)
 	if err != nil {
 		return fmt.Errorf("load parcels: %w", err)
 	}
@@ -485,6 +515,9 @@ func (s *Store) validate(n *NewParcel) error {
 	if len(r.Name) > 200 || len(n.Reference) > refMax || len(n.IdempotencyKey) > 200 {
 		return fmt.Errorf("%w: recipient.name, reference and the idempotency key are at most 200 bytes", ErrInvalid)
 	}
+	if err := validateGoods(&n.Barcode, &n.Contents, &n.Currency, n.DeclaredValue); err != nil {
+		return err
+	}
 	if n.StorageHours == 0 {
 		n.StorageHours = int(s.cfg.DefaultStorage / time.Hour)
 	}
@@ -521,10 +554,30 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 	if !ok {
 		return Parcel{}, false, fmt.Errorf("%w: locker %s", ErrNotFound, n.LockerID)
 	}
+	kind := KindDelivery
+	var secret []byte
+	if n.kind == KindReturn {
+		kind = KindReturn
+		// Cells held for returns first, then any free cell.
+		held, _ := s.fleet.ReturnCells(n.LockerID, n.Size)
+		free = append(held, free...)
+		if s.cfg.Keys == nil {
+			return Parcel{}, false, fmt.Errorf("%w: this hub has no code keys: no return codes", ErrInvalid)
+		}
+		var err error
+		if secret, err = s.cfg.Keys.Key(ctx, n.LockerID); err != nil {
+			return Parcel{}, false, fmt.Errorf("code key of %s: %w", n.LockerID, err)
+		}
+	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	var out Parcel
 	created := false
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		// Creates and moves of one locker take turns: a cell a move is
+		// leaving is not reserved meanwhile.
+		if err := lockLocker(ctx, tx, n.LockerID); err != nil {
+			return err
+		}
 		for _, cell := range free {
 			var mark Stamp
 			if r, ok := s.fleet.Cell(n.LockerID, cell); ok {
@@ -540,11 +593,14 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 				clientID = &c.ClientID
 			}
 			tag, err := tx.Exec(ctx, `INSERT INTO parcels_parcels (id, carrier, created_by, caller, client_id, idempotency_key, locker_id, size, cell,
-					state, recipient_name, recipient_phone, recipient_email, reference, storage_hours, mark_boot, mark_seq, created_at, updated_at, recipient_language)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18)
+					state, recipient_name, recipient_phone, recipient_email, reference, storage_hours, mark_boot, mark_seq, created_at, updated_at, recipient_language,
+					barcode, contents, declared_value, currency, kind)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22, $23
+				WHERE NOT EXISTS (SELECT 1 FROM parcels_parcels WHERE locker_id = $7 AND move_from = $9 AND holds_cell)
 				ON CONFLICT DO NOTHING`,
 				id, n.Carrier, c.Name, c.Scope, clientID, key, n.LockerID, n.Size, cell,
-				n.Recipient.Name, n.Recipient.Phone, n.Recipient.Email, n.Reference, n.StorageHours, int64(mark.Boot), int64(mark.Seq), now, n.Recipient.Language)
+				n.Recipient.Name, n.Recipient.Phone, n.Recipient.Email, n.Reference, n.StorageHours, int64(mark.Boot), int64(mark.Seq), now, n.Recipient.Language,
+				n.Barcode, n.Contents, n.DeclaredValue, n.Currency, kind)
 			if err != nil {
 				return fmt.Errorf("insert parcel: %w", err)
 			}
@@ -563,7 +619,7 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 			if err != nil {
 				return err
 			}
-			if err := s.record(ctx, tx, p, "", StateReserved, c.Name, "cell "+cell+" reserved"); err != nil {
+			if err := s.record(ctx, tx, p, "", StateReserved, c.Name, "cell "+cell+" reserved", "api"); err != nil {
 				return err
 			}
 			if err := audit.Record(ctx, tx, audit.Entry{Action: audit.ActionCreate, ObjectType: "parcel", ObjectID: id, After: p}); err != nil {
@@ -571,6 +627,11 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 			}
 			if err := s.webhook(ctx, tx, p); err != nil {
 				return err
+			}
+			if kind == KindReturn {
+				if err := s.sendReturnCode(ctx, tx, p, secret); err != nil {
+					return err
+				}
 			}
 			out, created = p, true
 			return nil
@@ -640,35 +701,50 @@ func (s *Store) Get(ctx context.Context, c Caller, id string) (Parcel, error) {
 	if !visible(c, p) {
 		return Parcel{}, fmt.Errorf("%w: parcel %s", ErrNotFound, id)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT at, from_state, to_state, by, note FROM parcels_history WHERE parcel_id = $1 ORDER BY id`, id)
+	rows, err := s.pool.Query(ctx, `SELECT at, from_state, to_state, by, note, locker_id, cell, source FROM parcels_history WHERE parcel_id = $1 ORDER BY id`, id)
 	if err != nil {
 		return Parcel{}, fmt.Errorf("parcel history: %w", err)
 	}
 	p.History, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Step, error) {
 		var st Step
-		err := r.Scan(&st.At, &st.From, &st.To, &st.By, &st.Note)
+		err := r.Scan(&st.At, &st.From, &st.To, &st.By, &st.Note, &st.Locker, &st.Cell, &st.Source)
 		st.At = st.At.UTC()
 		return st, err
 	})
 	if err != nil {
 		return Parcel{}, fmt.Errorf("parcel history: %w", err)
 	}
+	if p.Scans, err = s.scansOf(ctx, id); err != nil {
+		return Parcel{}, err
+	}
 	return p, nil
 }
 
-// Filter selects parcels for List.
+// Filter selects parcels for List; empty fields select all. Every filter
+// has an index of its own (migrations/014_operations.sql).
 type Filter struct {
 	LockerID, State, Carrier, Reference string
-	Limit, Offset                       int
+	// Tracking matches the parcel's id or the delivery service's reference.
+	Tracking string
+	Barcode  string
+	Phone    string // the recipient's, as stored (spaces ignored)
+	Email    string // the recipient's, case-insensitive
+	// From and To bound created_at: From ≤ created_at < To.
+	From, To      time.Time
+	Limit, Offset int
 }
 
 // MaxPage bounds a page of List.
 const MaxPage = 1000
 
-// List returns parcels, newest first, and how many match.
+// List returns a page of the parcels the caller may see, newest first, and
+// how many match.
 func (s *Store) List(ctx context.Context, c Caller, f Filter) ([]Parcel, int, error) {
 	if f.State != "" && !slices.Contains(States, f.State) {
 		return nil, 0, fmt.Errorf("%w: state must be one of %s", ErrInvalid, strings.Join(States, ", "))
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return nil, 0, fmt.Errorf("%w: from must be before to", ErrInvalid)
 	}
 	if c.Carrier != "" {
 		if f.Carrier != "" && f.Carrier != c.Carrier {
@@ -679,14 +755,59 @@ func (s *Store) List(ctx context.Context, c Caller, f Filter) ([]Parcel, int, er
 	if f.Limit <= 0 || f.Limit > MaxPage {
 		f.Limit = min(max(f.Limit, 100), MaxPage)
 	}
-	where := `($1 = '' OR locker_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR carrier = $3) AND ($4 = '' OR reference = $4)
-		AND ($5 = 0 OR client_id = $5)`
+	// Only the filters given are in the statement, so the planner picks
+	// the index of the most selective one.
+	var conds []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
+	}
+	if f.LockerID != "" {
+		add("locker_id = ?", f.LockerID)
+	}
+	if f.State != "" {
+		add("state = ?", f.State)
+	}
+	if f.Carrier != "" {
+		add("carrier = ? AND carrier <> ''", f.Carrier)
+	}
+	if f.Reference != "" {
+		add("reference = ? AND reference <> ''", f.Reference)
+	}
+	if t := strings.TrimSpace(f.Tracking); t != "" {
+		add("(id = ? OR (reference = ? AND reference <> ''))", t)
+		conds[len(conds)-1] = strings.ReplaceAll(conds[len(conds)-1], "reference = ?", fmt.Sprintf("reference = $%d", len(args)))
+	}
+	if b := strings.TrimSpace(f.Barcode); b != "" {
+		add("barcode = ? AND barcode <> ''", b)
+	}
+	if ph := strings.TrimSpace(f.Phone); ph != "" {
+		add("recipient_phone = ? AND recipient_phone <> ''", ph)
+	}
+	if e := strings.TrimSpace(f.Email); e != "" {
+		add("lower(recipient_email) = lower(?) AND recipient_email <> ''", e)
+	}
+	if !f.From.IsZero() {
+		add("created_at >= ?", f.From.UTC())
+	}
+	if !f.To.IsZero() {
+		add("created_at < ?", f.To.UTC())
+	}
+	if c.ClientID != 0 {
+		add("client_id = ?", c.ClientID)
+	}
+	where := "true"
+	if len(conds) > 0 {
+		where = strings.Join(conds, " AND ")
+	}
 	var total int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM parcels_parcels WHERE `+where, f.LockerID, f.State, f.Carrier, f.Reference, c.ClientID).Scan(&total); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM parcels_parcels WHERE `+where, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count parcels: %w", err)
 	}
-	ps, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE `+where+`
-		ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7`, f.LockerID, f.State, f.Carrier, f.Reference, c.ClientID, f.Limit, f.Offset))
+	n := len(args)
+	ps, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE `+where+
+		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d OFFSET $%d`, n+1, n+2), append(args, f.Limit, f.Offset)...))
 	if err != nil {
 		return nil, 0, fmt.Errorf("list parcels: %w", err)
 	}
@@ -694,9 +815,10 @@ func (s *Store) List(ctx context.Context, c Caller, f Filter) ([]Parcel, int, er
 }
 
 // record writes a history entry.
-func (s *Store) record(ctx context.Context, tx pgx.Tx, p Parcel, from, to, by, note string) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO parcels_history (parcel_id, at, from_state, to_state, by, note) VALUES ($1, $2, $3, $4, $5, $6)`,
-		p.ID, s.cfg.Now().UTC(), from, to, by, note); err != nil {
+func (s *Store) record(ctx context.Context, tx pgx.Tx, p Parcel, from, to, by, note, source string) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO parcels_history (parcel_id, at, from_state, to_state, by, note, locker_id, cell, source)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		p.ID, s.cfg.Now().UTC(), from, to, by, note, p.LockerID, p.Cell, source); err != nil {
 		return fmt.Errorf("parcel history: %w", err)
 	}
 	return nil
@@ -724,11 +846,21 @@ func (s *Store) webhook(ctx context.Context, tx pgx.Tx, p Parcel) error {
 
 // notify sends a recipient notification by SMS and e-mail (those it has).
 func (s *Store) notify(ctx context.Context, tx pgx.Tx, p Parcel, template string, data map[string]any) error {
+	return s.notifyVariant(ctx, tx, p, template, "", data)
+}
+
+// notifyVariant is notify for a second message of a template (a new code
+// after a move or a longer storage period): variant makes its ID another.
+func (s *Store) notifyVariant(ctx context.Context, tx pgx.Tx, p Parcel, template, variant string, data map[string]any) error {
+	kind := template
+	if variant != "" {
+		kind += ":" + variant
+	}
 	for _, ch := range []struct{ channel, to string }{{ChannelSMS, p.Recipient.Phone}, {ChannelEmail, p.Recipient.Email}} {
 		if ch.to == "" {
 			continue
 		}
-		if err := s.enqueue(ctx, tx, OutMessage{ID: p.ID + ":" + template + ":" + ch.channel, Channel: ch.channel, To: ch.to,
+		if err := s.enqueue(ctx, tx, OutMessage{ID: p.ID + ":" + kind + ":" + ch.channel, Channel: ch.channel, To: ch.to,
 			Template: template, Data: data, Parcel: p.ID, Carrier: p.Carrier, Language: p.Recipient.Language}); err != nil {
 			return err
 		}
@@ -787,12 +919,26 @@ func (s *Store) recipientData(ctx context.Context, p Parcel) (map[string]any, er
 // change moves a parcel from one state (or step) to the next in one
 // transaction: the update (only if the parcel is still as read), its history,
 // the audit record, the webhook and what extra adds (notifications).
-func (s *Store) change(ctx context.Context, before Parcel, by, note string, set string, args []any,
+func (s *Store) change(ctx context.Context, before Parcel, by, note, source string, set string, args []any,
+	extra func(tx pgx.Tx, after Parcel) error) (Parcel, error) {
+	return s.changeWith(ctx, nil, before, by, note, source, set, args, extra)
+}
+
+// changeWith is change with pre run in the transaction before the update
+// (a lock to take first).
+func (s *Store) changeWith(ctx context.Context, pre func(tx pgx.Tx) error, before Parcel, by, note, source string, set string, args []any,
 	extra func(tx pgx.Tx, after Parcel) error) (Parcel, error) {
 	var after Parcel
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		all := append([]any{before.ID, before.State, s.cfg.Now().UTC()}, args...)
-		tag, err := tx.Exec(ctx, `UPDATE parcels_parcels SET updated_at = $3, `+set+` WHERE id = $1 AND state = $2`, all...)
+		if pre != nil {
+			if err := pre(tx); err != nil {
+				return err
+			}
+		}
+		all := append(append([]any{before.ID, before.State, s.cfg.Now().UTC()}, args...), before.Cell, before.MoveStage)
+		// Only if the parcel is still in the state, cell and move stage read.
+		tag, err := tx.Exec(ctx, `UPDATE parcels_parcels SET updated_at = $3, `+set+` WHERE id = $1 AND state = $2`+
+			fmt.Sprintf(` AND cell = $%d AND move_stage = $%d`, len(all)-1, len(all)), all...)
 		if err != nil {
 			return fmt.Errorf("update parcel %s: %w", before.ID, err)
 		}
@@ -802,7 +948,7 @@ func (s *Store) change(ctx context.Context, before Parcel, by, note string, set 
 		if after, err = s.get(ctx, tx, before.ID); err != nil {
 			return err
 		}
-		if err := s.record(ctx, tx, after, before.State, after.State, by, note); err != nil {
+		if err := s.record(ctx, tx, after, before.State, after.State, by, note, source); err != nil {
 			return err
 		}
 		b := before
@@ -844,12 +990,12 @@ func (s *Store) syncOffline(ctx context.Context, lockerID string) {
 		return
 	}
 	deposited, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels
-		WHERE locker_id = $1 AND state = 'deposited' AND expires_at > $2 ORDER BY id`, lockerID, s.cfg.Now().UTC()))
+		WHERE locker_id = $1 AND state = 'deposited' AND kind = 'delivery' AND move_from = '' AND expires_at > $2 ORDER BY id`, lockerID, s.cfg.Now().UTC()))
 	if err == nil {
 		list := make([]protocol.LockerParcel, 0, len(deposited))
 		for _, p := range deposited {
 			from, to := window(p)
-			list = append(list, protocol.LockerParcel{ID: p.ID, Cell: p.Cell, ValidFrom: from.UnixMilli(), ValidTo: to.UnixMilli()})
+			list = append(list, protocol.LockerParcel{ID: p.ID, Cell: p.Cell, ValidFrom: from.UnixMilli(), ValidTo: to.UnixMilli(), Barcode: p.Barcode})
 		}
 		err = s.cfg.Offline.SetParcels(ctx, lockerID, list)
 	}
@@ -905,6 +1051,8 @@ func (s *Store) openFor(ctx context.Context, c Caller, id, step string) (Parcel,
 	switch {
 	case step == "dropoff" && p.State != StateReserved:
 		return Parcel{}, nil, fmt.Errorf("%w: parcel %s is %s; drop-off is for reserved parcels", ErrConflict, id, p.State)
+	case p.MoveFrom != "":
+		return Parcel{}, nil, refuse(RefuseMoving, "parcel %s is being moved from %s to %s", id, p.MoveFrom, p.Cell)
 	case step == "collect" && !(p.ToReturn && p.holdsCell):
 		return Parcel{}, nil, fmt.Errorf("%w: parcel %s is %s and not marked for return", ErrConflict, id, p.State)
 	}
@@ -918,7 +1066,7 @@ func (s *Store) openFor(ctx context.Context, c Caller, id, step string) (Parcel,
 		if step == "collect" {
 			col = "collect_at"
 		}
-		p, err = s.change(ctx, p, c.Name, step+" asked: cell.open "+op.ID, col+` = $3`, nil, nil)
+		p, err = s.change(ctx, p, c.Name, step+" asked: cell.open "+op.ID, "command:"+op.ID, col+` = $3`, nil, nil)
 		if err != nil {
 			return Parcel{}, nil, err
 		}
@@ -942,9 +1090,9 @@ func (s *Store) Cancel(ctx context.Context, c Caller, id, reason string) (Parcel
 	}
 	switch p.State {
 	case StateReserved:
-		return s.change(ctx, p, c.Name, reason, `state = 'cancelled', holds_cell = false, cancelled_at = $3, cancel_reason = $4`, []any{reason}, nil)
+		return s.change(ctx, p, c.Name, reason, "api", `state = 'cancelled', holds_cell = false, cancelled_at = $3, cancel_reason = $4`, []any{reason}, nil)
 	case StateDeposited:
-		return s.change(ctx, p, c.Name, reason+" (marked for return)", `state = 'cancelled', to_return = true, cancelled_at = $3, cancel_reason = $4`, []any{reason}, nil)
+		return s.change(ctx, p, c.Name, reason+" (marked for return)", "api", `state = 'cancelled', to_return = true, cancelled_at = $3, cancel_reason = $4`, []any{reason}, nil)
 	default:
 		return Parcel{}, fmt.Errorf("%w: parcel %s is %s and cannot be cancelled", ErrConflict, id, p.State)
 	}
@@ -1007,6 +1155,12 @@ func (s *Store) Evaluate(ctx context.Context, lockerID string) error {
 		return fmt.Errorf("open parcels of %s: %w", lockerID, err)
 	}
 	for _, p := range ps {
+		if p.MoveFrom != "" {
+			if err := s.evaluateMove(ctx, p); err != nil && !errors.Is(err, ErrConflict) {
+				return err
+			}
+			continue
+		}
 		r, ok := s.fleet.Cell(lockerID, p.Cell)
 		if !ok || r.Door != "closed" || r.Occupied == nil || !r.DoorAt.After(p.mark) || !r.OccupiedAt.After(p.mark) {
 			continue
@@ -1014,10 +1168,15 @@ func (s *Store) Evaluate(ctx context.Context, lockerID string) error {
 		mark := maxStamp(r.DoorAt, r.OccupiedAt)
 		var err error
 		switch {
+		case p.State == StateReserved && p.DropoffAt != nil && *r.Occupied && p.Kind == KindReturn:
+			err = s.depositReturn(ctx, p, mark)
 		case p.State == StateReserved && p.DropoffAt != nil && *r.Occupied:
 			err = s.deposit(ctx, p, mark)
+		case p.ToReturn && !*r.Occupied:
+			_, err = s.change(ctx, p, "courier", "collected for return: door closed, cell empty", reportSource(mark),
+				`state = 'returned', holds_cell = false, returned_at = $3`, nil, nil)
 		case p.State == StateDeposited && !*r.Occupied:
-			_, err = s.change(ctx, p, "recipient", "door closed, cell empty",
+			_, err = s.change(ctx, p, "recipient", "door closed, cell empty", reportSource(mark),
 				`state = 'picked_up', holds_cell = false, picked_up_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
 					data, err := s.recipientData(ctx, after)
 					if err != nil {
@@ -1025,9 +1184,6 @@ func (s *Store) Evaluate(ctx context.Context, lockerID string) error {
 					}
 					return s.notify(ctx, tx, after, TemplatePickedUp, data)
 				})
-		case p.ToReturn && !*r.Occupied:
-			_, err = s.change(ctx, p, "courier", "collected for return: door closed, cell empty",
-				`state = 'returned', holds_cell = false, returned_at = $3`, nil, nil)
 		}
 		if errors.Is(err, ErrConflict) {
 			continue // changed meanwhile (a cancel): the next evaluation sees it
@@ -1056,7 +1212,7 @@ func (s *Store) deposit(ctx context.Context, p Parcel, mark Stamp) error {
 			return fmt.Errorf("code key of %s: %w", p.LockerID, err)
 		}
 	}
-	_, err := s.change(ctx, p, "courier", "door closed, cell occupied",
+	_, err := s.change(ctx, p, "courier", "door closed, cell occupied", reportSource(mark),
 		`state = 'deposited', deposited_at = $4, expires_at = $5, mark_boot = $6, mark_seq = $7`,
 		[]any{now, expires, int64(mark.Boot), int64(mark.Seq)},
 		func(tx pgx.Tx, after Parcel) error {
@@ -1070,7 +1226,7 @@ func (s *Store) deposit(ctx context.Context, p Parcel, mark Stamp) error {
 
 // notifyWithCode tells the recipient with a template that shows the pickup
 // code, derived here from the locker's secret (nil: no code in the data).
-func (s *Store) notifyWithCode(ctx context.Context, tx pgx.Tx, p Parcel, template string, secret []byte) error {
+func (s *Store) notifyWithCode(ctx context.Context, tx pgx.Tx, p Parcel, template string, secret []byte, variant ...string) error {
 	data, err := s.recipientData(ctx, p)
 	if err != nil {
 		return err
@@ -1082,7 +1238,7 @@ func (s *Store) notifyWithCode(ctx context.Context, tx pgx.Tx, p Parcel, templat
 		}
 		data["code"] = code
 	}
-	return s.notify(ctx, tx, p, template, data)
+	return s.notifyVariant(ctx, tx, p, template, strings.Join(variant, ""), data)
 }
 
 // Sweep sends reminders and expires parcels whose storage period is over,
@@ -1102,20 +1258,20 @@ func (s *Store) Sweep(ctx context.Context) {
 				s.log.Warn("code key failed; reminder without code", "locker", p.LockerID, "error", err)
 			}
 		}
-		_, err := s.change(ctx, p, "hub", "pickup reminder sent", `reminded_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
+		_, err := s.change(ctx, p, "hub", "pickup reminder sent", "sweep", `reminded_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
 			return s.notifyWithCode(ctx, tx, after, TemplateReminder, secret)
 		})
 		if err != nil && !errors.Is(err, ErrConflict) {
 			s.log.Warn("parcel reminder failed", "parcel", p.ID, "error", err)
 		}
 	}
-	expired, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE state = 'deposited' AND expires_at <= $1
+	expired, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE state = 'deposited' AND kind = 'delivery' AND expires_at <= $1
 		ORDER BY expires_at LIMIT $2`, now, s.cfg.SweepBatch))
 	if err != nil {
 		s.log.Warn("parcel expiry failed", "error", err)
 	}
 	for _, p := range expired {
-		_, err := s.change(ctx, p, "hub", "storage period over: marked for return",
+		_, err := s.change(ctx, p, "hub", "storage period over: marked for return", "sweep",
 			`state = 'expired', to_return = true, expired_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
 				data, err := s.recipientData(ctx, after)
 				if err != nil {
@@ -1136,6 +1292,7 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	codeChecks  *prometheus.CounterVec
 	bruteForce  prometheus.Counter
+	scans       *prometheus.CounterVec
 
 	offlineSyncErrors prometheus.Counter
 }
@@ -1145,14 +1302,51 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_transitions_total", Help: "Parcels that reached a state, by state."}, []string{"state"}),
 		codeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, wrong, rate_limited, error."}, []string{"result"}),
+			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, service (a one-time service code), wrong, rate_limited, error."}, []string{"result"}),
 		bruteForce: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_code_lockouts_total", Help: "Times a locker reached the limit of wrong pickup codes (brute force suspected)."}),
+		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_parcels_barcode_checks_total", Help: "Barcodes lockers asked about (barcode.check), by result: ok, unknown_barcode, barcode_mismatch, bad_params, internal."}, []string{"result"}),
 		offlineSyncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_offline_list_errors_total", Help: "Offline parcel lists of lockers that could not be updated (sent again at the next change or start)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.offlineSyncErrors)
+		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.offlineSyncErrors)
 	}
 	return m
+}
+
+// reportSource names the locker report behind a step.
+func reportSource(m Stamp) string { return fmt.Sprintf("report:%d.%d", m.Boot, m.Seq) }
+
+// lockLocker serializes the creates and moves of one locker for the rest of
+// the transaction.
+func lockLocker(ctx context.Context, tx pgx.Tx, lockerID string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('parcels:' || $1))`, lockerID); err != nil {
+		return fmt.Errorf("lock locker %s: %w", lockerID, err)
+	}
+	return nil
+}
+
+var (
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+	barcodeRE  = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`) // printable ASCII, as scanners send it
+)
+
+// validateGoods checks what a parcel is: barcode, contents, value.
+func validateGoods(barcode, contents, currency *string, value int64) error {
+	*barcode, *contents, *currency = strings.TrimSpace(*barcode), strings.TrimSpace(*contents), strings.ToUpper(strings.TrimSpace(*currency))
+	if *barcode != "" && !barcodeRE.MatchString(*barcode) {
+		return fmt.Errorf("%w: barcode must be 1 to 64 printable ASCII characters", ErrInvalid)
+	}
+	if len(*contents) > 500 {
+		return fmt.Errorf("%w: contents is at most 500 bytes", ErrInvalid)
+	}
+	if value < 0 {
+		return fmt.Errorf("%w: declared_value must not be negative", ErrInvalid)
+	}
+	if (value > 0 || *currency != "") && !currencyRE.MatchString(*currency) {
+		return fmt.Errorf("%w: currency must be an ISO 4217 code (EUR) with a declared_value", ErrInvalid)
+	}
+	return nil
 }

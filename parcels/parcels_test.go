@@ -104,7 +104,8 @@ func start(t *testing.T, cells int) env {
 	cfg.VarDir, cfg.DataDir = t.TempDir(), t.TempDir()
 	cfg.Lockers, cfg.Cells, cfg.Prefix = 1, cells, "P"
 	cfg.Ramp, cfg.StatusEvery = 0, 0
-	cfg.DoorClose = time.Hour // doors stay open until the test closes them
+	cfg.DoorClose = time.Hour   // doors stay open until the test closes them
+	cfg.Control = "127.0.0.1:0" // the control API, as a person at the locker uses it
 	sim, err := lockersim.NewSim(cfg, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

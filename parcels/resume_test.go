@@ -49,6 +49,8 @@ func (f *twinFleet) FreeCells(lockerID, size string) ([]string, bool) {
 	return out, true
 }
 
+func (f *twinFleet) ReturnCells(string, string) ([]string, bool) { return nil, true }
+
 func (f *twinFleet) SetTaken(_ string, cells []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -94,6 +94,9 @@ type LockerParcel struct {
 	Cell      string `json:"cell"`
 	ValidFrom int64  `json:"valid_from"` // Unix ms
 	ValidTo   int64  `json:"valid_to"`   // Unix ms
+	// Barcode is the parcel label's, for the offline barcode check at pickup
+	// (docs/protocol.md 9.2); empty when the parcel has none.
+	Barcode string `json:"barcode,omitempty"`
 }
 
 // ParcelsSyncParams replace the locker's whole offline parcel list. Version

@@ -71,7 +71,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			Done: func(err error) { done <- err }})
 		require.NoError(t, <-done)
 	}
-	for i := 1; i <= 4; i++ {
+	for i := 1; i <= 8; i++ {
 		report(fmt.Sprintf("A%02d", i), "closed", false)
 	}
 	var watcher *hubtest.Viewer
@@ -219,10 +219,31 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			require.Positive(t, n, "the collection itself is audited")
 			return res
 		},
-		"POST /api/v1/lockers":             admin("POST", "/api/v1/lockers", `{"id":"EV-3","cells":2}`, 201, "locker"),
-		"PATCH /api/v1/lockers/{id}":       admin("PATCH", "/api/v1/lockers/EV-3", `{"address":"x"}`, 200, "locker"),
-		"DELETE /api/v1/lockers/{id}":      admin("DELETE", "/api/v1/lockers/EV-3", "", 200, "locker"),
-		"PUT /api/v1/lockers/{id}/desired": admin("PUT", "/api/v1/lockers/EV-1/desired", `{"config":{"a":1}}`, 200, "desired"),
+		"PATCH /api/v1/parcels/{id}": func() result {
+			return admin("PATCH", "/api/v1/parcels/"+newParcel().ID, `{"recipient":{"phone":"+4917000001"}}`, 200, "parcel")()
+		},
+		"POST /api/v1/parcels/{id}/move": func() result {
+			p := newParcel()
+			_, err := h.Admin.DropoffParcel(ctx, p.ID)
+			require.NoError(t, err)
+			report(p.Cell, "open", false)
+			report(p.Cell, "closed", true)
+			hubtest.Eventually(t, 10*time.Second, "deposited", func() bool {
+				got, err := h.Admin.Parcel(ctx, p.ID)
+				require.NoError(t, err)
+				return got.State == "deposited"
+			})
+			free, _ := h.App.Overview.FreeCellNames("EV-1", "M")
+			require.NotEmpty(t, free)
+			return admin("POST", "/api/v1/parcels/"+p.ID+"/move", fmt.Sprintf(`{"cell":%q}`, free[0]), 202, "parcel")()
+		},
+		"POST /api/v1/lockers/{id}/cells/{cell}/service-open": admin("POST", "/api/v1/lockers/EV-1/cells/A08/service-open", "", 202, "cell"),
+		"POST /api/v1/lockers/{id}/service-codes":             admin("POST", "/api/v1/lockers/EV-1/service-codes", `{"cell":"A08"}`, 201, "service_code"),
+		"POST /api/v1/returns":                                admin("POST", "/api/v1/returns", `{"locker":"EV-1","size":"M","sender":{"phone":"+4917000002"}}`, 201, "parcel"),
+		"POST /api/v1/lockers":                                admin("POST", "/api/v1/lockers", `{"id":"EV-3","cells":2}`, 201, "locker"),
+		"PATCH /api/v1/lockers/{id}":                          admin("PATCH", "/api/v1/lockers/EV-3", `{"address":"x"}`, 200, "locker"),
+		"DELETE /api/v1/lockers/{id}":                         admin("DELETE", "/api/v1/lockers/EV-3", "", 200, "locker"),
+		"PUT /api/v1/lockers/{id}/desired":                    admin("PUT", "/api/v1/lockers/EV-1/desired", `{"config":{"a":1}}`, 200, "desired"),
 		"POST /api/v1/lockers/import": func() result {
 			status, out := send(t, "POST", h.HTTPURL+"/api/v1/lockers/import", h.AdminToken, "text/csv", "id,cells\nEV-4,2\n")
 			require.Equal(t, 201, status, out)

@@ -140,6 +140,18 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/templates/{event}/{channel}":    {fleetOps, noClients},
 	"PUT /api/v1/templates/{event}/{channel}":    {adminOnly, noClients},
 	"DELETE /api/v1/templates/{event}/{channel}": {adminOnly, noClients},
+	// Corrections (recipient, storage period, size) and moves between
+	// cells: technicians and admins, on the dashboard or with hubctl.
+	"PATCH /api/v1/parcels/{id}":     {fleetOps, noClients},
+	"POST /api/v1/parcels/{id}/move": {fleetOps, noClients},
+	// Returns: what couriers collect (per locker and carrier), and customer
+	// returns created like deliveries.
+	"GET /api/v1/returns":  {everyone, access.ScopeParcelsRead},
+	"POST /api/v1/returns": {[]string{admin, technician, courier}, access.ScopeParcelsWrite},
+	// Service access: technicians open any cell in service mode, from the
+	// dashboard or with a one-time code at the locker.
+	"POST /api/v1/lockers/{id}/cells/{cell}/service-open": {fleetOps, noClients},
+	"POST /api/v1/lockers/{id}/service-codes":             {fleetOps, noClients},
 
 	// The audit log (web/audit.go): admins only.
 	"GET /api/v1/audit": {adminOnly, noClients},

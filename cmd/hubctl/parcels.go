@@ -27,6 +27,10 @@ var parcelCommands = []command{
 			fs.StringVar(&n.Reference, "reference", "", "the delivery service's `reference`")
 			fs.IntVar(&n.StorageHours, "storage-hours", 0, "storage period in `hours` (hub default 72)")
 			fs.StringVar(&n.Carrier, "carrier", "", "the `carrier` (callers of the whole fleet; else the caller's own)")
+			fs.StringVar(&n.Barcode, "barcode", "", "the `barcode` on the parcel's label")
+			fs.StringVar(&n.Contents, "contents", "", "declared `contents`")
+			fs.Int64Var(&n.DeclaredValue, "value", 0, "declared value in `cents` (with --currency)")
+			fs.StringVar(&n.Currency, "currency", "", "ISO 4217 `currency` of --value")
 			key := fs.String("key", "", "idempotency `key`")
 			return func(ctx context.Context, c *cli, args []string) error {
 				n.Locker, n.Size = args[0], args[1]
@@ -35,15 +39,23 @@ var parcelCommands = []command{
 		},
 	},
 	{
-		name: "parcel list", args: "[--locker ID] [--state S] [--carrier C] [--reference R] [--limit N] [--offset N]", nargs: 0,
-		summary: "list parcels, newest first",
-		doc:     "States: reserved, deposited, picked_up, cancelled, expired, returned.",
+		name: "parcel list", args: "[--locker ID] [--state S] [--carrier C] [--reference R] [--tracking T] [--barcode B] [--phone P] [--email E] [--from D] [--to D] [--limit N] [--offset N]", nargs: 0,
+		summary: "search parcels, newest first",
+		doc: "States: reserved, deposited, picked_up, cancelled, expired, returned. --tracking matches the\n" +
+			"parcel's id or the delivery service's reference; --from and --to bound the creation time\n" +
+			"(RFC 3339 or YYYY-MM-DD, UTC; --to is exclusive).",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var f apiclient.ParcelFilter
 			fs.StringVar(&f.Locker, "locker", "", "only the parcels of locker `ID`")
 			fs.StringVar(&f.State, "state", "", "only parcels in `state`")
 			fs.StringVar(&f.Carrier, "carrier", "", "only the parcels of `carrier`")
 			fs.StringVar(&f.Reference, "reference", "", "only the parcels with this `reference`")
+			fs.StringVar(&f.Tracking, "tracking", "", "the parcel's id or reference (`tracking` number)")
+			fs.StringVar(&f.Barcode, "barcode", "", "only the parcel with this `barcode`")
+			fs.StringVar(&f.Phone, "phone", "", "only the parcels of the recipient's `phone`")
+			fs.StringVar(&f.Email, "email", "", "only the parcels of the recipient's e-mail `address`")
+			fs.StringVar(&f.From, "from", "", "created at or after `time` (RFC 3339 or YYYY-MM-DD)")
+			fs.StringVar(&f.To, "to", "", "created before `time` (RFC 3339 or YYYY-MM-DD)")
 			fs.IntVar(&f.Limit, "limit", 0, "at most `N` parcels (hub default 100)")
 			fs.IntVar(&f.Offset, "offset", 0, "skip the first `N` parcels")
 			return func(ctx context.Context, c *cli, args []string) error { return c.parcelList(ctx, f) }
@@ -54,6 +66,48 @@ var parcelCommands = []command{
 		summary: "show one parcel and its history",
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, c *cli, args []string) error { return c.parcelShow(ctx, args[0]) }
+		},
+	},
+	{
+		name: "parcel edit", args: "ID [--name N] [--phone P] [--email E] [--storage-hours H] [--size S]", nargs: 1,
+		summary: "correct a parcel: recipient contact, a longer storage period, another size",
+		doc: "Recipient flags replace the recipient's contact (give all you want to keep). --storage-hours\n" +
+			"only lengthens (a deposited parcel gets a new pickup code, sent to the recipient); --size moves\n" +
+			"a reservation to a free cell of that size before the drop-off. Refusals name a code\n" +
+			"(parcel_closed, parcel_not_stored, storage_not_extended, size_locked, no_free_cell).",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var r apiclient.Recipient
+			fs.StringVar(&r.Name, "name", "", "the recipient's `name`")
+			fs.StringVar(&r.Phone, "phone", "", "the recipient's `phone` number")
+			fs.StringVar(&r.Email, "email", "", "the recipient's e-mail `address`")
+			hours := fs.Int("storage-hours", 0, "the new storage period in `hours` (longer only)")
+			size := fs.String("size", "", "the new `size` (S, M, L, XL)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				var e apiclient.ParcelEdit
+				if r != (apiclient.Recipient{}) {
+					e.Recipient = &r
+				}
+				if *hours != 0 {
+					e.StorageHours = hours
+				}
+				if *size != "" {
+					e.Size = size
+				}
+				if e == (apiclient.ParcelEdit{}) {
+					return usagef("parcel edit: nothing to change (--name/--phone/--email, --storage-hours, --size)")
+				}
+				return c.parcelEdit(ctx, args[0], e)
+			}
+		},
+	},
+	{
+		name: "parcel move", args: "ID CELL", nargs: 2,
+		summary: "move a deposited parcel to another free cell of its locker",
+		doc: "Opens the parcel's cell; once its door is closed with the cell empty, opens CELL; once that\n" +
+			"door is closed with the cell occupied the move is done and the recipient gets a new code.\n" +
+			"Follow it with `hubctl parcel show ID`.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.parcelMove(ctx, args[0], args[1]) }
 		},
 	},
 	{
@@ -162,6 +216,38 @@ func (c *cli) parcelCancel(ctx context.Context, id, reason string) error {
 	return writeParcel(c.stdout, p, c.loc)
 }
 
+func (c *cli) parcelEdit(ctx context.Context, id string, e apiclient.ParcelEdit) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	p, err := api.EditParcel(ctx, id, e)
+	if err != nil {
+		return fmt.Errorf("parcel edit: %w", err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	return writeParcel(c.stdout, p, c.loc)
+}
+
+func (c *cli) parcelMove(ctx context.Context, id, cell string) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	out, err := api.MoveParcel(ctx, id, cell)
+	if err != nil {
+		return fmt.Errorf("parcel move: %w", err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "Moving %s from %s to %s: cell %s opens (command %s).\n", out.Parcel.ID, out.Parcel.MoveFrom, out.Parcel.Cell,
+		out.Parcel.MoveFrom, out.Command.ID)
+	return nil
+}
+
 func writeParcel(w io.Writer, p apiclient.Parcel, loc *time.Location) error {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "Parcel:\t%s\n", p.ID)
@@ -173,6 +259,15 @@ func writeParcel(w io.Writer, p apiclient.Parcel, loc *time.Location) error {
 	fmt.Fprintf(tw, "Locker:\t%s, cell %s (%s)\n", p.LockerID, p.Cell, p.Size)
 	fmt.Fprintf(tw, "Carrier:\t%s\n", orDash(p.Carrier))
 	fmt.Fprintf(tw, "Reference:\t%s\n", orDash(p.Reference))
+	if p.MoveFrom != "" {
+		fmt.Fprintf(tw, "Moving:\tfrom %s to %s (stage %s)\n", p.MoveFrom, p.Cell, p.MoveStage)
+	}
+	if p.Barcode != "" {
+		fmt.Fprintf(tw, "Barcode:\t%s\n", p.Barcode)
+	}
+	if p.Contents != "" || p.DeclaredValue != 0 {
+		fmt.Fprintf(tw, "Contents:\t%s, declared value %d.%02d %s\n", orDash(p.Contents), p.DeclaredValue/100, p.DeclaredValue%100, p.Currency)
+	}
 	r := p.Recipient
 	fmt.Fprintf(tw, "Recipient:\t%s\n", orDash(joinNonEmpty(r.Name, r.Phone, r.Email)))
 	fmt.Fprintf(tw, "Storage:\t%d h\n", p.StorageHours)
@@ -195,9 +290,10 @@ func writeParcel(w io.Writer, p apiclient.Parcel, loc *time.Location) error {
 	if len(p.History) > 0 {
 		fmt.Fprintln(w, "\nHistory:")
 		tw = newTable(w)
-		fmt.Fprintln(tw, "  AT\tFROM\tTO\tBY\tNOTE")
+		fmt.Fprintln(tw, "  AT\tFROM\tTO\tBY\tWHERE\tSOURCE\tNOTE")
 		for _, st := range p.History {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", fmtTime(st.At, loc), orDash(st.From), st.To, st.By, orDash(st.Note))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", fmtTime(st.At, loc), orDash(st.From), st.To, st.By,
+				orDash(joinNonEmpty(st.Locker, st.Cell)), orDash(st.Source), orDash(st.Note))
 		}
 		return tw.Flush()
 	}

@@ -15,7 +15,7 @@ import { mountFleet } from './fleet.js';
 import { mountLocker } from './locker.js';
 import { mountAudit } from './audit.js';
 import { mountUsers } from './users.js';
-import { mountParcels, mountParcel } from './parcels.js';
+import { mountParcels, mountParcel, mountReturns } from './parcels.js';
 import { mountAlarms } from './alarms.js';
 import { mountOTA } from './ota.js';
 import { mountTemplates } from './templates.js';
@@ -98,6 +98,7 @@ function route() {
   const mayParcels = can('GET /api/v1/parcels');
   const parcelsPage = path === '/parcels' && mayParcels;
   const pm = mayParcels ? path.match(/^\/parcels\/([^/]+)$/) : null;
+  const returnsPage = path === '/returns' && can('GET /api/v1/returns');
   const mayAlarms = can('GET /api/v1/alarms');
   const alarmsPage = path === '/alarms' && mayAlarms;
   const mayTemplates = can('GET /api/v1/templates');
@@ -110,8 +111,8 @@ function route() {
   const otaPage = path === '/ota' && mayOTA;
   document.getElementById('nav-ota').hidden = !mayOTA;
   document.getElementById('nav-ota').classList.toggle('active', otaPage);
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !alarmsPage && !otaPage && !templatesPage);
-  document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm);
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !returnsPage && !alarmsPage && !otaPage && !templatesPage);
+  document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm || returnsPage);
   document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
   document.getElementById('nav-audit').hidden = !can('GET /api/v1/audit');
@@ -122,6 +123,7 @@ function route() {
   else if (users) view = mountUsers(app, ctx);
   else if (parcelsPage) view = mountParcels(app, ctx, params);
   else if (pm) view = mountParcel(app, ctx, decodeURIComponent(pm[1]));
+  else if (returnsPage) view = mountReturns(app, ctx, params);
   else if (alarmsPage) view = mountAlarms(app, ctx, params);
   else if (otaPage) view = mountOTA(app, ctx, params);
   else if (templatesPage) view = mountTemplates(app, ctx, params);

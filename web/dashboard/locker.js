@@ -10,7 +10,7 @@ import { Frame } from './stream.js';
 import { mountTelemetry } from './telemetry.js';
 import { mountLockerAlarms } from './alarms.js';
 import { mountLockerVideo } from './video.js';
-import { stateBadge } from './parcels.js';
+import { stateBadge, mountService } from './parcels.js';
 import { esc, fmtTime, fmtDuration, since, humanize, naturalCompare, debounce, SIZES } from './util.js';
 
 const POLL_MS = 5000;
@@ -59,6 +59,10 @@ export function mountLocker(root, ctx, id) {
             <a href="#/parcels?locker=${encodeURIComponent(id)}" id="l-parcels-all">Parcels at this locker</a></div>
           <div id="l-parcels"><p class="muted">Loading…</p></div>
         </section>` : ''}
+        ${ctx.can('POST /api/v1/lockers/{id}/cells/{cell}/service-open') ? `<section class="panel" aria-labelledby="h-service" id="l-service-panel">
+          <div class="panel-h"><h2 id="h-service">Service access</h2></div>
+          <div id="l-service"></div>
+        </section>` : ''}
         ${ctx.can('POST /api/v1/lockers/{id}/video/whep') ? `<section class="panel" aria-labelledby="h-video">
           <div class="panel-h"><h2 id="h-video">Camera</h2><span class="muted">live over WebRTC</span></div>
           <div id="l-video"></div>
@@ -81,6 +85,7 @@ export function mountLocker(root, ctx, id) {
     <section class="panel tele" id="telemetry" aria-labelledby="h-tele"></section>
   </section>`;
   const $ = (s) => root.querySelector(s);
+  if ($('#l-service')) mountService($('#l-service'), id);
   const frame = new Frame(render);
 
   // --- data ------------------------------------------------------------------

@@ -1,15 +1,19 @@
-// Parcels (docs/parcels.md): the list, searched by locker, state, reference
-// and carrier (#/parcels?locker=…&state=…&reference=…&carrier=…&offset=…),
+// Parcels (docs/parcels.md): the list, searched by locker, state, tracking
+// number, barcode, recipient phone or e-mail, carrier and creation date
+// (#/parcels?locker=…&state=…&tracking=…&barcode=…&phone=…&email=…&carrier=…&from=…&to=…&offset=…),
 // a page of 100 at a time, newest first; and one parcel (#/parcels/ID) with
-// its history and, for admins and technicians, "Cancel parcel". The pickup
+// its history (who, where, what was behind each step), its declared contents
+// and, for admins and technicians, "Edit", "Move to another cell" and
+// "Cancel parcel". The pickup
 // code is never shown: the API never returns it.
 //
-// Data: GET /api/v1/parcels, GET /api/v1/parcels/{id}, POST …/{id}/cancel.
+// Data: GET /api/v1/parcels, GET /api/v1/parcels/{id}, PATCH /api/v1/parcels/{id},
+// POST …/{id}/move, POST …/{id}/cancel.
 import { api, get, query, APIError } from './api.js';
 import { esc, fmtTime, humanize } from './util.js';
 import { mountParcelNotifications } from './parcelnotifications.js';
 
-const FILTERS = ['locker', 'state', 'reference', 'carrier'];
+const FILTERS = ['locker', 'state', 'tracking', 'barcode', 'phone', 'email', 'carrier', 'from', 'to', 'reference'];
 const PAGE = 100;
 export const PARCEL_STATES = ['reserved', 'deposited', 'picked_up', 'cancelled', 'expired', 'returned'];
 const CANCELLABLE = new Set(['reserved', 'deposited']);
@@ -39,6 +43,7 @@ export function mountParcels(root, ctx, params) {
   root.innerHTML = `
   <section class="audit parcels">
     <h1 class="page-title">Parcels</h1>
+    ${ctx.can('GET /api/v1/returns') ? '<p class="p-links"><a href="#/returns" id="p-returns-link">To collect →</a></p>' : ''}
     <form class="filters" id="p-filters" role="search" aria-label="Search parcels">
       <div class="field">
         <label for="p-locker">Locker</label>
@@ -50,13 +55,34 @@ export function mountParcels(root, ctx, params) {
           ${PARCEL_STATES.map((s) => `<option value="${esc(s)}">${esc(humanize(s))}</option>`).join('')}</select>
       </div>
       <div class="field grow">
-        <label for="p-reference">Reference / tracking number</label>
-        <input id="p-reference" name="reference" type="search" placeholder="Any" autocomplete="off" spellcheck="false">
+        <label for="p-tracking">Tracking number</label>
+        <input id="p-tracking" name="tracking" type="search" placeholder="Parcel ID or reference" autocomplete="off" spellcheck="false">
+      </div>
+      <div class="field">
+        <label for="p-barcode">Barcode</label>
+        <input id="p-barcode" name="barcode" type="search" placeholder="Any" autocomplete="off" spellcheck="false">
+      </div>
+      <div class="field">
+        <label for="p-phone">Recipient phone</label>
+        <input id="p-phone" name="phone" type="search" placeholder="Any" autocomplete="off" spellcheck="false">
+      </div>
+      <div class="field">
+        <label for="p-email">Recipient e-mail</label>
+        <input id="p-email" name="email" type="search" placeholder="Any" autocomplete="off" spellcheck="false">
       </div>
       <div class="field">
         <label for="p-carrier">Carrier</label>
         <input id="p-carrier" name="carrier" placeholder="Any" autocomplete="off" spellcheck="false">
       </div>
+      <div class="field">
+        <label for="p-from">Created from</label>
+        <input id="p-from" name="from" type="date">
+      </div>
+      <div class="field">
+        <label for="p-to">Created before</label>
+        <input id="p-to" name="to" type="date">
+      </div>
+      <input type="hidden" id="p-reference" name="reference">
       <button type="button" class="btn-quiet" id="p-clear">Clear</button>
     </form>
     <div class="list-meta"><span id="p-count" role="status" aria-live="polite"></span></div>
@@ -161,6 +187,8 @@ export function mountParcel(root, ctx, id) {
   const base = `/api/v1/parcels/${encodeURIComponent(id)}`;
   const role = ctx.user()?.role;
   const mayCancel = (role === 'admin' || role === 'technician') && ctx.can('POST /api/v1/parcels/{id}/cancel');
+  const mayEdit = ctx.can('PATCH /api/v1/parcels/{id}');
+  const mayMove = ctx.can('POST /api/v1/parcels/{id}/move');
   let gone = false;
   let parcel = null;
 
@@ -211,6 +239,10 @@ export function mountParcel(root, ctx, id) {
       fact('Locker · cell', `<a href="#/lockers/${encodeURIComponent(p.locker_id)}">${esc(p.locker_id)}</a>${p.cell ? ` · ${esc(p.cell)}` : ''}`),
       fact('Reference', esc(p.reference || '—')),
       fact('Carrier', esc(p.carrier || '—')),
+      fact('Barcode', `<span class="p-barcode">${esc(p.barcode || '—')}</span>`),
+      fact('Contents', `<span class="p-contents">${esc(p.contents || '—')}</span>`
+        + (p.declared_value ? `<span class="muted p-value"> · declared ${esc((p.declared_value / 100).toFixed(2))} ${esc(p.currency || '')}</span>` : '')),
+      ...(p.move_from ? [fact('Moving', `<span class="p-moving">${esc(p.move_from)} → ${esc(p.cell)}</span><span class="muted"> · ${p.move_stage === 'from' ? `cell ${esc(p.move_from)} is open: take the parcel out and close it` : `cell ${esc(p.cell)} is open: put the parcel in and close it`}</span>`)] : []),
       fact('Recipient', `${esc(r.name || '')}${r.name ? '<br>' : ''}<span class="p-contact">${esc(recipient(r))}</span>`),
       fact('Created', `${esc(fmtTime(p.created_at))}<span class="muted"> by ${esc(p.created_by || '—')}</span>`),
       fact('Deposited', esc(fmtTime(p.deposited_at))),
@@ -225,7 +257,8 @@ export function mountParcel(root, ctx, id) {
       <li>
         <time datetime="${esc(s.at)}" title="${esc(new Date(s.at).toLocaleString())}">${esc(fmtTime(s.at))}</time>
         <span class="ev">${s.from && s.from !== s.to ? `${esc(humanize(s.from))} → ` : ''}${esc(humanize(s.to))}</span>
-        <span class="cause muted">by ${esc(s.by || '—')}${s.note ? ` · ${esc(s.note)}` : ''}</span>
+        <span class="cause muted">by ${esc(s.by || '—')}${s.locker ? ` · at ${esc(s.locker)}${s.cell ? ` ${esc(s.cell)}` : ''}` : ''}${s.note ? ` · ${esc(s.note)}` : ''}</span>
+        ${s.source ? `<span class="src muted p-source">${esc(s.source)}</span>` : ''}
       </li>`).join('');
     renderSide();
   }
@@ -235,8 +268,48 @@ export function mountParcel(root, ctx, id) {
     const links = `<section class="panel" aria-labelledby="h-links"><div class="panel-h"><h2 id="h-links">Locker</h2></div>
       <p class="p-links"><a href="#/lockers/${encodeURIComponent(parcel.locker_id)}">Locker ${esc(parcel.locker_id)}</a> ·
       <a href="#/parcels${query({ locker: parcel.locker_id })}">Parcels at this locker</a></p></section>`;
-    if (!mayCancel || !CANCELLABLE.has(parcel.state)) { side.innerHTML = links; return; }
-    side.innerHTML = `
+    const open = !['picked_up', 'returned'].includes(parcel.state) && !(parcel.state === 'cancelled' && !parcel.to_return);
+    let html = '';
+    if (mayEdit && open) {
+      const r = parcel.recipient || {};
+      const stored = parcel.state === 'reserved' || parcel.state === 'deposited';
+      const sizeFree = parcel.state === 'reserved' && !parcel.dropoff_at;
+      html += `
+      <section class="panel" aria-labelledby="h-edit">
+        <div class="panel-h"><h2 id="h-edit">Edit</h2></div>
+        <form class="p-edit" id="p-edit">
+          <label for="p-e-name">Recipient name</label>
+          <input id="p-e-name" name="name" maxlength="200" value="${esc(r.name || '')}" autocomplete="off">
+          <label for="p-e-phone">Recipient phone</label>
+          <input id="p-e-phone" name="phone" value="${esc(r.phone || '')}" autocomplete="off">
+          <label for="p-e-email">Recipient e-mail</label>
+          <input id="p-e-email" name="email" type="email" value="${esc(r.email || '')}" autocomplete="off">
+          ${stored ? `<label for="p-e-hours">Storage period (hours, longer only)</label>
+          <input id="p-e-hours" name="storage_hours" type="number" min="${esc(parcel.storage_hours)}" value="${esc(parcel.storage_hours)}">` : ''}
+          ${sizeFree ? `<label for="p-e-size">Size</label>
+          <select id="p-e-size" name="size">${['S', 'M', 'L', 'XL'].map((z) => `<option${z === parcel.size ? ' selected' : ''}>${z}</option>`).join('')}</select>` : ''}
+          <button type="submit" class="btn" id="p-edit-btn">Save changes</button>
+        </form>
+      </section>`;
+    }
+    if (mayMove && open && parcel.state !== 'reserved' && !parcel.move_from && !parcel.collect_at) {
+      html += `
+      <section class="panel" aria-labelledby="h-move">
+        <div class="panel-h"><h2 id="h-move">Move to another cell</h2></div>
+        <form class="p-move" id="p-move">
+          <label for="p-m-cell">Free cell of size ${esc(parcel.size)}</label>
+          <input id="p-m-cell" name="cell" placeholder="B02" autocomplete="off" spellcheck="false" required>
+          <p class="muted p-hint">Cell ${esc(parcel.cell)} opens first; once it is closed empty, the new cell opens for the parcel.</p>
+          <button type="submit" class="btn" id="p-move-btn">Move parcel</button>
+        </form>
+      </section>`;
+    }
+    if (!mayCancel || !CANCELLABLE.has(parcel.state)) {
+      side.innerHTML = html + links;
+      bindForms();
+      return;
+    }
+    side.innerHTML = html + `
       <section class="panel" aria-labelledby="h-cancel">
         <div class="panel-h"><h2 id="h-cancel">Cancel</h2></div>
         <form class="p-cancel" id="p-cancel">
@@ -247,6 +320,56 @@ export function mountParcel(root, ctx, id) {
         </form>
       </section>${links}`;
     $('#p-cancel').addEventListener('submit', cancel);
+    bindForms();
+  }
+
+  function bindForms() {
+    $('#p-edit')?.addEventListener('submit', edit);
+    $('#p-move')?.addEventListener('submit', move);
+  }
+
+  async function edit(ev) {
+    ev.preventDefault();
+    const form = ev.target;
+    const body = {};
+    const r = parcel.recipient || {};
+    const rec = { name: form.elements.name.value.trim(), phone: form.elements.phone.value.trim(), email: form.elements.email.value.trim() };
+    if (rec.name !== (r.name || '') || rec.phone !== (r.phone || '') || rec.email !== (r.email || '')) body.recipient = rec;
+    const hours = form.elements.storage_hours ? Number(form.elements.storage_hours.value) : parcel.storage_hours;
+    if (hours !== parcel.storage_hours) body.storage_hours = hours;
+    const size = form.elements.size ? form.elements.size.value : parcel.size;
+    if (size !== parcel.size) body.size = size;
+    if (Object.keys(body).length === 0) { say('notice', 'Nothing changed.'); return; }
+    const btn = $('#p-edit-btn');
+    btn.disabled = true;
+    try {
+      parcel = await api('PATCH', base, body);
+      if (gone) return;
+      say('notice', `Parcel ${id} is updated.`);
+      await load();
+    } catch (e) {
+      if (gone) return;
+      say('error', e.code ? `${e.message} (${e.code})` : e.message);
+      btn.disabled = false;
+    }
+  }
+
+  async function move(ev) {
+    ev.preventDefault();
+    const cell = $('#p-m-cell').value.trim().toUpperCase();
+    if (!cell || !window.confirm(`Move parcel ${id} from ${parcel.cell} to ${cell}? Cell ${parcel.cell} opens now.`)) return;
+    const btn = $('#p-move-btn');
+    btn.disabled = true;
+    try {
+      const out = await api('POST', `${base}/move`, { cell });
+      if (gone) return;
+      say('notice', `Moving parcel ${id} to ${cell}: cell ${out.parcel.move_from} is opening.`);
+      await load();
+    } catch (e) {
+      if (gone) return;
+      say('error', e.code ? `${e.message} (${e.code})` : e.message);
+      btn.disabled = false;
+    }
   }
 
   async function cancel(ev) {
@@ -271,4 +394,126 @@ export function mountParcel(root, ctx, id) {
   load();
   const notes = mountParcelNotifications($('#p-notifications'), id);
   return { unmount() { gone = true; notes.unmount(); } };
+}
+
+// mountService is the locker page's "Service access" panel for technicians:
+// open any cell in service mode (a cell.open command created by
+// service:<user>, audited), or get a one-time code for a cell to type at the
+// locker's keypad (shown once, valid 15 minutes).
+// Data: POST /api/v1/lockers/{id}/cells/{cell}/service-open, POST /api/v1/lockers/{id}/service-codes.
+export function mountService(el, lockerID) {
+  const base = `/api/v1/lockers/${encodeURIComponent(lockerID)}`;
+  el.innerHTML = `
+    <form class="p-service" id="l-service-form">
+      <label for="l-service-cell">Cell</label>
+      <input id="l-service-cell" name="cell" placeholder="A01" autocomplete="off" spellcheck="false" required>
+      <div class="p-service-actions">
+        <button type="submit" class="btn" id="l-service-open">Open in service mode</button>
+        <button type="button" class="btn-quiet" id="l-service-code">One-time code</button>
+      </div>
+      <p class="muted p-hint">Recorded as service:you and audited.</p>
+      <div id="l-service-msg" role="status" aria-live="polite"></div>
+    </form>`;
+  const $ = (s) => el.querySelector(s);
+  const say = (kind, html) => { $('#l-service-msg').innerHTML = `<p class="${kind}"${kind === 'error' ? ' role="alert"' : ''}>${html}</p>`; };
+  const cell = () => $('#l-service-cell').value.trim().toUpperCase();
+  $('#l-service-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const c = cell();
+    if (!c || !window.confirm(`Open cell ${c} of ${lockerID} in service mode?`)) return;
+    try {
+      const cmd = await api('POST', `${base}/cells/${encodeURIComponent(c)}/service-open`);
+      say('notice', `Cell ${esc(c)} is opening (command <span class="l-service-cmd">${esc(cmd.id)}</span>, ${esc(humanize(cmd.state || 'pending'))}).`);
+    } catch (e) {
+      say('error', esc(e.code ? `${e.message} (${e.code})` : e.message));
+    }
+  });
+  $('#l-service-code').addEventListener('click', async () => {
+    const c = cell();
+    if (!c) { $('#l-service-cell').reportValidity(); return; }
+    try {
+      const sc = await api('POST', `${base}/service-codes`, { cell: c });
+      say('notice', `Code for cell ${esc(sc.cell)}: <strong class="l-service-code">${esc(sc.code)}</strong>, once, until ${esc(fmtTime(sc.expires_at))}.`);
+    } catch (e) {
+      say('error', esc(e.code ? `${e.message} (${e.code})` : e.message));
+    }
+  });
+}
+
+// mountReturns is #/returns?locker=…&carrier=…: what couriers collect
+// (expired, cancelled after deposit, customer returns dropped off), grouped
+// by locker and carrier, each with "Collect" (the cell opens by command; the
+// door closed with the cell empty makes it returned).
+// Data: GET /api/v1/returns, POST /api/v1/parcels/{id}/collect.
+export function mountReturns(root, ctx, params) {
+  document.title = 'To collect · lockerhub';
+  const f = { locker: (params.get('locker') || '').trim(), carrier: (params.get('carrier') || '').trim() };
+  const mayCollect = ctx.can('POST /api/v1/parcels/{id}/collect');
+  let gone = false;
+  root.innerHTML = `
+  <section class="audit parcels returns">
+    <a class="back" href="#/parcels">← Parcels</a>
+    <h1 class="page-title">To collect</h1>
+    <form class="filters" id="r-filters" role="search" aria-label="Filter returns">
+      <div class="field"><label for="r-locker">Locker</label><input id="r-locker" name="locker" placeholder="Any" autocomplete="off"></div>
+      <div class="field"><label for="r-carrier">Carrier</label><input id="r-carrier" name="carrier" placeholder="Any" autocomplete="off"></div>
+    </form>
+    <div id="r-msg" role="status" aria-live="polite"></div>
+    <div id="r-groups"><p class="muted">Loading…</p></div>
+  </section>`;
+  const $ = (s) => root.querySelector(s);
+  const form = $('#r-filters');
+  form.elements.locker.value = f.locker;
+  form.elements.carrier.value = f.carrier;
+
+  async function load() {
+    try {
+      const out = await get(`/api/v1/returns${query(f)}`);
+      if (gone) return;
+      const groups = out.groups || [];
+      $('#r-groups').innerHTML = groups.length === 0 ? '<p class="muted" id="r-empty">Nothing to collect.</p>' : groups.map((g) => `
+        <section class="panel r-group" data-locker="${esc(g.locker_id)}" data-carrier="${esc(g.carrier)}">
+          <div class="panel-h"><h2><a href="#/lockers/${encodeURIComponent(g.locker_id)}">${esc(g.locker_id)}</a> · ${esc(g.carrier || 'no carrier')}</h2>
+            <span class="muted">${g.parcels.length} parcel${g.parcels.length === 1 ? '' : 's'}</span></div>
+          <table class="audit-table" aria-label="To collect at ${esc(g.locker_id)}">
+            <thead><tr><th scope="col">Cell</th><th scope="col">Parcel</th><th scope="col">Why</th><th scope="col">Reference</th><th scope="col"></th></tr></thead>
+            <tbody>${g.parcels.map((p) => `<tr data-parcel="${esc(p.id)}">
+              <td>${esc(p.cell)}</td><td><a href="#/parcels/${encodeURIComponent(p.id)}">${esc(p.id)}</a></td>
+              <td>${p.kind === 'return' ? 'customer return' : esc(humanize(p.state))}</td><td>${esc(p.reference || '—')}</td>
+              <td>${mayCollect ? (p.collect_at ? '<span class="muted">cell opened</span>' : `<button type="button" class="btn r-collect" data-id="${esc(p.id)}">Collect</button>`) : ''}</td></tr>`).join('')}</tbody>
+          </table>
+        </section>`).join('');
+      for (const b of root.querySelectorAll('.r-collect')) b.addEventListener('click', () => collectOne(b));
+    } catch (e) {
+      if (gone) return;
+      $('#r-groups').innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
+    }
+  }
+
+  async function collectOne(btn) {
+    btn.disabled = true;
+    try {
+      const out = await api('POST', `/api/v1/parcels/${encodeURIComponent(btn.dataset.id)}/collect`);
+      if (gone) return;
+      $('#r-msg').innerHTML = `<p class="notice">Cell ${esc(out.parcel.cell)} of ${esc(out.parcel.locker_id)} is opening for ${esc(out.parcel.id)}.</p>`;
+      load();
+    } catch (e) {
+      if (gone) return;
+      $('#r-msg').innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
+      btn.disabled = false;
+    }
+  }
+
+  let timer;
+  form.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      f.locker = form.elements.locker.value.trim();
+      f.carrier = form.elements.carrier.value.trim();
+      history.replaceState(null, '', `#/returns${query(f)}`);
+      load();
+    }, 300);
+  });
+  load();
+  return { unmount() { gone = true; clearTimeout(timer); } };
 }

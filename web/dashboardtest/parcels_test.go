@@ -46,17 +46,17 @@ func TestParcelsPages(t *testing.T) {
 		require.Contains(t, row, want)
 	}
 
-	b.setValue("#p-reference", "TRK-1001")
+	b.setValue("#p-tracking", "TRK-1001")
 	b.waitJS("filtered to one", 5*time.Second, fmt.Sprintf(
 		`document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && !!document.querySelector('tr[data-parcel=%q]')`, p1.ID))
 	b.run("reload", chromedp.Reload())
 	b.waitJS("still filtered after a reload", 10*time.Second,
-		`location.hash.includes('reference=TRK-1001') && document.querySelector('#p-reference').value === 'TRK-1001' && document.querySelectorAll('#p-rows tr[data-parcel]').length === 1`)
+		`location.hash.includes('tracking=TRK-1001') && document.querySelector('#p-tracking').value === 'TRK-1001' && document.querySelectorAll('#p-rows tr[data-parcel]').length === 1`)
 	b.screenshot("parcels")
 
-	b.setValue("#p-reference", "NO-SUCH")
+	b.setValue("#p-tracking", "NO-SUCH")
 	b.waitJS("the empty state", 5*time.Second, `document.querySelector('#p-rows').innerText.includes('No parcels match')`)
-	b.setValue("#p-reference", "TRK-1001")
+	b.setValue("#p-tracking", "TRK-1001")
 	b.waitJS("one again", 5*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 1`)
 
 	b.run("open the parcel", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-parcel=%q] a.p-id`, p1.ID))))
@@ -143,6 +143,114 @@ func TestParcelsPages(t *testing.T) {
 	b.login("vic", pw)
 	b.open("#/parcels/" + p3.ID)
 	b.waitJS("the parcel without Cancel", 10*time.Second, `!!document.querySelector('.p-state[data-state="reserved"]') && !document.querySelector('#p-cancel')`)
+}
+
+// TestParcelSearchAndEditPages: the search by barcode, recipient phone and
+// date finds the parcel; its page shows the declared contents and value and
+// each history step's place and source; Edit changes the recipient and the
+// storage period (history and API follow) and shows a refusal with its code;
+// a viewer gets neither Edit nor Move.
+func TestParcelSearchAndEditPages(t *testing.T) {
+	h := hubtest.Start(t)
+	ctx := t.Context()
+	h.AddLocker("PS-1")
+	for i := 1; i <= 3; i++ {
+		submitState(t, h, "PS-1", uint64(i), fmt.Sprintf(`"A%02d":{"door":"closed","occupied":false}`, i))
+	}
+	p1, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PS-1", Size: "M", Reference: "ORD-1", Barcode: "JJD000111",
+		Contents: "two books", DeclaredValue: 3450, Currency: "EUR", Recipient: apiclient.Recipient{Name: "Ada", Phone: "+4917011111"}}, "")
+	require.NoError(t, err)
+	p2, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PS-1", Size: "M", Barcode: "JJD000222",
+		Recipient: apiclient.Recipient{Email: "bo@example.com"}}, "")
+	require.NoError(t, err)
+
+	b := newBrowser(t, h, 1366, 860)
+	b.login("admin", h.AdminPassword)
+	b.open("#/parcels")
+	b.waitJS("both listed", 10*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 2`)
+	b.setValue("#p-barcode", "JJD000222")
+	b.waitJS("found by barcode", 5*time.Second, fmt.Sprintf(
+		`document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && !!document.querySelector('tr[data-parcel=%q]') && location.hash.includes('barcode=JJD000222')`, p2.ID))
+	b.setValue("#p-barcode", "")
+	b.setValue("#p-phone", "+4917011111")
+	b.waitJS("found by phone", 5*time.Second, fmt.Sprintf(
+		`document.querySelectorAll('#p-rows tr[data-parcel]').length === 1 && !!document.querySelector('tr[data-parcel=%q]')`, p1.ID))
+	b.selectValue("#p-to", "2020-01-01")
+	b.waitJS("nothing created before 2020", 5*time.Second, `document.querySelector('#p-rows').innerText.includes('No parcels match')`)
+	b.selectValue("#p-to", "")
+	b.waitJS("found again", 5*time.Second, `document.querySelectorAll('#p-rows tr[data-parcel]').length === 1`)
+	b.screenshot("parcels-search")
+
+	b.run("open the parcel", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-parcel=%q] a.p-id`, p1.ID))))
+	b.waitJS("its page", 10*time.Second, `!!document.querySelector('#p-edit') && document.querySelector('#p-history').innerText.includes('Reserved')`)
+	facts := b.text("#p-facts")
+	for _, want := range []string{"JJD000111", "two books", "34.50 EUR"} {
+		require.Contains(t, facts, want)
+	}
+	require.Contains(t, b.text("#p-history"), "at PS-1 "+p1.Cell)
+	require.Contains(t, b.text("#p-history"), "api")
+	require.Empty(t, b.text("#p-move"), "a reserved parcel is not moved: it is not in its cell")
+
+	b.setValue("#p-e-phone", "+4917022222")
+	b.setValue("#p-e-hours", "96")
+	b.run("save", chromedp.Click(chromedp.CSS("#p-edit-btn")))
+	b.waitJS("saved", 10*time.Second, `(document.querySelector('#p-msg .notice')||{}).innerText?.includes('updated') && document.querySelector('#p-facts').innerText.includes('+4917022222') && document.querySelector('#p-facts').innerText.includes('storage 96 h')`)
+	require.Contains(t, b.text("#p-history"), "recipient changed; storage period 72 h → 96 h")
+	got, err := h.Admin.Parcel(ctx, p1.ID)
+	require.NoError(t, err)
+	require.Equal(t, "+4917022222", got.Recipient.Phone)
+	require.Equal(t, 96, got.StorageHours)
+	b.screenshot("parcel-edited")
+
+	b.selectValue("#p-e-size", "XL")
+	b.run("a size with no free cell", chromedp.Click(chromedp.CSS("#p-edit-btn")))
+	b.waitJS("the refusal with its code", 10*time.Second, `(document.querySelector('#p-msg .error')||{}).innerText?.includes('no_free_cell')`)
+
+	// Service access on the locker page: a service opening and a one-time code.
+	b.open("#/lockers/PS-1")
+	b.waitJS("the service panel", 10*time.Second, `!!document.querySelector('#l-service-form')`)
+	b.setValue("#l-service-cell", "A03")
+	b.run("one-time code", chromedp.Click(chromedp.CSS("#l-service-code")))
+	b.waitJS("the code shown", 10*time.Second, `/^[0-9]{8}$/.test((document.querySelector('.l-service-code')||{}).textContent || '')`)
+	b.run("service open",
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS("#l-service-open")))
+	b.waitJS("the command made", 10*time.Second, `!!document.querySelector('.l-service-cmd')`)
+	b.screenshot("locker-service")
+	var n int
+	require.NoError(t, h.App.Pool.QueryRow(ctx, `SELECT count(*) FROM fleet_commands WHERE locker_id = 'PS-1' AND created_by = 'service:admin'`).Scan(&n))
+	require.Equal(t, 1, n)
+
+	// To collect: p2 deposited, then cancelled: listed for its locker and
+	// carrier; Collect opens its cell by command.
+	_, err = h.Admin.DropoffParcel(ctx, p2.ID)
+	require.NoError(t, err)
+	submitState(t, h, "PS-1", 10, fmt.Sprintf(`%q:{"door":"open","occupied":false}`, p2.Cell))
+	submitState(t, h, "PS-1", 11, fmt.Sprintf(`%q:{"door":"closed","occupied":true}`, p2.Cell))
+	hubtest.Eventually(t, 10*time.Second, "p2 deposited", func() bool {
+		got, err := h.Admin.Parcel(ctx, p2.ID)
+		require.NoError(t, err)
+		return got.State == "deposited"
+	})
+	_, err = h.Admin.CancelParcel(ctx, p2.ID, "sender withdrew")
+	require.NoError(t, err)
+	b.open("#/parcels")
+	b.run("to collect", chromedp.WaitVisible(chromedp.CSS("#p-returns-link")), chromedp.Click(chromedp.CSS("#p-returns-link")))
+	b.waitJS("the group", 10*time.Second, fmt.Sprintf(`!!document.querySelector('.r-group[data-locker="PS-1"] tr[data-parcel=%q] .r-collect')`, p2.ID))
+	b.screenshot("returns")
+	b.run("collect", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-parcel=%q] .r-collect`, p2.ID))))
+	b.waitJS("the cell opening", 10*time.Second, `(document.querySelector('#r-msg .notice')||{}).innerText?.includes('is opening')`)
+	got, err = h.Admin.Parcel(ctx, p2.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.CollectAt)
+
+	pw := h.AddUser("vera", "viewer")
+	b.run("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+	b.login("vera", pw)
+	b.open("#/parcels/" + p1.ID)
+	b.waitJS("the parcel without Edit or Move", 10*time.Second, `!!document.querySelector('#p-facts .p-barcode') && !document.querySelector('#p-edit') && !document.querySelector('#p-move')`)
+	b.open("#/lockers/PS-1")
+	b.waitJS("the locker page without service access", 10*time.Second, `!!document.querySelector('#l-parcels-panel') && !document.querySelector('#l-service-panel')`)
 }
 
 // submitState hands a locker's state report with cells (JSON members) to the
