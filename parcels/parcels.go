@@ -913,6 +913,9 @@ func (s *Store) recipientData(ctx context.Context, p Parcel) (map[string]any, er
 	if p.PickedUpAt != nil {
 		d["picked_up"] = p.PickedUpAt.In(loc).Format(localTime)
 	}
+	if p.DepositedAt != nil {
+		d["accepted"] = p.DepositedAt.In(loc).Format(localTime) // a customer return's drop-off
+	}
 	return d, nil
 }
 

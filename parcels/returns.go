@@ -57,10 +57,17 @@ func (s *Store) sendReturnCode(ctx context.Context, tx pgx.Tx, p Parcel, secret 
 
 // depositReturn: the sender put the return in and closed the door. It is
 // marked for return at once and waits for the courier; it never expires.
+// The sender is told it was accepted, in the same transaction.
 func (s *Store) depositReturn(ctx context.Context, p Parcel, mark Stamp) error {
 	_, err := s.change(ctx, p, "sender", "return dropped off: door closed, cell occupied", reportSource(mark),
 		`state = 'deposited', to_return = true, deposited_at = $3, mark_boot = $4, mark_seq = $5`,
-		[]any{int64(mark.Boot), int64(mark.Seq)}, nil)
+		[]any{int64(mark.Boot), int64(mark.Seq)}, func(tx pgx.Tx, after Parcel) error {
+			data, err := s.recipientData(ctx, after)
+			if err != nil {
+				return err
+			}
+			return s.notify(ctx, tx, after, TemplateReturnAccepted, data)
+		})
 	return err
 }
 
