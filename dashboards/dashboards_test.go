@@ -73,9 +73,10 @@ func grafana(d dashboard) map[string]any {
 		"annotations": map[string]any{"list": []any{}},
 		"templating": map[string]any{"list": []any{map[string]any{
 			"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
-			"current": map[string]any{}, "hide": 0, "refresh": 1, "regex": "", "options": []any{},
+			"hide": 0, "refresh": 1, "regex": "", "options": []any{},
 		}}},
-		"links":  []any{map[string]any{"type": "dashboards", "tags": []string{"lockerhub"}, "asDropdown": true, "title": "lockerhub"}},
+		"links": []any{map[string]any{"type": "dashboards", "tags": []string{"lockerhub"}, "asDropdown": true, "title": "lockerhub",
+			"icon": "external link", "includeVars": false, "keepTime": true, "targetBlank": false, "tooltip": ""}},
 		"panels": panels,
 	}
 }
