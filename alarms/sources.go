@@ -470,59 +470,53 @@ func splitFingerprint(fp string) (kind, locker string) {
 	return parts[0], parts[1]
 }
 
-// takeCommands raises command_unconfirmed for the cell.open commands that
-// ended unconfirmed since the stored cursor (fleet commands' state,
-// DESIGN decision 16), and moves the cursor in the same transaction.
-func (s *Store) takeCommands(ctx context.Context) error {
+// cursorSource is what a source read with a durable cursor found: each
+// candidate (Kind, LockerID, Cell, Summary and Source set; Source names what
+// it was raised for, so a read that overlaps the last one raises nothing
+// twice) and the time it happened, which moves the cursor.
+type cursorSource struct {
+	at time.Time
+	c  candidate
+}
+
+// takeSince runs one pass of a source read with the durable cursor name:
+// read gets the cursor and returns what happened since, read back a minute
+// before it (what finished earlier but committed after the last read is
+// still taken; what was raised already is left out by its Source). Each is
+// raised unless its kind's rule is off, and the cursor moves in the same
+// transaction. The first pass only sets the cursor: older things are history.
+func (s *Store) takeSince(ctx context.Context, name string, read func(tx pgx.Tx, cursor time.Time) ([]cursorSource, error)) error {
 	rules := s.Rules()
 	n := 0
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		var cursor time.Time
-		err := tx.QueryRow(ctx, `SELECT at FROM alarms_cursors WHERE name = 'commands' FOR UPDATE`).Scan(&cursor)
+		err := tx.QueryRow(ctx, `SELECT at FROM alarms_cursors WHERE name = $1 FOR UPDATE`, name).Scan(&cursor)
 		if errors.Is(err, pgx.ErrNoRows) {
-			// The first start: from now on (older commands are history).
-			_, err = tx.Exec(ctx, `INSERT INTO alarms_cursors (name, at) VALUES ('commands', now()) ON CONFLICT DO NOTHING`)
+			_, err = tx.Exec(ctx, `INSERT INTO alarms_cursors (name, at) VALUES ($1, now()) ON CONFLICT DO NOTHING`, name)
 			return err
 		}
 		if err != nil {
 			return err
 		}
-		// Read back a little before the cursor: a command that finished
-		// earlier but committed after the last read is still taken; those
-		// already raised are left out by their source.
-		rows, err := tx.Query(ctx, `SELECT c.id, c.locker_id, coalesce(c.params->>'cell', ''), c.finished_at FROM fleet_commands c
-			WHERE c.state = 'unconfirmed' AND c.finished_at > $1::timestamptz - interval '1 minute'
-			AND NOT EXISTS (SELECT 1 FROM alarms_alarms a WHERE a.source = 'command:' || c.id)
-			ORDER BY c.finished_at LIMIT 500`, cursor)
+		found, err := read(tx, cursor)
 		if err != nil {
 			return err
 		}
-		type cmd struct {
-			id, locker, cell string
-			at               time.Time
-		}
-		cmds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (cmd, error) {
-			var c cmd
-			return c, r.Scan(&c.id, &c.locker, &c.cell, &c.at)
-		})
-		if err != nil {
-			return err
-		}
-		for _, c := range cmds {
-			cursor = maxTime(cursor, c.at)
-			l, _ := s.fleet.Locker(c.locker)
-			l.ID = c.locker
-			e := ruleFor(rules, KindCommandUnconfirmed, l)
+		for _, f := range found {
+			cursor = maxTime(cursor, f.at)
+			l, _ := s.fleet.Locker(f.c.LockerID)
+			l.ID = f.c.LockerID
+			e := ruleFor(rules, f.c.Kind, l)
 			if !e.Enabled {
 				continue
 			}
-			if _, _, err := s.fire(ctx, tx, candidate{Kind: KindCommandUnconfirmed, Severity: e.Severity, LockerID: c.locker, Cell: c.cell,
-				Summary: fmt.Sprintf("command %s: the door sensor of %s did not confirm the opening", c.id, c.cell), Source: "command:" + c.id, At: time.Now()}); err != nil {
+			f.c.Severity, f.c.At = e.Severity, time.Now()
+			if _, _, err := s.fire(ctx, tx, f.c); err != nil {
 				return err
 			}
 			n++
 		}
-		_, err = tx.Exec(ctx, `UPDATE alarms_cursors SET at = $1 WHERE name = 'commands'`, cursor)
+		_, err = tx.Exec(ctx, `UPDATE alarms_cursors SET at = $1 WHERE name = $2`, cursor, name)
 		return err
 	})
 	if n > 0 {
@@ -531,63 +525,52 @@ func (s *Store) takeCommands(ctx context.Context) error {
 	return err
 }
 
-// takeOTAFailures raises an ota_failed alarm for each locker whose update
-// of a rollout ended failed since the last read (ota_lockers, read like the
-// unconfirmed commands: a durable cursor, a minute read back, each failure
-// raised once by its source "ota:<rollout>:<locker>").
-func (s *Store) takeOTAFailures(ctx context.Context) error {
-	rules := s.Rules()
-	n := 0
-	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		var cursor time.Time
-		err := tx.QueryRow(ctx, `SELECT at FROM alarms_cursors WHERE name = 'ota' FOR UPDATE`).Scan(&cursor)
-		if errors.Is(err, pgx.ErrNoRows) {
-			_, err = tx.Exec(ctx, `INSERT INTO alarms_cursors (name, at) VALUES ('ota', now()) ON CONFLICT DO NOTHING`)
-			return err
-		}
+// takeCommands raises command_unconfirmed for the cell.open commands that
+// ended unconfirmed since the cursor (fleet commands' state, DESIGN
+// decision 16).
+func (s *Store) takeCommands(ctx context.Context) error {
+	return s.takeSince(ctx, "commands", func(tx pgx.Tx, cursor time.Time) ([]cursorSource, error) {
+		rows, err := tx.Query(ctx, `SELECT c.id, c.locker_id, coalesce(c.params->>'cell', ''), c.finished_at FROM fleet_commands c
+			WHERE c.state = 'unconfirmed' AND c.finished_at > $1::timestamptz - interval '1 minute'
+			AND NOT EXISTS (SELECT 1 FROM alarms_alarms a WHERE a.source = 'command:' || c.id)
+			ORDER BY c.finished_at LIMIT 500`, cursor)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (cursorSource, error) {
+			var id, locker, cell string
+			var at time.Time
+			if err := r.Scan(&id, &locker, &cell, &at); err != nil {
+				return cursorSource{}, err
+			}
+			return cursorSource{at: at, c: candidate{Kind: KindCommandUnconfirmed, LockerID: locker, Cell: cell, Source: "command:" + id,
+				Summary: fmt.Sprintf("command %s: the door sensor of %s did not confirm the opening", id, cell)}}, nil
+		})
+	})
+}
+
+// takeOTAFailures raises ota_failed for each locker whose update of a
+// rollout ended failed since the cursor (ota_lockers), once per rollout and
+// locker.
+func (s *Store) takeOTAFailures(ctx context.Context) error {
+	return s.takeSince(ctx, "ota", func(tx pgx.Tx, cursor time.Time) ([]cursorSource, error) {
 		rows, err := tx.Query(ctx, `SELECT l.rollout_id, l.locker_id, l.reason, l.state_at, a.version FROM ota_lockers l
 			JOIN ota_rollouts r ON r.id = l.rollout_id JOIN ota_artifacts a ON a.id = r.artifact_id
 			WHERE l.state = 'failed' AND l.state_at > $1::timestamptz - interval '1 minute'
 			AND NOT EXISTS (SELECT 1 FROM alarms_alarms x WHERE x.source = 'ota:' || l.rollout_id || ':' || l.locker_id)
 			ORDER BY l.state_at LIMIT 500`, cursor)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		type failure struct {
-			rollout                 int64
-			locker, reason, version string
-			at                      time.Time
-		}
-		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (failure, error) {
-			var f failure
-			return f, r.Scan(&f.rollout, &f.locker, &f.reason, &f.at, &f.version)
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (cursorSource, error) {
+			var rollout int64
+			var locker, reason, version string
+			var at time.Time
+			if err := r.Scan(&rollout, &locker, &reason, &at, &version); err != nil {
+				return cursorSource{}, err
+			}
+			return cursorSource{at: at, c: candidate{Kind: KindOTAFailed, LockerID: locker, Source: fmt.Sprintf("ota:%d:%s", rollout, locker),
+				Summary: fmt.Sprintf("firmware %s (rollout %d) failed on %s: %s", version, rollout, locker, reason)}}, nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, f := range list {
-			cursor = maxTime(cursor, f.at)
-			l, _ := s.fleet.Locker(f.locker)
-			l.ID = f.locker
-			e := ruleFor(rules, KindOTAFailed, l)
-			if !e.Enabled {
-				continue
-			}
-			if _, _, err := s.fire(ctx, tx, candidate{Kind: KindOTAFailed, Severity: e.Severity, LockerID: f.locker,
-				Summary: fmt.Sprintf("firmware %s (rollout %d) failed on %s: %s", f.version, f.rollout, f.locker, f.reason),
-				Source:  fmt.Sprintf("ota:%d:%s", f.rollout, f.locker), At: time.Now()}); err != nil {
-				return err
-			}
-			n++
-		}
-		_, err = tx.Exec(ctx, `UPDATE alarms_cursors SET at = $1 WHERE name = 'ota'`, cursor)
-		return err
 	})
-	if n > 0 {
-		signal(s.wakeFlush)
-	}
-	return err
 }
