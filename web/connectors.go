@@ -101,15 +101,20 @@ func (a *API) connectorOrder(w http.ResponseWriter, r *http.Request) {
 		a.connectorError(w, r, c, err)
 		return
 	}
-	out, err := c.EncodeStatus(statusOf(p))
-	if err != nil {
-		a.connectorError(w, r, c, err)
-		return
-	}
 	w.Header().Set("Location", "/api/v1/connectors/"+c.Name()+"/orders/"+o.OrderID)
 	status := http.StatusCreated
 	if !created {
 		status = http.StatusOK
+	}
+	a.answerStatus(w, r, c, status, p)
+}
+
+// answerStatus answers the delivery's status in the partner's format.
+func (a *API) answerStatus(w http.ResponseWriter, r *http.Request, c connectors.Connector, status int, p parcels.Parcel) {
+	out, err := c.EncodeStatus(statusOf(p))
+	if err != nil {
+		a.connectorError(w, r, c, err)
+		return
 	}
 	writeDoc(w, c, status, out)
 }
@@ -150,12 +155,7 @@ func (a *API) connectorCancel(w http.ResponseWriter, r *http.Request) {
 		a.connectorError(w, r, c, err)
 		return
 	}
-	out, err := c.EncodeStatus(statusOf(p))
-	if err != nil {
-		a.connectorError(w, r, c, err)
-		return
-	}
-	writeDoc(w, c, http.StatusOK, out)
+	a.answerStatus(w, r, c, http.StatusOK, p)
 }
 
 func (a *API) connectorStatus(w http.ResponseWriter, r *http.Request) {
@@ -168,10 +168,5 @@ func (a *API) connectorStatus(w http.ResponseWriter, r *http.Request) {
 		a.connectorError(w, r, c, err)
 		return
 	}
-	out, err := c.EncodeStatus(statusOf(p))
-	if err != nil {
-		a.connectorError(w, r, c, err)
-		return
-	}
-	writeDoc(w, c, http.StatusOK, out)
+	a.answerStatus(w, r, c, http.StatusOK, p)
 }
