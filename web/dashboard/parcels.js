@@ -129,10 +129,12 @@ export function mountParcels(root, ctx, params) {
       $('#p-error').innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
       $('#p-count').textContent = '';
       $('#p-rows').innerHTML = '<tr><td colspan="9" class="muted">The parcels could not be loaded.</td></tr>';
+      shown = '';
       $('#p-prev').disabled = $('#p-next').disabled = true;
     }
   }
 
+  let shown = ''; // the rows' HTML last put in the table
   function render() {
     const tbody = $('#p-rows');
     const filtered = FILTERS.some((k) => f[k]);
@@ -142,9 +144,10 @@ export function mountParcels(root, ctx, params) {
     $('#p-next').disabled = offset + list.length >= total;
     if (list.length === 0) {
       tbody.innerHTML = `<tr><td colspan="9" class="muted">${filtered ? 'No parcels match these filters.' : 'There are no parcels yet.'}</td></tr>`;
+      shown = '';
       return;
     }
-    tbody.innerHTML = list.map((p) => `
+    const html = list.map((p) => `
       <tr data-parcel="${esc(p.id)}">
         <td class="nowrap"><a href="#/parcels/${encodeURIComponent(p.id)}" class="p-id">${esc(p.id)}</a></td>
         <td>${stateBadge(p)}</td>
@@ -156,6 +159,9 @@ export function mountParcels(root, ctx, params) {
         <td class="nowrap p-c-dep" title="${esc(p.deposited_at || '')}">${esc(fmtTime(p.deposited_at))}</td>
         <td class="nowrap" title="${esc(p.expires_at || '')}">${esc(fmtTime(p.expires_at))}</td>
       </tr>`).join('');
+    // The same rows again (a filter typed on to the same result, a reload):
+    // leave the DOM alone, so a click that is under way is not lost.
+    if (html !== shown) tbody.innerHTML = shown = html;
   }
 
   function apply() {
