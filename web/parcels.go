@@ -43,6 +43,18 @@ func (a *API) parcelsWired(w http.ResponseWriter) bool {
 	return true
 }
 
+// answerCreated answers a new parcel 201, or one an Idempotency-Key found
+// again 200 with Idempotent-Replayed.
+func answerCreated(w http.ResponseWriter, p parcels.Parcel, created bool) {
+	w.Header().Set("Location", "/api/v1/parcels/"+p.ID)
+	if !created {
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeJSON(w, http.StatusOK, p)
+		return
+	}
+	writeJSON(w, http.StatusCreated, p)
+}
+
 func (a *API) createParcel(w http.ResponseWriter, r *http.Request) {
 	if !a.parcelsWired(w) {
 		return
@@ -61,13 +73,7 @@ func (a *API) createParcel(w http.ResponseWriter, r *http.Request) {
 		a.parcelError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/api/v1/parcels/"+p.ID)
-	if !created {
-		w.Header().Set("Idempotent-Replayed", "true")
-		writeJSON(w, http.StatusOK, p)
-		return
-	}
-	writeJSON(w, http.StatusCreated, p)
+	answerCreated(w, p, created)
 }
 
 var parcelListParams = map[string]bool{"locker": true, "state": true, "carrier": true, "reference": true, "tracking": true,
@@ -268,13 +274,7 @@ func (a *API) createReturn(w http.ResponseWriter, r *http.Request) {
 		a.parcelError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/api/v1/parcels/"+p.ID)
-	if !created {
-		w.Header().Set("Idempotent-Replayed", "true")
-		writeJSON(w, http.StatusOK, p)
-		return
-	}
-	writeJSON(w, http.StatusCreated, p)
+	answerCreated(w, p, created)
 }
 
 // serviceOpen: a technician opens any cell in service mode (cause
