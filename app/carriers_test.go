@@ -143,6 +143,29 @@ func TestCarrierShares(t *testing.T) {
 	require.True(t, apiclient.IsCode(err, "carrier_quota"), "over quota although 4 cells are free: %v", err)
 	require.Contains(t, err.Error(), "holds 2 of its 2 cells of size M")
 	require.Equal(t, 0, freeM(dhl))
+	// The fleet overview counts the same way for a partner of a carrier.
+	overviewM := func(c *apiclient.Client) (row, summary int) {
+		var ov struct {
+			Summary struct {
+				FreeCells map[string]int `json:"free_cells"`
+			} `json:"summary"`
+			Rows []struct {
+				ID        string         `json:"id"`
+				FreeCells map[string]int `json:"free_cells"`
+			} `json:"rows"`
+		}
+		require.NoError(t, c.JSON(ctx, "GET", "/api/v1/fleet/overview", nil, &ov))
+		for _, r := range ov.Rows {
+			if r.ID == shared {
+				row = r.FreeCells["M"]
+			}
+		}
+		return row, ov.Summary.FreeCells["M"]
+	}
+	row, sum := overviewM(dhl)
+	require.Equal(t, [2]int{0, 0}, [2]int{row, sum}, "dhl's quota is used up")
+	row, _ = overviewM(apiclient.New(h.HTTPURL, h.AdminToken))
+	require.Equal(t, 4, row, "the whole fleet: the locker's free cells")
 	require.Equal(t, 4, freeM(ups), "dhl's quota is used up: nothing kept any more")
 
 	// A bigger quota keeps cells for dhl: ups gets 4 free - 2 kept = 2.

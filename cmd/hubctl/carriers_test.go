@@ -52,6 +52,7 @@ func TestHubctlCarriers(t *testing.T) {
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, errOut, "give --locker L or --segment S")
 
+	require.Regexp(t, `(?m)^Carriers\s+ups\nUsed by\s+dhl, ups$`, ok("locker", "show", "HC-1"), "dhl by its segment and quota")
 	out = ok("carrier", "show", "dhl")
 	require.Equal(t, "Carrier dhl (DHL Paket)\n  contact   ops@dhl.example\n  lockers   none\n  segments  test\n  quotas    HC-1: M=6, L=0\n", out)
 	out = ok("carrier", "list")
