@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -76,6 +77,11 @@ func (a *API) whepOffer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, video.MaxSDP+1))
+	var tooBig *http.MaxBytesError
+	if len(body) > video.MaxSDP || errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("an SDP offer is at most %d bytes", video.MaxSDP))
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_offer", "reading the offer: "+err.Error())
 		return
