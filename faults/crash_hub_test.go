@@ -103,7 +103,11 @@ func crashStartHub(t *testing.T, extra ...string) *crashHub {
 	t.Cleanup(func() {
 		h.Kill()
 		if t.Failed() {
-			t.Logf("hub log (last 60 lines, %s):\n%s", h.logPath, crashTail(h.logPath, 60))
+			// Kept: the data directory goes with the test.
+			keep := filepath.Join(os.TempDir(), "lockerhub-"+t.Name()+".log")
+			if b, err := os.ReadFile(h.logPath); err == nil && os.WriteFile(keep, b, 0o644) == nil {
+				t.Logf("hub log: %s; its last lines:\n%s", keep, crashTail(h.logPath, 15))
+			}
 		}
 	})
 	h.Start()
