@@ -34,7 +34,7 @@ func TestCrashHubKill9Fault(t *testing.T) {
 	restart := time.Now()
 	ready := s.hub.Start()
 	s.faultEnd = time.Now()
-	p99, all := s.waitReconnected(restart, 2*time.Minute)
+	p99, all := s.waitReconnected(restart, 2*time.Minute+time.Duration(n)*12*time.Millisecond)
 	t.Logf("restart: ready (/readyz) %s after the start; lockers 99%% back %s, all %s after the start; hub RSS %.0f MiB",
 		ready.Round(10*time.Millisecond), p99.Round(100*time.Millisecond), all.Round(100*time.Millisecond), s.hub.RSS())
 	s.finish(20 * time.Second)

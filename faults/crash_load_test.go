@@ -148,7 +148,7 @@ func crashStart(t *testing.T, n int, telemetry time.Duration) *crashScenario {
 	for _, l := range s.sim.Lockers() {
 		s.ids = append(s.ids, l.ID())
 	}
-	crashEventually(t, time.Duration(n)*20*time.Millisecond+90*time.Second, "every locker enrolled and connected", func() bool {
+	crashEventually(t, time.Duration(n)*40*time.Millisecond+120*time.Second, "every locker enrolled and connected", func() bool {
 		return s.sim.Stats().Connected.Load() == int64(n)
 	})
 	t.Logf("fleet: %d lockers enrolled and connected in %s; hub RSS %.0f MiB", n, time.Since(start).Round(100*time.Millisecond), s.hub.RSS())
@@ -310,8 +310,13 @@ func (s *crashScenario) rolloutState() string {
 // are connected again (the sim's own count).
 func (s *crashScenario) waitReconnected(since time.Time, within time.Duration) (p99, all time.Duration) {
 	want99 := int64(float64(s.n)*0.99 + 0.5)
+	last := time.Now()
 	crashEventually(s.t, within, "every locker reconnected", func() bool {
 		c := s.sim.Stats().Connected.Load()
+		if time.Since(last) >= 15*time.Second {
+			last = time.Now()
+			s.t.Logf("%s after the restart: %d of %d lockers connected", time.Since(since).Round(time.Second), c, s.n)
+		}
 		if p99 == 0 && c >= want99 {
 			p99 = time.Since(since)
 		}
