@@ -48,6 +48,15 @@ func (a *App) startTelemetry(ctx context.Context) error {
 func (a *App) startCommands(ctx, runCtx context.Context) error {
 	a.Commands = fleet.NewCommands(a.Pool, a.Broker, a.Registry, a.Overview, a.Twins,
 		a.log.With("component", "commands"), a.Metrics, a.cfg.Commands)
+	if a.cfg.Cluster.Node != "" {
+		a.Cluster = fleet.NewCluster(a.Pool, a.log.With("component", "cluster", "node", a.cfg.Cluster.Node), a.Metrics, a.cfg.Cluster,
+			a.Registry, a.Overview, a.Twins, a.Commands, a.Broker.Online)
+		if err := a.Cluster.Start(ctx); err != nil {
+			return err
+		}
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.Cluster.Run(runCtx) }()
+	}
 	if err := a.Commands.Load(ctx); err != nil {
 		return err
 	}
@@ -142,5 +151,5 @@ func (p presence) Connected(id string, at time.Time) {
 
 func (p presence) Disconnected(id string, at time.Time) {
 	p.reg.Disconnected(id, at)
-	p.ov.SetOnline(id, false)
+	p.ov.SetOnline(id, p.reg.Online(id)) // still online when another hub node holds it now
 }

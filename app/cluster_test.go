@@ -1,0 +1,154 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/lockersim"
+)
+
+// clusterFleet starts n simulated lockers connected to h (enrolled through
+// h's API) and waits until h holds their connections.
+func clusterFleet(t *testing.T, h *hubtest.Hub, prefix string, n int) *lockersim.Sim {
+	t.Helper()
+	cfg := lockersim.DefaultConfig()
+	cfg.Hub, cfg.API, cfg.Admin, cfg.AdminToken = h.MQTTAddr, h.DeviceURL, h.HTTPURL, h.AdminToken
+	cfg.VarDir, cfg.DataDir = t.TempDir(), t.TempDir()
+	cfg.Lockers, cfg.Cells, cfg.Prefix = n, 4, prefix
+	cfg.Ramp, cfg.StatusEvery = 0, 0
+	cfg.DoorClose = 0 // doors stay open: the twins can be compared
+	sim, err := lockersim.NewSim(cfg, nil)
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	require.NoError(t, sim.Start(ctx))
+	t.Cleanup(func() { stop(); sim.Stop() })
+	for i := 1; i <= n; i++ {
+		id := lockersim.LockerID(prefix, i, n)
+		hubtest.Eventually(t, 30*time.Second, id+" connected", func() bool { return h.App.Broker.Online(id) })
+	}
+	return sim
+}
+
+type twinDoc struct {
+	Version  int64 `json:"version"`
+	Reported struct {
+		Cells map[string]struct {
+			Door string `json:"door"`
+		} `json:"cells"`
+	} `json:"reported"`
+	Connectivity struct {
+		Online bool `json:"online"`
+	} `json:"connectivity"`
+}
+
+func getTwin(t *testing.T, h *hubtest.Hub, id string) twinDoc {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, h.HTTPURL+"/api/v1/lockers/"+id+"/twin", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+h.AdminToken)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var tw twinDoc
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&tw))
+	return tw
+}
+
+// TestClusterCommandThroughOtherNode: two hub nodes (two apps in this
+// process, one database, the same CA), lockers split between them. A
+// cell.open created through node A for a locker connected to node B is sent
+// by B, confirmed by the door sensor, and A's ?wait answer and API show it
+// succeeded; A's presence and twin of B's lockers follow B; a command made
+// on A while its locker was offline everywhere is delivered when the locker
+// comes back at B; a locker disabled on A is kicked from B.
+func TestClusterCommandThroughOtherNode(t *testing.T) {
+	a := hubtest.Start(t, hubtest.Node("a"))
+	b := hubtest.Join(t, a, hubtest.Node("b"))
+	clusterFleet(t, a, "NA-", 2)
+	simB := clusterFleet(t, b, "NB-", 2)
+	ctx := context.Background()
+	onB := "NB-00001"
+
+	// Presence and registry on A of a locker registered and connected on B.
+	hubtest.Eventually(t, 10*time.Second, "A sees B's locker online", func() bool {
+		l, err := a.Admin.Locker(ctx, onB)
+		return err == nil && l.Online
+	})
+	require.False(t, a.App.Broker.Online(onB), "the locker is connected to B only")
+
+	// A command through A to B's locker.
+	start := time.Now()
+	cmd, err := a.Admin.OpenCell(ctx, onB, "A02", "", 10*time.Second)
+	require.NoError(t, err)
+	t.Logf("cell.open A→B: %s in %v", cmd.State, time.Since(start))
+	require.Equal(t, "succeeded", cmd.State, "%+v", cmd)
+	require.NotNil(t, cmd.ConfirmedAt, "the door sensor confirmed it")
+	require.Equal(t, 1, cmd.Attempts)
+	for _, h := range []*hubtest.Hub{a, b} {
+		got, err := h.Admin.Command(ctx, cmd.ID, 0)
+		require.NoError(t, err)
+		require.Equal(t, "succeeded", got.State)
+	}
+	require.Equal(t, 1.0, b.Metric("lockerhub_fleet_cluster_commands_adopted_total"))
+	require.Equal(t, 1.0, a.Metric("lockerhub_fleet_cluster_commands_settled_total"))
+	require.Equal(t, 0.0, a.Metric("lockerhub_fleet_command_sends_total"), "A sent nothing itself")
+
+	// A's twin of the locker follows B's.
+	hubtest.Eventually(t, 5*time.Second, "A's twin shows the door open", func() bool {
+		ta, tb := getTwin(t, a, onB), getTwin(t, b, onB)
+		return ta.Version == tb.Version && ta.Reported.Cells["A02"].Door == "open" && ta.Connectivity.Online
+	})
+
+	// Local and cross-node commands, timed (?wait until the door confirmed).
+	var local, cross []time.Duration
+	for i := range 10 {
+		cell := []string{"A03", "A04"}[i%2]
+		start := time.Now()
+		c, err := a.Admin.OpenCell(ctx, "NA-00001", cell, "", 10*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, "succeeded", c.State)
+		local = append(local, time.Since(start))
+		start = time.Now()
+		c, err = a.Admin.OpenCell(ctx, onB, cell, "", 10*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, "succeeded", c.State)
+		cross = append(cross, time.Since(start))
+	}
+	slices.Sort(local)
+	slices.Sort(cross)
+	t.Logf("cell.open through A, ?wait answer: to A's locker median %v max %v; to B's locker median %v max %v",
+		local[5], local[9], cross[5], cross[9])
+
+	// Offline everywhere when created on A: delivered once it is back at B.
+	l2 := simB.Locker("NB-00002")
+	l2.GoOffline(time.Hour)
+	hubtest.Eventually(t, 10*time.Second, "A sees NB-00002 offline", func() bool {
+		l, err := a.Admin.Locker(ctx, "NB-00002")
+		return err == nil && !l.Online
+	})
+	pending, err := a.Admin.OpenCell(ctx, "NB-00002", "A01", "", 0)
+	require.NoError(t, err)
+	require.Equal(t, "pending", pending.State)
+	l2.ComeOnline()
+	done, err := a.Admin.Command(ctx, pending.ID, 15*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "succeeded", done.State, "%+v", done)
+
+	// Disabled through A: kicked from B at once, refused there.
+	_, err = a.Admin.UpdateLocker(ctx, onB, map[string]any{"enabled": false})
+	require.NoError(t, err)
+	hubtest.Eventually(t, 5*time.Second, "B kicked the disabled locker", func() bool { return !b.App.Broker.Online(onB) })
+	hubtest.Eventually(t, 5*time.Second, "B refuses commands to the disabled locker", func() bool {
+		_, err := b.Admin.OpenCell(ctx, onB, "A01", "", 0)
+		return err != nil && strings.Contains(err.Error(), "disabled")
+	})
+}
