@@ -3,14 +3,17 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
 )
@@ -151,4 +154,142 @@ func TestClusterCommandThroughOtherNode(t *testing.T) {
 		_, err := b.Admin.OpenCell(ctx, onB, "A01", "", 0)
 		return err != nil && strings.Contains(err.Error(), "disabled")
 	})
+}
+
+// balancer is the test's TCP load balancer in front of the nodes' MQTT
+// listeners: new connections go to its target; move closes every connection
+// and sends new ones elsewhere; hold drops what the hub sends to the lockers
+// (a connection that silently loses the hub's messages).
+type balancer struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	target string
+	hold   bool
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newBalancer(t *testing.T, target string) *balancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	lb := &balancer{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	lb.wg.Add(1)
+	go func() {
+		defer lb.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			lb.mu.Lock()
+			target := lb.target
+			lb.mu.Unlock()
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			lb.mu.Lock()
+			lb.conns[c], lb.conns[up] = true, true
+			lb.mu.Unlock()
+			lb.wg.Add(2)
+			go func() { defer lb.wg.Done(); lb.pipe(up, c, false) }()
+			go func() { defer lb.wg.Done(); lb.pipe(c, up, true) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); lb.move(""); lb.wg.Wait() })
+	return lb
+}
+
+func (lb *balancer) pipe(dst, src net.Conn, toLocker bool) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			lb.mu.Lock()
+			drop := toLocker && lb.hold
+			lb.mu.Unlock()
+			if !drop {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (lb *balancer) setHold(on bool) {
+	lb.mu.Lock()
+	lb.hold = on
+	lb.mu.Unlock()
+}
+
+// move closes every connection; new ones go to target.
+func (lb *balancer) move(target string) {
+	lb.mu.Lock()
+	lb.target, lb.hold = target, false
+	for c := range lb.conns {
+		c.Close()
+	}
+	lb.conns = map[net.Conn]bool{}
+	lb.mu.Unlock()
+}
+
+// TestClusterCommandFollowsALockerThatMoves: a locker behind a load
+// balancer is connected to node A when A sends it a cell.open, which is
+// lost on the way; the locker reconnects through the balancer to node B.
+// A leaves the command to B (its sweep sees B holding the locker), B adopts
+// and sends it, the door opens, and A's ?wait answers succeeded within
+// seconds (not at the end of the command's validity).
+func TestClusterCommandFollowsALockerThatMoves(t *testing.T) {
+	a := hubtest.Start(t, hubtest.Node("a"))
+	b := hubtest.Join(t, a, hubtest.Node("b"))
+	lb := newBalancer(t, a.MQTTAddr)
+	cfg := lockersim.DefaultConfig()
+	cfg.Hub, cfg.API, cfg.Admin, cfg.AdminToken = lb.ln.Addr().String(), a.DeviceURL, a.HTTPURL, a.AdminToken
+	cfg.VarDir, cfg.DataDir = t.TempDir(), t.TempDir()
+	cfg.Lockers, cfg.Cells, cfg.Prefix = 1, 4, "MV-"
+	cfg.Ramp, cfg.StatusEvery, cfg.DoorClose = 0, 0, 0
+	sim, err := lockersim.NewSim(cfg, nil)
+	require.NoError(t, err)
+	simCtx, stop := context.WithCancel(context.Background())
+	require.NoError(t, sim.Start(simCtx))
+	t.Cleanup(func() { stop(); sim.Stop() })
+	id := "MV-00001"
+	hubtest.Eventually(t, 30*time.Second, id+" connected to A", func() bool { return a.App.Broker.Online(id) })
+
+	lb.setHold(true)
+	type result struct {
+		cmd apiclient.Command
+		err error
+		at  time.Time
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := a.Admin.OpenCell(context.Background(), id, "A01", "", 25*time.Second)
+		ch <- result{c, err, time.Now()}
+	}()
+	hubtest.Eventually(t, 5*time.Second, "A sent the command (lost on the way)", func() bool {
+		return a.Metric("lockerhub_fleet_command_sends_total") >= 1
+	})
+	moved := time.Now()
+	lb.move(b.MQTTAddr)
+	var r result
+	select {
+	case r = <-ch:
+	case <-time.After(40 * time.Second):
+		t.Fatal("no answer from A")
+	}
+	require.NoError(t, r.err)
+	require.Equal(t, "succeeded", r.cmd.State, "%+v", r.cmd)
+	require.NotNil(t, r.cmd.ConfirmedAt)
+	require.Less(t, r.at.Sub(moved), 15*time.Second, "answered once B delivered it, not at the end of its validity")
+	require.GreaterOrEqual(t, b.Metric("lockerhub_fleet_cluster_commands_adopted_total"), 1.0)
+	t.Logf("moved to B; A's ?wait answered %s %v after the move, after %d sends", r.cmd.State, r.at.Sub(moved).Round(time.Millisecond), r.cmd.Attempts)
 }

@@ -450,6 +450,14 @@ func (r *Registry) setRemote(id, node string, on bool) bool {
 	return was != (e.online || e.remote != "")
 }
 
+// heldElsewhere reports whether another node holds the locker's connection.
+func (r *Registry) heldElsewhere(id string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e := r.lockers[id]
+	return e != nil && !e.online && e.remote != ""
+}
+
 // dropRemoteNode forgets every locker a node that is gone held; it returns them.
 func (r *Registry) dropRemoteNode(node string) []string {
 	r.mu.Lock()

@@ -132,6 +132,15 @@ func (c *Commands) clusterSweep(ctx context.Context) {
 			delete(c.finished, id)
 		}
 	}
+	// A locker that moved to another node: that node drives its commands
+	// from now on (it adopts them); here they wait as remote entries.
+	for locker, m := range c.byLocker {
+		if !c.devices.Online(locker) && c.registry.heldElsewhere(locker) {
+			for _, e := range m {
+				c.makeRemoteLocked(e)
+			}
+		}
+	}
 	var remote []string
 	for id, e := range c.entries {
 		if e.remote {
