@@ -72,7 +72,8 @@ func getTwin(t *testing.T, h *hubtest.Hub, id string) twinDoc {
 // by B, confirmed by the door sensor, and A's ?wait answer and API show it
 // succeeded; A's presence and twin of B's lockers follow B; a command made
 // on A while its locker was offline everywhere is delivered when the locker
-// comes back at B; a locker disabled on A is kicked from B.
+// comes back at B; a locker whose certificates are revoked, or that is
+// disabled, on A is kicked from B and refused there.
 func TestClusterCommandThroughOtherNode(t *testing.T) {
 	a := hubtest.Start(t, hubtest.Node("a"))
 	b := hubtest.Join(t, a, hubtest.Node("b"))
@@ -145,6 +146,13 @@ func TestClusterCommandThroughOtherNode(t *testing.T) {
 	done, err := a.Admin.Command(ctx, pending.ID, 15*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, "succeeded", done.State, "%+v", done)
+
+	// Certificates revoked through A: B closes the connection and refuses
+	// the locker's reconnects (its TLS check reads the revoked serials).
+	_, err = a.Admin.RevokeCertificates(ctx, "NB-00002")
+	require.NoError(t, err)
+	hubtest.Eventually(t, 5*time.Second, "B kicked the revoked locker", func() bool { return !b.App.Broker.Online("NB-00002") })
+	require.Never(t, func() bool { return b.App.Broker.Online("NB-00002") }, 3*time.Second, 100*time.Millisecond, "B refuses the revoked certificate")
 
 	// Disabled through A: kicked from B at once, refused there.
 	_, err = a.Admin.UpdateLocker(ctx, onB, map[string]any{"enabled": false})
