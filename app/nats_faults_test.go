@@ -75,7 +75,8 @@ authorization { users: [
 // a reconnect of the consumer (nothing lost meanwhile); a cell.open published
 // as a NATS message on node 3 reaches the locker, which answers on
 // rpc/res and reports the door opened with the command as its cause; the
-// locker cannot publish under another locker's topics.
+// locker cannot publish under another locker's topics; removing its user and
+// reloading the nodes disconnects it for good (revocation in this mode).
 func TestNATSFaultClusterCarriesALocker(t *testing.T) {
 	if _, err := os.Stat(natsServer); err != nil {
 		t.Skipf("%s: %v (Debian's nats-server)", natsServer, err)
@@ -90,6 +91,7 @@ func TestNATSFaultClusterCarriesALocker(t *testing.T) {
 	for i := range nodes {
 		nodes[i] = natsNode{name: fmt.Sprintf("n%d", i+1), client: freePort(t), cluster: freePort(t), mqtt: freePort(t), dir: t.TempDir()}
 	}
+	var procs []*exec.Cmd
 	for _, n := range nodes {
 		conf := natsConfig(t, n, nodes, certDir, h.CAFile(), []string{locker})
 		logPath := filepath.Join(n.dir, "nats.log")
@@ -98,6 +100,7 @@ func TestNATSFaultClusterCarriesALocker(t *testing.T) {
 		cmd := exec.Command(natsServer, "-c", conf)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		require.NoError(t, cmd.Start())
+		procs = append(procs, cmd)
 		t.Cleanup(func() {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			_ = cmd.Wait()
@@ -222,16 +225,21 @@ func TestNATSFaultClusterCarriesALocker(t *testing.T) {
 	}
 	require.NotNil(t, doorEvent, "the door event came through the stream")
 	require.Equal(t, "command:c-nats-1", doorEvent.Cause)
-	r, err := http.Get("http://" + control + "/lockers/" + locker)
-	require.NoError(t, err)
-	var view struct {
-		Cells map[string]struct {
+	type lockerView struct {
+		Connected bool `json:"connected"`
+		Cells     map[string]struct {
 			Door string `json:"door"`
 		} `json:"cells"`
 	}
-	require.NoError(t, json.NewDecoder(r.Body).Decode(&view))
-	r.Body.Close()
-	require.Equal(t, "open", view.Cells["A01"].Door, "the locker opened the cell")
+	lockerState := func() lockerView {
+		r, err := http.Get("http://" + control + "/lockers/" + locker)
+		require.NoError(t, err)
+		defer r.Body.Close()
+		var view lockerView
+		require.NoError(t, json.NewDecoder(r.Body).Decode(&view))
+		return view
+	}
+	require.Equal(t, "open", lockerState().Cells["A01"].Door, "the locker opened the cell")
 
 	// Per-locker permissions: with the locker's certificate, a publish under
 	// its own topics reaches NATS subscribers; one under another locker's
@@ -254,4 +262,15 @@ func TestNATSFaultClusterCarriesALocker(t *testing.T) {
 	_, err = other.NextMsg(time.Second)
 	require.ErrorIs(t, err, nats.ErrTimeout, "another locker's topic must be refused: %s", out)
 	t.Logf("publish under another locker's topic: refused (mosquitto_pub: %q)", strings.TrimSpace(out))
+
+	// Revocation in this mode: the locker's user leaves the configuration
+	// and every node reloads it; the connection is closed and the locker
+	// cannot come back.
+	require.True(t, lockerState().Connected)
+	for i, n := range nodes {
+		natsConfig(t, n, nodes, certDir, h.CAFile(), nil)
+		require.NoError(t, procs[i].Process.Signal(syscall.SIGHUP))
+	}
+	hubtest.Eventually(t, 10*time.Second, "the locker is disconnected after the reload", func() bool { return !lockerState().Connected })
+	require.Never(t, func() bool { return lockerState().Connected }, 3*time.Second, 100*time.Millisecond, "its certificate maps to no user any more")
 }
