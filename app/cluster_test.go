@@ -28,6 +28,7 @@ func clusterFleet(t *testing.T, h *hubtest.Hub, prefix string, n int) *lockersim
 	cfg.Lockers, cfg.Cells, cfg.Prefix = n, 4, prefix
 	cfg.Ramp, cfg.StatusEvery = 0, 0
 	cfg.DoorClose = 0 // doors stay open: the twins can be compared
+	cfg.Telemetry = 500 * time.Millisecond
 	sim, err := lockersim.NewSim(cfg, nil)
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(context.Background())
@@ -50,6 +51,9 @@ type twinDoc struct {
 	Connectivity struct {
 		Online bool `json:"online"`
 	} `json:"connectivity"`
+	Telemetry *struct {
+		TS time.Time `json:"ts"`
+	} `json:"telemetry"`
 }
 
 func getTwin(t *testing.T, h *hubtest.Hub, id string) twinDoc {
@@ -110,6 +114,14 @@ func TestClusterCommandThroughOtherNode(t *testing.T) {
 	hubtest.Eventually(t, 5*time.Second, "A's twin shows the door open", func() bool {
 		ta, tb := getTwin(t, a, onB), getTwin(t, b, onB)
 		return ta.Version == tb.Version && ta.Reported.Cells["A02"].Door == "open" && ta.Connectivity.Online
+	})
+
+	// A's twin shows B's latest telemetry sample, and keeps up with it.
+	hubtest.Eventually(t, 10*time.Second, "B has a sample", func() bool { return getTwin(t, b, onB).Telemetry != nil })
+	first := getTwin(t, b, onB).Telemetry
+	hubtest.Eventually(t, 5*time.Second, "A shows a sample of B's locker newer than B had a moment ago", func() bool {
+		tw := getTwin(t, a, onB)
+		return tw.Telemetry != nil && tw.Telemetry.TS.After(first.TS)
 	})
 
 	// Local and cross-node commands, timed (?wait until the door confirmed).

@@ -54,6 +54,10 @@ func (a *App) startCommands(ctx, runCtx context.Context) error {
 		if err := a.Cluster.Start(ctx); err != nil {
 			return err
 		}
+		// The latest telemetry sample (twin, /telemetry/latest, the fleet
+		// map) of lockers on other nodes follows theirs.
+		a.Cluster.FollowTelemetry(a.Telemetry.RefreshLatest)
+		a.Telemetry.OnStored(func(id string, _ telemetry.Sample) { a.Cluster.AnnounceTelemetry(id) })
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.Cluster.Run(runCtx) }()
 	}

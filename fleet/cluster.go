@@ -44,6 +44,9 @@ import (
 //   - the registry: created, changed and deleted lockers and revoked
 //     certificates are read again (a revoked locker is kicked wherever it is
 //     connected).
+//   - the latest telemetry sample: the app announces the lockers whose newer
+//     sample this node stored (AnnounceTelemetry) and the others read those
+//     (FollowTelemetry); telemetry is not a dependency of fleet.
 
 // ClusterChannel is the NOTIFY channel of the hub nodes.
 const ClusterChannel = "lockerhub_cluster"
@@ -58,12 +61,13 @@ type clusterMsg struct {
 	On    []string `json:"on,omitempty"`  // lockers that connected to Node
 	Off   []string `json:"off,omitempty"` // lockers that disconnected from Node
 	Reg   []string `json:"r,omitempty"`   // lockers whose registry entry or certificates changed
+	Tel   []string `json:"tm,omitempty"`  // lockers with a newer telemetry sample stored
 }
 
 const maxPayload = 7000
 
 func (m clusterMsg) empty() bool {
-	return len(m.Open)+len(m.Done)+len(m.Twins)+len(m.On)+len(m.Off)+len(m.Reg) == 0
+	return len(m.Open)+len(m.Done)+len(m.Twins)+len(m.On)+len(m.Off)+len(m.Reg)+len(m.Tel) == 0
 }
 
 // payloads splits m into notifications of at most maxPayload bytes.
@@ -88,6 +92,7 @@ func (m clusterMsg) payloads() []string {
 		{m.On, func(c *clusterMsg) *[]string { return &c.On }},
 		{m.Off, func(c *clusterMsg) *[]string { return &c.Off }},
 		{m.Reg, func(c *clusterMsg) *[]string { return &c.Reg }},
+		{m.Tel, func(c *clusterMsg) *[]string { return &c.Tel }},
 	} {
 		for _, id := range f.src {
 			if size+len(id)+4 > maxPayload-len(m.Node)-60 {
@@ -105,6 +110,7 @@ func (m clusterMsg) payloads() []string {
 func (m *clusterMsg) merge(o clusterMsg) {
 	m.Open, m.Done, m.Twins = append(m.Open, o.Open...), append(m.Done, o.Done...), append(m.Twins, o.Twins...)
 	m.On, m.Off, m.Reg = append(m.On, o.On...), append(m.Off, o.Off...), append(m.Reg, o.Reg...)
+	m.Tel = append(m.Tel, o.Tel...)
 }
 
 // notifier queues notifications in a transaction's batch: they are delivered
@@ -150,10 +156,28 @@ type Cluster struct {
 	done    map[string]bool
 	follow  map[string]bool
 	refresh map[string]bool
+	tel     map[string]bool
 	resync  bool
 	wake    chan struct{}
 
 	nodes map[string]time.Time // live nodes and their started_at (the worker's)
+
+	// followTelemetry reads the latest samples of lockers another node
+	// stored (nil: none); set by FollowTelemetry before Run.
+	followTelemetry func(ctx context.Context, lockerIDs []string) error
+}
+
+// AnnounceTelemetry tells the other nodes that a newer telemetry sample of
+// these lockers is stored (the telemetry ingest's OnStored; it does not
+// block).
+func (c *Cluster) AnnounceTelemetry(lockerIDs ...string) {
+	c.announce(clusterMsg{Tel: lockerIDs})
+}
+
+// FollowTelemetry sets how this node reads the latest samples another node
+// stored (nil ids: every locker's, after a lost listener). Call it before Run.
+func (c *Cluster) FollowTelemetry(fn func(ctx context.Context, lockerIDs []string) error) {
+	c.followTelemetry = fn
 }
 
 type clusterMetrics struct {
@@ -175,7 +199,7 @@ func NewCluster(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer,
 	}
 	c := &Cluster{cfg: cfg, pool: pool, log: log, reg: registry, ov: ov, twins: twins, cmds: cmds, local: local,
 		notifier: &notifier{node: cfg.Node}, adopt: map[string]bool{}, done: map[string]bool{}, follow: map[string]bool{},
-		refresh: map[string]bool{}, wake: make(chan struct{}, 1), nodes: map[string]time.Time{}}
+		refresh: map[string]bool{}, tel: map[string]bool{}, wake: make(chan struct{}, 1), nodes: map[string]time.Time{}}
 	c.m = &clusterMetrics{
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockerhub_fleet_cluster_notifications_total",
 			Help: "Notifications between hub nodes (PostgreSQL NOTIFY), by direction: sent, received (from other nodes)."}, []string{"direction"}),
@@ -303,6 +327,9 @@ func (c *Cluster) receive(payload string) {
 	for _, id := range m.Reg {
 		c.refresh[id] = true
 	}
+	for _, id := range m.Tel {
+		c.tel[id] = true
+	}
 	c.mu.Unlock()
 	c.poke()
 }
@@ -325,7 +352,7 @@ func (c *Cluster) work(ctx context.Context) {
 		*m = map[string]bool{}
 		return ids
 	}
-	adopt, done, follow, refresh := take(&c.adopt), take(&c.done), take(&c.follow), take(&c.refresh)
+	adopt, done, follow, refresh, tel := take(&c.adopt), take(&c.done), take(&c.follow), take(&c.refresh), take(&c.tel)
 	c.mu.Unlock()
 
 	if !out.empty() {
@@ -350,6 +377,12 @@ func (c *Cluster) work(ctx context.Context) {
 		if err := c.twins.Follow(ctx, nil); err != nil {
 			c.log.Warn("cluster: reading twins failed", "error", err)
 		}
+		if c.followTelemetry != nil {
+			tel = nil
+			if err := c.followTelemetry(ctx, nil); err != nil {
+				c.log.Warn("cluster: reading the latest telemetry failed", "error", err)
+			}
+		}
 		c.cmds.clusterSweep(ctx)
 	}
 	if len(refresh) > 0 {
@@ -360,6 +393,11 @@ func (c *Cluster) work(ctx context.Context) {
 	if len(follow) > 0 {
 		if err := c.twins.Follow(ctx, follow); err != nil {
 			c.log.Warn("cluster: reading twins failed", "lockers", len(follow), "error", err)
+		}
+	}
+	if len(tel) > 0 && c.followTelemetry != nil {
+		if err := c.followTelemetry(ctx, tel); err != nil {
+			c.log.Warn("cluster: reading the latest telemetry failed", "lockers", len(tel), "error", err)
 		}
 	}
 	if len(done) > 0 {
