@@ -291,8 +291,14 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		"POST /api/v1/users/{name}/password": admin("POST", "/api/v1/users/ev-user/password", `{"password":"another long password"}`, 200, "user"),
 		"POST /api/v1/clients":               admin("POST", "/api/v1/clients", `{"name":"ev-client","carrier":"acme","scopes":["lockers:read"]}`, 201, "client"),
 		"DELETE /api/v1/clients/{name}":      admin("DELETE", "/api/v1/clients/ev-client", "", 200, "client"),
-		"PUT /api/v1/webhook":                client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
-		"DELETE /api/v1/webhook":             client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
+		"POST /api/v1/tokens":                admin("POST", "/api/v1/tokens", `{"name":"ev-token"}`, 201, "token"),
+		"DELETE /api/v1/tokens/{id}": func() result {
+			tok, _, err := h.App.Access.NewAdminToken(ctx, "ev-revoke")
+			require.NoError(t, err)
+			return admin("DELETE", fmt.Sprintf("/api/v1/tokens/%d", tok.ID), "", 200, "token")()
+		},
+		"PUT /api/v1/webhook":    client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
+		"DELETE /api/v1/webhook": client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
 		"POST /api/v1/enroll": func() result {
 			tok, err := h.Admin.CreateEnrollToken(ctx, "EV-2", 0)
 			require.NoError(t, err)
