@@ -73,9 +73,12 @@ type Config struct {
 	OTA ota.Config
 	// Video: the camera relay's ICE UDP address and host candidates, viewer
 	// and stream limits, recordings (directory default <DataDir>/recordings).
-	Video  video.Config
-	Logger *slog.Logger
-	Out    io.Writer // where the admin credential is printed on first start
+	Video video.Config
+	// Cluster: several hub nodes on one PostgreSQL (docs/scaling.md); its
+	// Node names this one, empty (the default) runs a single hub.
+	Cluster fleet.ClusterConfig
+	Logger  *slog.Logger
+	Out     io.Writer // where the admin credential is printed on first start
 	// Version is the hub's build (lockerhub_build_info); empty: "dev".
 	Version string
 }
@@ -129,6 +132,7 @@ type App struct {
 	Overview *fleet.Overview
 	Broker   *broker.Broker
 	Commands *fleet.Commands
+	Cluster  *fleet.Cluster // nil: a single hub
 	// Asks answers the lockers' asks (register methods with Asks.Register);
 	// CodeKeys holds the per-locker pickup-code secrets and delivers them
 	// (codes.key); LockerSync delivers offline parcel lists (parcels.sync).

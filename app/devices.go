@@ -48,6 +48,19 @@ func (a *App) startTelemetry(ctx context.Context) error {
 func (a *App) startCommands(ctx, runCtx context.Context) error {
 	a.Commands = fleet.NewCommands(a.Pool, a.Broker, a.Registry, a.Overview, a.Twins,
 		a.log.With("component", "commands"), a.Metrics, a.cfg.Commands)
+	if a.cfg.Cluster.Node != "" {
+		a.Cluster = fleet.NewCluster(a.Pool, a.log.With("component", "cluster", "node", a.cfg.Cluster.Node), a.Metrics, a.cfg.Cluster,
+			a.Registry, a.Overview, a.Twins, a.Commands, a.Broker.Online)
+		if err := a.Cluster.Start(ctx); err != nil {
+			return err
+		}
+		// The latest telemetry sample (twin, /telemetry/latest, the fleet
+		// map) of lockers on other nodes follows theirs.
+		a.Cluster.FollowTelemetry(a.Telemetry.RefreshLatest)
+		a.Telemetry.OnStored(func(id string, _ telemetry.Sample) { a.Cluster.AnnounceTelemetry(id) })
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.Cluster.Run(runCtx) }()
+	}
 	if err := a.Commands.Load(ctx); err != nil {
 		return err
 	}
@@ -142,5 +155,5 @@ func (p presence) Connected(id string, at time.Time) {
 
 func (p presence) Disconnected(id string, at time.Time) {
 	p.reg.Disconnected(id, at)
-	p.ov.SetOnline(id, false)
+	p.ov.SetOnline(id, p.reg.Online(id)) // still online when another hub node holds it now
 }

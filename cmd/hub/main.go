@@ -114,6 +114,8 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Video.Recordings.MaxActive, "video-max-recordings", 4, "camera video: clips recorded at once; more alarms get no clip (logged, counted) (env HUB_VIDEO_MAX_RECORDINGS)")
 	fs.DurationVar(&cfg.Video.Recordings.MaxAge, "video-retention", 30*24*time.Hour, "camera video: clips are deleted after this long (env HUB_VIDEO_RETENTION)")
 	videoMaxGiB := fs.Float64("video-retention-gib", 10, "camera video: the oldest clips are deleted while all of them take more than this many GiB (env HUB_VIDEO_RETENTION_GIB)")
+	fs.StringVar(&cfg.Cluster.Node, "node", env("HUB_NODE", ""), "run as one of several hub nodes sharing --database-url, under this name (unique per node); "+
+		"commands, twins, presence and the registry are shared through PostgreSQL LISTEN/NOTIFY (docs/scaling.md); empty: a single hub (env HUB_NODE)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
 		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL", "gc-percent": "HUB_GC_PERCENT",
