@@ -224,6 +224,12 @@ func TestPaymentAtTheLocker(t *testing.T) {
 		page, err := h.Admin.Parcels(ctx, apiclient.ParcelFilter{})
 		require.NoError(t, err)
 		require.Zero(t, page.Total, "nothing was created")
+		// pos.charge is the hub's own: the commands API does not send it.
+		_, _, err = h.Admin.Do(ctx, http.MethodPost, "/api/v1/lockers/"+withPOS+"/commands",
+			[]byte(`{"method":"pos.charge","params":{"payment":"pay-x","parcel":"p-x","amount":100,"currency":"EUR"}}`))
+		require.True(t, errors.As(err, &ae), "%v", err)
+		require.Equal(t, http.StatusBadRequest, ae.Status, ae.Message)
+		require.Empty(t, terminal().Charges)
 	})
 
 	t.Run("paid at the locker, one fiscal receipt", func(t *testing.T) {
