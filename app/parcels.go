@@ -32,6 +32,9 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 	if cfg.Receipts == nil {
 		cfg.Receipts = parcelReceipts{a}
 	}
+	if cfg.Quotas == nil {
+		cfg.Quotas = parcelQuotas{a.Registry}
+	}
 	a.Parcels = parcels.New(a.Pool, parcelFleet{a.Overview, a.Twins, a.Commands, a.Registry}, a.log.With("component", "parcels"), a.Metrics, cfg)
 	if err := a.Parcels.Load(ctx); err != nil {
 		return err
@@ -73,6 +76,21 @@ func (r parcelReceipts) Receipts(ctx context.Context, ids []string) (map[string]
 	out := make(map[string]parcels.Receipt, len(got))
 	for id, g := range got {
 		out[id] = parcels.Receipt{ID: id, State: g.State, Attempts: g.Attempts, LastError: g.LastError, SentAt: g.SentAt, Number: g.Number}
+	}
+	return out, nil
+}
+
+// parcelQuotas reads the carriers' quotas of the fleet for parcels.
+type parcelQuotas struct{ reg *fleet.Registry }
+
+func (q parcelQuotas) Quotas(ctx context.Context, db parcels.Queryer, lockerIDs []string) ([]parcels.Quota, error) {
+	fq, err := q.reg.QuotasAt(ctx, db, lockerIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]parcels.Quota, len(fq))
+	for i, x := range fq {
+		out[i] = parcels.Quota{Carrier: x.Carrier, LockerID: x.LockerID, Size: x.Size, Cells: x.Cells}
 	}
 	return out, nil
 }

@@ -216,7 +216,8 @@ type Config struct {
 	// ChargeTimeout is how long the locker's terminal has to answer
 	// pos.charge (the command's validity), 60 s.
 	ChargeTimeout time.Duration
-	Receipts      Receipts // nil: receipts show no delivery state
+	Receipts      Receipts    // nil: receipts show no delivery state
+	Quotas        QuotaSource // nil: no carrier quotas
 }
 
 func (c *Config) defaults() {
@@ -616,6 +617,9 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 		// Creates and moves of one locker take turns: a cell a move is
 		// leaving is not reserved meanwhile.
 		if err := lockLocker(ctx, tx, n.LockerID); err != nil {
+			return err
+		}
+		if err := s.checkQuota(ctx, tx, n.LockerID, n.Size, n.Carrier, free); err != nil {
 			return err
 		}
 		for _, cell := range free {
@@ -1345,6 +1349,8 @@ type metrics struct {
 	scans       *prometheus.CounterVec
 	charges     *prometheus.CounterVec
 	receipts    *prometheus.CounterVec
+	// quotaRefusals counts reservations refused by a carrier quota.
+	quotaRefusals prometheus.Counter
 
 	offlineSyncErrors prometheus.Counter
 }
@@ -1363,11 +1369,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "lockerhub_parcels_charges_total", Help: "Charges at lockers' POS terminals (pos.charge) by outcome: approved, declined, failed, unknown (no answer in time), paid_before (paid already: not charged again), refunded, error."}, []string{"result"}),
 		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_receipts_total", Help: "Fiscal receipts requested (put in the outbox), by type: sale, refund."}, []string{"type"}),
+		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_parcels_quota_refusals_total", Help: "Reservations refused by a carrier quota (carrier_quota) although cells were free."}),
 		offlineSyncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_offline_list_errors_total", Help: "Offline parcel lists of lockers that could not be updated (sent again at the next change or start)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.charges, m.receipts, m.offlineSyncErrors)
+		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.charges, m.receipts, m.quotaRefusals, m.offlineSyncErrors)
 	}
 	return m
 }
