@@ -261,8 +261,11 @@ func TestPaymentAtTheLocker(t *testing.T) {
 		require.Equal(t, "EUR", body["currency"])
 		require.Equal(t, r.Charge.Reference, body["terminal_reference"])
 
-		got := parcel(p.ID)
-		require.Len(t, got.Payments, 1)
+		var got apiclient.Parcel
+		hubtest.Eventually(t, 10*time.Second, "the receipt recorded as sent", func() bool {
+			got = parcel(p.ID)
+			return len(got.Payments) == 1 && got.Payments[0].Receipt != nil && got.Payments[0].Receipt.State == "sent"
+		})
 		pay := got.Payments[0]
 		require.Equal(t, r.Charge.Payment, pay.ID)
 		require.Equal(t, "approved", pay.State)
@@ -363,6 +366,11 @@ func TestPaymentAtTheLocker(t *testing.T) {
 		pickUp(p)
 		require.Equal(t, charged, terminal().Charges, "the terminal was not asked")
 		require.Empty(t, parcel(p.ID).Payments)
+	})
+	hubtest.Eventually(t, 15*time.Second, "every receipt at the fiscal service", func() bool {
+		fiscal.mu.Lock()
+		defer fiscal.mu.Unlock()
+		return len(fiscal.issued) >= 4
 	})
 	fiscal.mu.Lock()
 	require.Zero(t, fiscal.noAuth, "every request carried the token")
