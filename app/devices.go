@@ -8,6 +8,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/protocol"
 	"github.com/lockerhub/lockerhub/telemetry"
 )
@@ -76,7 +77,16 @@ func (a *App) startCommands(ctx, runCtx context.Context) error {
 // before the PUBACK), the pickup-code secrets (codes.key) and the offline
 // parcel lists (parcels.sync) to the broker. Call it before the broker starts.
 func (a *App) startAsks(ctx, runCtx context.Context) error {
-	a.Asks = fleet.NewAsks(a.Pool, a.Broker, a.log.With("component", "asks"), a.Metrics, a.cfg.Asks)
+	asks := a.cfg.Asks
+	// code.check waits for the POS terminal when a parcel has an amount due.
+	charge := a.cfg.Parcels.ChargeTimeout
+	if charge == 0 {
+		charge = parcels.DefaultChargeTimeout
+	}
+	if need := charge + 5*time.Second; asks.HandlerTimeout < need {
+		asks.HandlerTimeout = need
+	}
+	a.Asks = fleet.NewAsks(a.Pool, a.Broker, a.log.With("component", "asks"), a.Metrics, asks)
 	a.CodeKeys = fleet.NewCodeKeys(a.Pool, a.Broker, a.log.With("component", "codekeys"), a.Metrics)
 	a.LockerSync = fleet.NewLockerSync(a.Pool, a.Broker, a.log.With("component", "lockersync"), a.Metrics)
 	if err := a.CodeKeys.Load(ctx); err != nil {

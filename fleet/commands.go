@@ -86,7 +86,12 @@ var CommandMethods = map[string]struct{ Default, Max time.Duration }{
 	protocol.MethodLockerReboot:   {5 * time.Minute, 24 * time.Hour},
 	protocol.MethodPowerCycle:     {5 * time.Minute, 24 * time.Hour},
 	protocol.MethodDisplayMessage: {5 * time.Minute, 24 * time.Hour},
+	protocol.MethodPOSCharge:      {time.Minute, 5 * time.Minute},
 }
+
+// HubOnlyMethods are commands only the hub's own components create (the
+// payments of parcels); the commands API refuses them.
+var HubOnlyMethods = map[string]bool{protocol.MethodPOSCharge: true}
 
 // MinValidity is the shortest validity a command may ask for.
 const MinValidity = time.Second
@@ -395,6 +400,10 @@ func (c *Commands) validate(ctx context.Context, nc NewCommand, now time.Time) (
 		var p protocol.DisplayMessageParams
 		if err := strictJSON(params, &p); err != nil || p.Text == "" || len(p.Text) > MaxDisplayText || p.TTLSeconds < 0 {
 			return Command{}, fmt.Errorf(`%w: display.message takes params {"text":"…","ttl_s":N} with a text of 1–%d bytes`, ErrInvalid, MaxDisplayText)
+		}
+	case protocol.MethodPOSCharge:
+		if _, err := protocol.DecodePOSChargeParams(params); err != nil {
+			return Command{}, fmt.Errorf(`%w: pos.charge takes params {"payment","parcel","amount","currency"}: %v`, ErrInvalid, err)
 		}
 	default:
 		if string(params) != "{}" {

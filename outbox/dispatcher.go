@@ -38,6 +38,7 @@ type Config struct {
 	DenyPrivateWebhooks bool
 	SMS                 SMSConfig
 	SMTP                SMTPConfig
+	Fiscal              FiscalConfig
 }
 
 func (c *Config) defaults() {
@@ -61,7 +62,7 @@ func (c *Config) defaults() {
 	def(&c.MaxAge, 24*time.Hour)
 	def(&c.WaitUnavailable, time.Hour)
 	def(&c.RequestTimeout, 10*time.Second)
-	def(&c.Lease, c.RequestTimeout+30*time.Second)
+	def(&c.Lease, max(c.RequestTimeout, c.Fiscal.Timeout)+30*time.Second)
 	def(&c.Retention, 30*24*time.Hour)
 }
 
@@ -96,11 +97,16 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("outbox: --sms-url: %w", err)
 		}
 	}
+	if cfg.Fiscal.URL != "" {
+		if err := ValidURL(cfg.Fiscal.URL); err != nil {
+			return nil, fmt.Errorf("outbox: --fiscal-url: %w", err)
+		}
+	}
 	d := &Dispatcher{pool: pool, cfg: cfg, log: logger, tmpl: tmpl, tpls: NewTemplateStore(pool, tmpl), wake: make(chan struct{}, 1)}
 	d.http = newHTTPClient(cfg.RequestTimeout, false)
 	d.hook = newHTTPClient(cfg.RequestTimeout, cfg.DenyPrivateWebhooks)
-	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelHTTP: true})
-	for ch, ok := range map[string]bool{ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != ""} {
+	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelHTTP: true, ChannelFiscal: cfg.Fiscal.URL != ""})
+	for ch, ok := range map[string]bool{ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelFiscal: cfg.Fiscal.URL != ""} {
 		if !ok {
 			logger.Warn("outbox channel not configured: its messages wait until it is", "channel", ch)
 		}
@@ -322,6 +328,8 @@ func (d *Dispatcher) send(ctx context.Context, m *claimed) error {
 		return d.sendEmail(ctx, m)
 	case ChannelHTTP:
 		return d.sendHTTP(ctx, *m)
+	case ChannelFiscal:
+		return d.sendFiscal(ctx, m)
 	default:
 		return permanent("invalid", fmt.Errorf("unknown channel %q", m.Channel))
 	}
@@ -329,7 +337,11 @@ func (d *Dispatcher) send(ctx context.Context, m *claimed) error {
 
 // deliver sends one claimed message and records the outcome.
 func (d *Dispatcher) deliver(ctx context.Context, m claimed) {
-	sctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	timeout := d.cfg.RequestTimeout
+	if m.Channel == ChannelFiscal && d.cfg.Fiscal.Timeout > 0 {
+		timeout = d.cfg.Fiscal.Timeout
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now()
 	err := d.send(sctx, &m)
 	cancel()
