@@ -28,6 +28,9 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 	if cfg.Offline == nil {
 		cfg.Offline = a.LockerSync
 	}
+	if cfg.ReservationHours == nil {
+		cfg.ReservationHours = a.Access.ClientReservationHours // each partner's own deadline
+	}
 	a.Parcels = parcels.New(a.Pool, parcelFleet{a.Overview, a.Twins, a.Commands, a.Registry}, a.log.With("component", "parcels"), a.Metrics, cfg)
 	if err := a.Parcels.Load(ctx); err != nil {
 		return err
