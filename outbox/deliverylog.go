@@ -162,7 +162,9 @@ func (s *Endpoints) Deliveries(ctx context.Context, clientID int64, f DeliveryFi
 // receiver deduplicates on it, DESIGN decision 13) and the same body, signed
 // anew: a delivery that was sent or failed for good becomes pending, its
 // attempts count from 1 again, and its age for giving up counts from now.
-// A delivery still pending is ErrConflict (it is being tried). Audited.
+// A delivery still pending and waiting for its next try (backoff, or no
+// endpoint) is tried now instead, its attempts counting on. One being sent
+// at this moment is ErrConflict. Audited (replay, retry_now).
 func (s *Endpoints) Replay(ctx context.Context, clientID int64, id string) (WebhookDelivery, error) {
 	var out WebhookDelivery
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
@@ -175,11 +177,27 @@ func (s *Endpoints) Replay(ctx context.Context, clientID int64, id string) (Webh
 			return err
 		}
 		if before.State == "pending" {
-			next := ""
-			if before.NextAttemptAt != nil {
-				next = "; next try at " + before.NextAttemptAt.Format(time.RFC3339)
+			// Waiting for its next try when the last attempt logged set that
+			// time; otherwise it is due or claimed by a dispatcher (in flight).
+			var waits bool
+			if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT a.next_attempt_at = m.next_attempt_at AND m.next_attempt_at > now()
+				FROM outbox_attempts a WHERE a.message_id = m.id ORDER BY a.id DESC LIMIT 1), false)
+				FROM outbox_messages m WHERE m.id = $1`, id).Scan(&waits); err != nil {
+				return err
 			}
-			return fmt.Errorf("%w: webhook delivery %s is still pending (attempt %d%s)", ErrConflict, id, before.Attempts, next)
+			if !waits {
+				return fmt.Errorf("%w: webhook delivery %s is being sent right now (attempt %d); look at its log again", ErrConflict, id, before.Attempts)
+			}
+			out, err = scanDelivery(tx.QueryRow(ctx, `UPDATE outbox_messages SET next_attempt_at = now() WHERE id = $1 RETURNING `+deliveryColumns, id))
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
+				return err
+			}
+			return audit.Record(ctx, tx, audit.Entry{Action: "retry_now", ObjectType: "webhook_delivery", ObjectID: id,
+				Before: map[string]any{"state": before.State, "next_attempt_at": before.NextAttemptAt, "client_id": clientID, "event": before.Event},
+				After:  map[string]any{"state": out.State, "next_attempt_at": out.NextAttemptAt, "client_id": clientID, "event": out.Event}})
 		}
 		out, err = scanDelivery(tx.QueryRow(ctx, `UPDATE outbox_messages SET state = 'pending', attempts = 0, next_attempt_at = now(),
 			last_error = NULL, sent_at = NULL, replays = replays + 1, replayed_at = now()

@@ -120,15 +120,14 @@ func TestWebhookDeliveryLogAndReplay(t *testing.T) {
 	var mu sync.Mutex
 	var got []string // Lockerhub-Delivery of each POST
 	var bodies []string
-	fail := map[string]bool{"evt-1": true, "evt-2": true} // the first try of each fails
-	hold := false                                         // evt-2 fails until released
+	fail := map[string]bool{"evt-1": true} // its first try fails
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		id := r.Header.Get(outbox.DeliveryHeader)
 		mu.Lock()
 		defer mu.Unlock()
 		got, bodies = append(got, id), append(bodies, string(b))
-		if fail[id] || (id == "evt-2" && hold) {
+		if fail[id] {
 			fail[id] = false
 			http.Error(w, "busy", http.StatusInternalServerError)
 		}
@@ -236,18 +235,36 @@ func TestWebhookDeliveryLogAndReplay(t *testing.T) {
 	require.Equal(t, 2, strings.Count(string(data), `"action": "replay"`), string(data))
 	require.Contains(t, string(data), `"name": "shop-a"`)
 
-	// A delivery still being retried is not replayed.
-	mu.Lock()
-	hold = true
-	mu.Unlock()
+	// A delivery waiting for its next try (here: shop-b has no endpoint) is
+	// tried now; one being sent at this moment is refused.
+	b, err := h.App.Access.Clients(ctx)
+	require.NoError(t, err)
+	var bID int64
+	for _, c := range b {
+		if c.Name == "shop-b" {
+			bID = c.ID
+		}
+	}
 	require.NoError(t, pg.Tx(ctx, h.App.Pool, func(tx pgx.Tx) error {
-		return outbox.Enqueue(ctx, tx, outbox.Message{ID: "evt-2", Channel: outbox.ChannelWebhook, ClientID: a.ID, Template: "parcel.reserved"})
+		return outbox.Enqueue(ctx, tx, outbox.Message{ID: "evt-2", Channel: outbox.ChannelWebhook, ClientID: bID, Template: "parcel.reserved"})
 	}))
-	hubtest.Eventually(t, 10*time.Second, "evt-2 tried", func() bool { return count("evt-2") >= 1 })
-	status, m = ca.do(t, "POST", h.HTTPURL+"/api/v1/webhook/deliveries/evt-2/replay", "")
+	hubtest.Eventually(t, 10*time.Second, "evt-2 waits for an endpoint", func() bool {
+		ds := list(cb, "/api/v1/webhook/deliveries").Deliveries
+		return len(ds) == 1 && len(ds[0].Log) == 1 && ds[0].Log[0].Outcome == "waiting"
+	})
+	status, m = cb.do(t, "POST", h.HTTPURL+"/api/v1/webhook/deliveries/evt-2/replay", "")
+	require.Equal(t, 202, status, m)
+	hubtest.Eventually(t, 10*time.Second, "evt-2 tried again at once", func() bool {
+		ds := list(cb, "/api/v1/webhook/deliveries").Deliveries
+		return len(ds[0].Log) == 2 && ds[0].Log[1].Outcome == "waiting"
+	})
+	require.Zero(t, list(cb, "/api/v1/webhook/deliveries").Deliveries[0].Replays, "tried now, not replayed")
+	// As a dispatcher's claim leaves it: pending, leased, no attempt logged yet.
+	_, err = h.App.Pool.Exec(ctx, `INSERT INTO outbox_messages (id, channel, client_id, template, attempts, next_attempt_at)
+		VALUES ('evt-3', 'webhook', $1, 'parcel.reserved', 1, now() + interval '1 minute')`, a.ID)
+	require.NoError(t, err)
+	status, m = ca.do(t, "POST", h.HTTPURL+"/api/v1/webhook/deliveries/evt-3/replay", "")
 	require.Equal(t, 409, status, m)
 	require.Equal(t, "conflict", m["code"])
-	mu.Lock()
-	hold = false
-	mu.Unlock()
+	require.Equal(t, 4, count("evt-1"), "nothing else sent")
 }

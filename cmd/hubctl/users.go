@@ -391,7 +391,11 @@ func (c *cli) clientSet(ctx context.Context, name string, hours int) error {
 	if c.g.json {
 		return c.printRaw()
 	}
-	fmt.Fprintf(c.stdout, "API client %s: reservations expire after %s.\n", cl.Name, reservation(cl.ReservationHours))
+	after := reservation(cl.ReservationHours)
+	if cl.ReservationHours == 0 {
+		after = "the hub's default (--reservation-time)"
+	}
+	fmt.Fprintf(c.stdout, "API client %s: reservations expire after %s.\n", cl.Name, after)
 	return nil
 }
 
