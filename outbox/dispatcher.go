@@ -418,12 +418,16 @@ func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, m claimed, at a
 // finish records the outcome (sql, on the message) and, for a webhook, the
 // attempt in the delivery log, in one transaction.
 func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, m claimed, at attempt, sql string, args ...any) {
+	if m.Channel != ChannelWebhook || at.outcome == "" {
+		// Nothing to log: one statement, no transaction.
+		if _, err := d.pool.Exec(ctx, sql, append([]any{m.ID}, args...)...); err != nil {
+			log.Error("outbox: recording the outcome failed; the message is retried after its lease", "error", err, "lease", d.cfg.Lease)
+		}
+		return
+	}
 	err := pg.Tx(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, sql, append([]any{m.ID}, args...)...); err != nil {
 			return err
-		}
-		if m.Channel != ChannelWebhook || at.outcome == "" {
-			return nil
 		}
 		var status *int
 		if at.status != 0 {
