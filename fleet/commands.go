@@ -1097,7 +1097,7 @@ func (c *Commands) List(ctx context.Context, f CommandFilter) ([]Command, error)
 		f.Limit = min(max(f.Limit, 100), MaxPageSize)
 	}
 	q := `SELECT ` + cmdColumns + ` FROM fleet_commands WHERE ($1 = '' OR locker_id = $1) AND ($2 = '' OR state = $2)
-		AND ($3 = '' OR locker_id IN (SELECT id FROM fleet_lockers WHERE carriers @> ARRAY[$3::text]))
+		AND ($3 = '' OR locker_id IN (SELECT id FROM fleet_lockers WHERE ` + carrierAccessSQL("$3") + `))
 		ORDER BY created_at DESC, id DESC LIMIT $4`
 	rows, err := c.pool.Query(ctx, q, f.LockerID, f.State, f.Carrier, f.Limit)
 	if err != nil {

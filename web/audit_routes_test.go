@@ -137,8 +137,19 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		_, err := h.App.Pool.Exec(ctx, sql, args...)
 		require.NoError(t, err)
 	}
+	_, err = h.App.Registry.CreateCarrier(ctx, fleet.NewCarrier{ID: "ev-c2"})
+	require.NoError(t, err)
 	cases := map[string]func() result{
-		"POST /api/v1/ota/artifacts": admin("POST", "/api/v1/ota/artifacts?version=9.9.10", "new firmware", 201, "ota_artifact"),
+		"POST /api/v1/carriers":                                admin("POST", "/api/v1/carriers", `{"id":"ev-c1","name":"EV One"}`, 201, "carrier"),
+		"PATCH /api/v1/carriers/{carrier}":                     admin("PATCH", "/api/v1/carriers/ev-c1", `{"contact":"ops@ev.example"}`, 200, "carrier"),
+		"DELETE /api/v1/carriers/{carrier}":                    admin("DELETE", "/api/v1/carriers/ev-c1", "", 204, "carrier"),
+		"PUT /api/v1/carriers/{carrier}/lockers/{locker}":      admin("PUT", "/api/v1/carriers/ev-c2/lockers/EV-2", "", 200, "locker"),
+		"DELETE /api/v1/carriers/{carrier}/lockers/{locker}":   admin("DELETE", "/api/v1/carriers/ev-c2/lockers/EV-2", "", 200, "locker"),
+		"PUT /api/v1/carriers/{carrier}/segments/{segment}":    admin("PUT", "/api/v1/carriers/ev-c2/segments/ev-north", "", 200, "carrier"),
+		"DELETE /api/v1/carriers/{carrier}/segments/{segment}": admin("DELETE", "/api/v1/carriers/ev-c2/segments/ev-north", "", 200, "carrier"),
+		"PUT /api/v1/carriers/{carrier}/quotas/{locker}":       admin("PUT", "/api/v1/carriers/ev-c2/quotas/EV-2", `{"cells":{"M":1}}`, 200, "carrier"),
+		"DELETE /api/v1/carriers/{carrier}/quotas/{locker}":    admin("DELETE", "/api/v1/carriers/ev-c2/quotas/EV-2", "", 200, "carrier"),
+		"POST /api/v1/ota/artifacts":                           admin("POST", "/api/v1/ota/artifacts?version=9.9.10", "new firmware", 201, "ota_artifact"),
 		"POST /api/v1/ota/rollouts": admin("POST", "/api/v1/ota/rollouts",
 			fmt.Sprintf(`{"artifact_id":%d,"targets":{"lockers":["EV-O1"]}}`, art.ID), 201, "ota_rollout"),
 		"POST /api/v1/ota/rollouts/{id}/start": otaAction("EV-O1", "start", nil),
