@@ -301,6 +301,12 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		"POST /api/v1/clients/{name}/webhook-deliveries/{delivery}/replay": admin("POST", "/api/v1/clients/ev-hook/webhook-deliveries/ev-d2/replay", "", 202, "webhook_delivery"),
 		"PUT /api/v1/webhook":                                              client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
 		"DELETE /api/v1/webhook":                                           client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
+		"POST /api/v1/tokens":                                              admin("POST", "/api/v1/tokens", `{"name":"ev-token"}`, 201, "token"),
+		"DELETE /api/v1/tokens/{id}": func() result {
+			tok, _, err := h.App.Access.NewAdminToken(ctx, "ev-revoke")
+			require.NoError(t, err)
+			return admin("DELETE", fmt.Sprintf("/api/v1/tokens/%d", tok.ID), "", 200, "token")()
+		},
 		"POST /api/v1/enroll": func() result {
 			tok, err := h.Admin.CreateEnrollToken(ctx, "EV-2", 0)
 			require.NoError(t, err)

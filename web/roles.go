@@ -182,6 +182,10 @@ var roleMatrix = map[string]allow{
 	"POST /api/v1/clients":               {adminOnly, noClients},
 	"DELETE /api/v1/clients/{name}":      {adminOnly, noClients},
 	"PATCH /api/v1/clients/{name}":       {adminOnly, noClients},
+	// Admin bearer tokens (hubctl token): admins only.
+	"GET /api/v1/tokens":         {adminOnly, noClients},
+	"POST /api/v1/tokens":        {adminOnly, noClients},
+	"DELETE /api/v1/tokens/{id}": {adminOnly, noClients},
 
 	// Webhook endpoints (web/webhooks.go): each API client manages its own;
 	// admins read any client's (never the secret). An admin calling the
