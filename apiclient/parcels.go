@@ -30,7 +30,7 @@ type Parcel struct {
 	LockerID      string       `json:"locker_id"`
 	Size          string       `json:"size"`
 	Cell          string       `json:"cell"`
-	State         string       `json:"state"` // reserved, deposited, picked_up, cancelled, expired, returned
+	State         string       `json:"state"` // reserved, deposited, picked_up, cancelled, expired, returned, reservation_expired
 	ToReturn      bool         `json:"to_return"`
 	Recipient     Recipient    `json:"recipient"`
 	Reference     string       `json:"reference"`
@@ -51,9 +51,10 @@ type Parcel struct {
 	Contents      string       `json:"contents,omitempty"`
 	DeclaredValue int64        `json:"declared_value,omitempty"` // minor units of Currency
 	Currency      string       `json:"currency,omitempty"`
-	MoveFrom      string       `json:"move_from,omitempty"`  // while moving: the cell it leaves
-	MoveStage     string       `json:"move_stage,omitempty"` // while moving: from, to
-	Kind          string       `json:"kind,omitempty"`       // delivery, return
+	MoveFrom      string       `json:"move_from,omitempty"`      // while moving: the cell it leaves
+	MoveStage     string       `json:"move_stage,omitempty"`     // while moving: from, to
+	Kind          string       `json:"kind,omitempty"`           // delivery, return
+	ReservedUntil *time.Time   `json:"reserved_until,omitempty"` // reserved: the drop-off deadline
 	History       []ParcelStep `json:"history,omitempty"`
 	Scans         []ParcelScan `json:"scans,omitempty"`
 	// AmountDue is charged at the locker before pickup; nil: prepaid.

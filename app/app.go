@@ -254,10 +254,17 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startTelemetry(ctx); err != nil {
 		return err
 	}
-	if a.Outbox, err = outbox.New(a.Pool, cfg.Outbox, a.log.With("component", "outbox"), a.Metrics); err != nil {
+	// Partners' own formats: a connector also renders the status callbacks
+	// of an endpoint that asks for its format.
+	conns := connectors.Default()
+	outboxCfg := cfg.Outbox
+	if outboxCfg.WebhookFormats == nil {
+		outboxCfg.WebhookFormats = webhookFormats(conns)
+	}
+	if a.Outbox, err = outbox.New(a.Pool, outboxCfg, a.log.With("component", "outbox"), a.Metrics); err != nil {
 		return err
 	}
-	a.Webhooks = outbox.NewEndpoints(a.Pool)
+	a.Webhooks = outbox.NewEndpoints(a.Pool, conns.Names()...)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Outbox.Run(runCtx) }()
 
@@ -340,7 +347,7 @@ func (a *App) Start(ctx context.Context) error {
 		OTA:            a.OTA,
 		Video:          a.Video,
 		Recordings:     a.Recordings,
-		Connectors:     connectors.Default(),
+		Connectors:     conns,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)

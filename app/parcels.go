@@ -32,6 +32,9 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 	if cfg.Receipts == nil {
 		cfg.Receipts = parcelReceipts{a}
 	}
+	if cfg.ReservationHours == nil {
+		cfg.ReservationHours = a.Access.ClientReservationHours // each partner's own deadline
+	}
 	if cfg.Quotas == nil {
 		cfg.Quotas = parcelQuotas{a.Registry}
 	}

@@ -55,10 +55,13 @@ const (
 	StateCancelled = "cancelled"
 	StateExpired   = "expired"
 	StateReturned  = "returned"
+	// StateReservationExpired: reserved, but not dropped off before the
+	// reservation's deadline (reserved_until); the cell is released.
+	StateReservationExpired = "reservation_expired"
 )
 
 // States lists every state.
-var States = []string{StateReserved, StateDeposited, StatePickedUp, StateCancelled, StateExpired, StateReturned}
+var States = []string{StateReserved, StateDeposited, StatePickedUp, StateCancelled, StateExpired, StateReturned, StateReservationExpired}
 
 // Sizes of cells.
 var Sizes = []string{"S", "M", "L", "XL"}
@@ -209,10 +212,21 @@ type Config struct {
 	SweepBatch     int           // parcels per kind and tick, 100
 	WrongCodes     int           // wrong codes per locker in WrongWindow before rate_limited, 5
 	WrongWindow    time.Duration // 5 min
-	Now            func() time.Time
-	Keys           CodeKeys     // nil: no codes (deposits still happen; codes are not sent)
-	Outbox         Outbox       // nil: messages are dropped
-	Offline        OfflineLists // nil: lockers get no offline parcel list
+	// ReservationTime is how long a reservation waits for the drop-off
+	// before it expires and frees its cell, unless the creating API client
+	// has a time of its own (ReservationHours), 48 h.
+	ReservationTime time.Duration
+	// ReservationHours gives an API client's own reservation time in hours
+	// (0: ReservationTime); nil: every reservation gets ReservationTime.
+	ReservationHours func(ctx context.Context, clientID int64) (int, error)
+	// DropoffGrace: a reservation whose drop-off was asked this recently,
+	// or whose cell door is open, is not expired yet (the courier is at
+	// the cell), 15 min.
+	DropoffGrace time.Duration
+	Now          func() time.Time
+	Keys         CodeKeys     // nil: no codes (deposits still happen; codes are not sent)
+	Outbox       Outbox       // nil: messages are dropped
+	Offline      OfflineLists // nil: lockers get no offline parcel list
 	// ChargeTimeout is how long the locker's terminal has to answer
 	// pos.charge (the command's validity), 60 s.
 	ChargeTimeout time.Duration
@@ -250,6 +264,12 @@ func (c *Config) defaults() {
 	}
 	if c.ChargeTimeout == 0 {
 		c.ChargeTimeout = DefaultChargeTimeout
+	}
+	if c.ReservationTime <= 0 {
+		c.ReservationTime = 48 * time.Hour
+	}
+	if c.DropoffGrace <= 0 {
+		c.DropoffGrace = 15 * time.Minute
 	}
 	c.DefaultStorage = min(max(c.DefaultStorage, c.MinStorage), c.MaxStorage)
 }
@@ -305,7 +325,10 @@ type Parcel struct {
 	// AmountDue is charged at the locker's POS terminal before pickup;
 	// absent for a prepaid parcel.
 	AmountDue *Money `json:"amount_due,omitempty"`
-	History   []Step `json:"history,omitempty"`
+	// ReservedUntil: a reserved parcel not dropped off by then expires
+	// (state reservation_expired) and its cell is released.
+	ReservedUntil *time.Time `json:"reserved_until,omitempty"`
+	History       []Step     `json:"history,omitempty"`
 	// Payments are the charges at the locker and refunds, with their
 	// fiscal receipts (Get only).
 	Payments []Payment `json:"payments,omitempty"`
@@ -386,7 +409,7 @@ func New(pool *pgxpool.Pool, fleet Fleet, log *slog.Logger, reg prometheus.Regis
 const columns = `id, carrier, created_by, coalesce(client_id, 0), locker_id, size, cell, state, holds_cell, to_return,
 	recipient_name, recipient_phone, recipient_email, recipient_language, reference, storage_hours, mark_boot, mark_seq,
 	created_at, dropoff_at, deposited_at, expires_at, reminded_at, picked_up_at, expired_at, cancelled_at, collect_at, returned_at,
-	cancel_reason, updated_at, barcode, contents, declared_value, currency, move_from, move_stage, kind, amount_due, amount_currency`
+	cancel_reason, updated_at, barcode, contents, declared_value, currency, move_from, move_stage, kind, amount_due, amount_currency, reserved_until`
 
 func scan(row pgx.Row) (Parcel, error) {
 	var p Parcel
@@ -395,13 +418,13 @@ func scan(row pgx.Row) (Parcel, error) {
 	err := row.Scan(&p.ID, &p.Carrier, &p.CreatedBy, &p.clientID, &p.LockerID, &p.Size, &p.Cell, &p.State, &p.holdsCell, &p.ToReturn,
 		&p.Recipient.Name, &p.Recipient.Phone, &p.Recipient.Email, &p.Recipient.Language, &p.Reference, &p.StorageHours, &boot, &seq,
 		&p.CreatedAt, &p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt,
-		&p.CollectAt, &p.ReturnedAt, &p.CancelReason, &p.UpdatedAt, &p.Barcode, &p.Contents, &p.DeclaredValue, &p.Currency, &p.MoveFrom, &p.MoveStage, &p.Kind, &due, &dueCurrency)
+		&p.CollectAt, &p.ReturnedAt, &p.CancelReason, &p.UpdatedAt, &p.Barcode, &p.Contents, &p.DeclaredValue, &p.Currency, &p.MoveFrom, &p.MoveStage, &p.Kind, &due, &dueCurrency, &p.ReservedUntil)
 	if due > 0 {
 		p.AmountDue = &Money{Amount: due, Currency: dueCurrency}
 	}
 	p.mark = Stamp{Boot: uint32(boot), Seq: uint64(seq)}
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
-	for _, t := range []**time.Time{&p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt, &p.CollectAt, &p.ReturnedAt} {
+	for _, t := range []**time.Time{&p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt, &p.CollectAt, &p.ReturnedAt, &p.ReservedUntil} {
 		if *t != nil {
 			u := (*t).UTC()
 			*t = &u
@@ -611,6 +634,23 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 		}
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	reserve := s.cfg.ReservationTime
+	if c.ClientID != 0 && s.cfg.ReservationHours != nil {
+		h, err := s.cfg.ReservationHours(ctx, c.ClientID)
+		if err != nil {
+			return Parcel{}, false, fmt.Errorf("reservation time of client %d: %w", c.ClientID, err)
+		}
+		if h > 0 {
+			reserve = time.Duration(h) * time.Hour
+		}
+	}
+	var reservedUntil *time.Time
+	if kind == KindDelivery {
+		// A customer return's cell waits for the sender as long as its
+		// return code is valid (its storage period), not this.
+		t := now.Add(reserve)
+		reservedUntil = &t
+	}
 	var out Parcel
 	created := false
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
@@ -638,13 +678,13 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 			}
 			tag, err := tx.Exec(ctx, `INSERT INTO parcels_parcels (id, carrier, created_by, caller, client_id, idempotency_key, locker_id, size, cell,
 					state, recipient_name, recipient_phone, recipient_email, reference, storage_hours, mark_boot, mark_seq, created_at, updated_at, recipient_language,
-					barcode, contents, declared_value, currency, kind, amount_due, amount_currency)
-				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22, $23, $24, $25
+					barcode, contents, declared_value, currency, kind, amount_due, amount_currency, reserved_until)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26
 				WHERE NOT EXISTS (SELECT 1 FROM parcels_parcels WHERE locker_id = $7 AND move_from = $9 AND holds_cell)
 				ON CONFLICT DO NOTHING`,
 				id, n.Carrier, c.Name, c.Scope, clientID, key, n.LockerID, n.Size, cell,
 				n.Recipient.Name, n.Recipient.Phone, n.Recipient.Email, n.Reference, n.StorageHours, int64(mark.Boot), int64(mark.Seq), now, n.Recipient.Language,
-				n.Barcode, n.Contents, n.DeclaredValue, n.Currency, kind, due.Amount, due.Currency)
+				n.Barcode, n.Contents, n.DeclaredValue, n.Currency, kind, due.Amount, due.Currency, reservedUntil)
 			if err != nil {
 				return fmt.Errorf("insert parcel: %w", err)
 			}
@@ -1337,9 +1377,39 @@ func (s *Store) Sweep(ctx context.Context) {
 			s.log.Warn("parcel expiry failed", "parcel", p.ID, "error", err)
 		}
 	}
-	if len(due) == s.cfg.SweepBatch || len(expired) == s.cfg.SweepBatch {
-		s.log.Info("parcel sweep left work for the next tick", "reminders", len(due), "expired", len(expired))
+	lapsed := s.expireReservations(ctx, now)
+	if len(due) == s.cfg.SweepBatch || len(expired) == s.cfg.SweepBatch || lapsed == s.cfg.SweepBatch {
+		s.log.Info("parcel sweep left work for the next tick", "reminders", len(due), "expired", len(expired), "reservations", lapsed)
 	}
+}
+
+// expireReservations ends reservations not dropped off by their deadline:
+// the parcel becomes reservation_expired, its cell is released (free-cell
+// counts follow) and the creating API client gets the webhook
+// parcel.reservation_expired, all in the parcel's change transaction, so a
+// crash or restart neither loses nor repeats one (the update only applies
+// to a parcel still reserved; the webhook's id is stable). A courier at the
+// cell (drop-off asked within DropoffGrace, or the door open) is not cut
+// off: the next sweep looks again. It returns how many parcels it read.
+func (s *Store) expireReservations(ctx context.Context, now time.Time) int {
+	lapsed, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE state = 'reserved' AND reserved_until IS NOT NULL
+		AND reserved_until <= $1 AND (dropoff_at IS NULL OR dropoff_at <= $2) AND move_from = '' ORDER BY reserved_until LIMIT $3`,
+		now, now.Add(-s.cfg.DropoffGrace), s.cfg.SweepBatch))
+	if err != nil {
+		s.log.Warn("reservation expiry failed", "error", err)
+		return 0
+	}
+	for _, p := range lapsed {
+		if r, ok := s.fleet.Cell(p.LockerID, p.Cell); ok && r.Door == "open" {
+			continue // someone is at the cell
+		}
+		_, err := s.change(ctx, p, "hub", "not dropped off by "+p.ReservedUntil.Format(time.RFC3339)+": reservation expired, cell released", "sweep",
+			`state = 'reservation_expired', holds_cell = false, expired_at = $3`, nil, nil)
+		if err != nil && !errors.Is(err, ErrConflict) {
+			s.log.Warn("reservation expiry failed", "parcel", p.ID, "error", err)
+		}
+	}
+	return len(lapsed)
 }
 
 type metrics struct {

@@ -95,6 +95,8 @@ func run(args []string) int {
 	cfg.Parcels.DefaultStorage, cfg.Parcels.ReminderBefore = 72*time.Hour, 24*time.Hour
 	fs.DurationVar(&cfg.Parcels.DefaultStorage, "parcel-storage", cfg.Parcels.DefaultStorage, "a parcel's storage period when its creator gives none; a parcel may ask for 1 h to 30 days (env HUB_PARCEL_STORAGE)")
 	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
+	cfg.Parcels.ReservationTime = 48 * time.Hour
+	fs.DurationVar(&cfg.Parcels.ReservationTime, "reservation-time", cfg.Parcels.ReservationTime, "a reservation not dropped off within this expires and frees its cell, unless the API client has a time of its own (hubctl client set NAME --reservation-hours N) (env HUB_RESERVATION_TIME)")
 	// Firmware rollouts (docs/ota.md).
 	fs.StringVar(&cfg.OTA.DeviceURL, "ota-url", env("HUB_OTA_URL", ""), "base URL of the device listener as lockers reach it, for firmware download URLs, e.g. https://hub.example.com:8443; "+
 		"empty: the first non-loopback name of --hostnames with the --device-addr port (env HUB_OTA_URL)")
@@ -127,7 +129,7 @@ func run(args []string) int {
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
 		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL", "gc-percent": "HUB_GC_PERCENT",
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
-		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
+		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE", "reservation-time": "HUB_RESERVATION_TIME",
 		"fiscal-timeout": "HUB_FISCAL_TIMEOUT", "pos-charge-timeout": "HUB_POS_CHARGE_TIMEOUT",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION",
 		"ota-max-downloads": "HUB_OTA_MAX_DOWNLOADS", "ota-max-artifact-bytes": "HUB_OTA_MAX_ARTIFACT_BYTES", "ota-retries": "HUB_OTA_RETRIES", "ota-notify-timeout": "HUB_OTA_NOTIFY_TIMEOUT",

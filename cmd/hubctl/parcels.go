@@ -46,7 +46,7 @@ var parcelCommands = []command{
 	{
 		name: "parcel list", args: "[--locker ID] [--state S] [--carrier C] [--reference R] [--tracking T] [--barcode B] [--phone P] [--email E] [--from D] [--to D] [--limit N] [--offset N]", nargs: 0,
 		summary: "search parcels, newest first",
-		doc: "States: reserved, deposited, picked_up, cancelled, expired, returned. --tracking matches the\n" +
+		doc: "States: reserved, deposited, picked_up, cancelled, expired, returned, reservation_expired. --tracking matches the\n" +
 			"parcel's id or the delivery service's reference; --from and --to bound the creation time\n" +
 			"(RFC 3339 or YYYY-MM-DD, UTC; --to is exclusive).",
 		setup: func(fs *flag.FlagSet) runFunc {

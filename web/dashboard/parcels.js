@@ -15,12 +15,12 @@ import { mountParcelNotifications } from './parcelnotifications.js';
 
 const FILTERS = ['locker', 'state', 'tracking', 'barcode', 'phone', 'email', 'carrier', 'from', 'to', 'reference'];
 const PAGE = 100;
-export const PARCEL_STATES = ['reserved', 'deposited', 'picked_up', 'cancelled', 'expired', 'returned'];
+export const PARCEL_STATES = ['reserved', 'deposited', 'picked_up', 'cancelled', 'expired', 'returned', 'reservation_expired'];
 const CANCELLABLE = new Set(['reserved', 'deposited']);
 
 // stateBadge is a parcel's state as a badge with its name in words.
 export function stateBadge(p, big = false) {
-  const cls = { reserved: 'warn', deposited: 'on', picked_up: 'unk', cancelled: 'off', expired: 'off', returned: 'unk' }[p.state] || 'unk';
+  const cls = { reserved: 'warn', deposited: 'on', picked_up: 'unk', cancelled: 'off', expired: 'off', returned: 'unk', reservation_expired: 'off' }[p.state] || 'unk';
   const ret = p.to_return && p.state !== 'returned' ? ' · to return' : '';
   return `<span class="badge ${cls}${big ? ' big' : ''} p-state" data-state="${esc(p.state)}">${esc(humanize(p.state))}${ret}</span>`;
 }
@@ -258,6 +258,7 @@ export function mountParcel(root, ctx, id) {
       ...(p.amount_due ? [fact('Amount due', `<span class="p-due">${esc(money(p.amount_due.amount, p.amount_due.currency))}</span><span class="muted"> · paid at the locker before pickup</span>`)] : []),
       fact('Recipient', `${esc(r.name || '')}${r.name ? '<br>' : ''}<span class="p-contact">${esc(recipient(r))}</span>`),
       fact('Created', `${esc(fmtTime(p.created_at))}<span class="muted"> by ${esc(p.created_by || '—')}</span>`),
+      ...(p.reserved_until && (p.state === 'reserved' || p.state === 'reservation_expired') ? [fact('Drop-off by', `<span class="p-reserved-until">${esc(fmtTime(p.reserved_until))}</span>${p.state === 'reservation_expired' ? '<span class="muted"> · not dropped off in time: reservation expired, cell released</span>' : ''}`)] : []),
       fact('Deposited', esc(fmtTime(p.deposited_at))),
       fact('Expires', `${esc(fmtTime(p.expires_at))}<span class="muted"> · storage ${esc(p.storage_hours)} h</span>`),
       fact(p.state === 'picked_up' ? 'Picked up' : p.state === 'returned' ? 'Returned' : p.cancelled_at ? 'Cancelled' : 'Updated',
@@ -310,7 +311,7 @@ export function mountParcel(root, ctx, id) {
     const links = `<section class="panel" aria-labelledby="h-links"><div class="panel-h"><h2 id="h-links">Locker</h2></div>
       <p class="p-links"><a href="#/lockers/${encodeURIComponent(parcel.locker_id)}">Locker ${esc(parcel.locker_id)}</a> ·
       <a href="#/parcels${query({ locker: parcel.locker_id })}">Parcels at this locker</a></p></section>`;
-    const open = !['picked_up', 'returned'].includes(parcel.state) && !(parcel.state === 'cancelled' && !parcel.to_return);
+    const open = !['picked_up', 'returned', 'reservation_expired'].includes(parcel.state) && !(parcel.state === 'cancelled' && !parcel.to_return);
     let html = '';
     if (mayEdit && open) {
       const r = parcel.recipient || {};
