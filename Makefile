@@ -28,7 +28,7 @@ help:
 	@echo "make run          PostgreSQL + hub + 100 simulated lockers; Ctrl-C stops them"
 	@echo "make test         go vet and go test -race ./... against a real PostgreSQL"
 	@echo "make bench        benchmarks (build tag bench); figures go to docs/benchmarks.md"
-	@echo "make soak         long runs (build tag soak)"
+	@echo "make soak         an hour of 10,000 lockers (build tag soak; SOAK_DURATION, SOAK_LOCKERS); plots in docs/soak"
 	@echo "make test-faults  PostgreSQL and network fault tests (build tag faults), serially"
 	@echo "make lint         gofmt, go vet, govulncheck when its database answers"
 	@echo "make fuzz         every Fuzz* target for $(FUZZTIME) each"
