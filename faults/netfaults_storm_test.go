@@ -66,8 +66,6 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 		c.Logger = slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
 	ctx := context.Background()
-	require.NoError(t, h.Admin.JSON(ctx, http.MethodPut, "/api/v1/alarms/rules",
-		map[string]any{"rules": []map[string]any{{"kind": "offline", "enabled": true, "for": "5s"}}}, nil))
 
 	sim := netfaultsBuildLockersim(t)
 	simLog := filepath.Join(dir, "lockersim.log")
@@ -118,7 +116,17 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 		}
 		return true
 	})
-	require.Equal(t, int64(0), netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms`), "no alarm before the cut")
+	// Before the cut: no open alarm. (A locker registered at enrolment has
+	// free_cells_low until its first state report says its cells are free:
+	// raised and resolved before this point, not the cut's doing.)
+	netfaultsEventually(t, 30*time.Second, "no open alarm before the cut", func() bool {
+		return netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE state <> 'resolved'`) == 0
+	})
+	before := netfaultsCount(t, h, `SELECT coalesce(max(id), 0) FROM alarms_alarms`)
+	// Set only now: lockers registered but not yet connected during a long
+	// enrolment would be offline alarms of their own.
+	require.NoError(t, h.Admin.JSON(ctx, http.MethodPut, "/api/v1/alarms/rules",
+		map[string]any{"rules": []map[string]any{{"kind": "offline", "enabled": true, "for": "5s"}}}, nil))
 
 	// The cut.
 	cutAt := time.Now()
@@ -152,7 +160,9 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 	netfaultsFigure(t, "cut_all_connections_dead_s", allDown.Seconds(), "s", n)
 	netfaultsFigure(t, "storm_99pct_back_s", p99.Seconds(), "s", n)
 	netfaultsFigure(t, "storm_all_back_s", all.Seconds(), "s", n)
-	require.LessOrEqual(t, p99, 15*time.Second, "99% of the lockers back within 15 s of the cut's end")
+	if p99 > 15*time.Second { // the requirement; the checks below still run
+		t.Errorf("99%% of the lockers back after %s > 15 s after the cut's end", p99.Round(10*time.Millisecond))
+	}
 
 	netfaultsEventually(t, 10*time.Second, "presence: every locker online", func() bool {
 		return netfaultsPresence(t, h, "online") == n
@@ -200,9 +210,9 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 	netfaultsEventually(t, time.Minute, "offline alarms resolved", func() bool {
 		return netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE state <> 'resolved'`) == 0
 	})
-	offline := netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE kind = 'offline'`)
-	require.Equal(t, int64(0), netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE kind <> 'offline'`),
-		"no alarm but offline: %s", netfaultsQuery(t, h, `SELECT kind || ' ' || locker_id || ' ' || summary FROM alarms_alarms WHERE kind <> 'offline' LIMIT 5`))
+	offline := netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE kind = 'offline' AND id > $1`, before)
+	require.Equal(t, int64(0), netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE kind <> 'offline' AND id > $1`, before),
+		"no alarm but offline: %s", netfaultsQuery(t, h, fmt.Sprintf(`SELECT kind || ' ' || locker_id || ' ' || summary FROM alarms_alarms WHERE kind <> 'offline' AND id > %d LIMIT 5`, before)))
 	require.Greater(t, offline, int64(0), "the cut raised offline alarms")
 	require.LessOrEqual(t, offline, int64(n), "at most one offline alarm per locker")
 	netfaultsFigure(t, "offline_alarms", float64(offline), "", n)
