@@ -45,7 +45,7 @@ postgres:
 	scripts/ensure-postgres.sh
 
 tools:
-	scripts/ensure-tools.sh mosquitto-clients chromium prometheus
+	scripts/ensure-tools.sh mosquitto-clients chromium prometheus systemd
 
 test: postgres tools
 	$(GO) vet ./...

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -99,5 +100,40 @@ func (c *Client) CreateAPIClient(ctx context.Context, name, carrier string, scop
 func (c *Client) RevokeAPIClient(ctx context.Context, name string) (APIClient, error) {
 	var out APIClient
 	err := c.JSON(ctx, http.MethodDelete, "/api/v1/clients/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Token is an admin bearer token as the hub lists it (never the token).
+type Token struct {
+	ID        int64      `json:"id"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// Token is set only in the answer of CreateToken: shown once.
+	Token string `json:"token,omitempty"`
+}
+
+// Tokens lists the bearer tokens, revoked ones too (GET /api/v1/tokens).
+func (c *Client) Tokens(ctx context.Context) ([]Token, error) {
+	var out struct {
+		Tokens []Token `json:"tokens"`
+	}
+	err := c.JSON(ctx, http.MethodGet, "/api/v1/tokens", nil, &out)
+	return out.Tokens, err
+}
+
+// CreateToken makes another admin token and returns it with the token
+// itself (POST /api/v1/tokens).
+func (c *Client) CreateToken(ctx context.Context, name string) (Token, error) {
+	var out Token
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name}, &out)
+	return out, err
+}
+
+// RevokeToken revokes a bearer token for good (DELETE /api/v1/tokens/{id}).
+func (c *Client) RevokeToken(ctx context.Context, id int64) (Token, error) {
+	var out Token
+	err := c.JSON(ctx, http.MethodDelete, "/api/v1/tokens/"+strconv.FormatInt(id, 10), nil, &out)
 	return out, err
 }

@@ -18,6 +18,7 @@ type Locker struct {
 	Lon            *float64   `json:"lon,omitempty"`
 	Segments       []string   `json:"segments"`
 	Carriers       []string   `json:"carriers"`
+	CarrierAccess  []string   `json:"carrier_access"` // every carrier that may use it
 	Enabled        bool       `json:"enabled"`
 	Online         bool       `json:"online"`
 	ConnectedAt    *time.Time `json:"connected_at,omitempty"`

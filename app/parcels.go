@@ -28,6 +28,9 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 	if cfg.Offline == nil {
 		cfg.Offline = a.LockerSync
 	}
+	if cfg.Quotas == nil {
+		cfg.Quotas = parcelQuotas{a.Registry}
+	}
 	a.Parcels = parcels.New(a.Pool, parcelFleet{a.Overview, a.Twins, a.Commands, a.Registry}, a.log.With("component", "parcels"), a.Metrics, cfg)
 	if err := a.Parcels.Load(ctx); err != nil {
 		return err
@@ -56,6 +59,21 @@ type parcelOutbox struct{}
 func (parcelOutbox) Enqueue(ctx context.Context, tx pgx.Tx, m parcels.OutMessage) error {
 	return outbox.Enqueue(ctx, tx, outbox.Message{ID: m.ID, Channel: m.Channel, ClientID: m.ClientID, To: m.To,
 		Template: m.Template, Data: m.Data, About: m.Parcel, Carrier: m.Carrier, Language: m.Language})
+}
+
+// parcelQuotas reads the carriers' quotas of the fleet for parcels.
+type parcelQuotas struct{ reg *fleet.Registry }
+
+func (q parcelQuotas) Quotas(ctx context.Context, db parcels.Queryer, lockerIDs []string) ([]parcels.Quota, error) {
+	fq, err := q.reg.QuotasAt(ctx, db, lockerIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]parcels.Quota, len(fq))
+	for i, x := range fq {
+		out[i] = parcels.Quota{Carrier: x.Carrier, LockerID: x.LockerID, Size: x.Size, Cells: x.Cells}
+	}
+	return out, nil
 }
 
 // parcelFleet adapts the fleet to parcels.Fleet.

@@ -41,7 +41,8 @@ import (
 //   - cell.open succeeds only when the door sensor reports the door open: an
 //     event door_opened with cause "command:<id>" (stored, then observed);
 //     after a successful answer the door has ConfirmWithin, then the command
-//     is unconfirmed.
+//     is unconfirmed; while device messages cannot be stored (PostgreSQL
+//     away), the window is counted only from when they can again.
 //
 // Open commands live in memory and in PostgreSQL; one writer goroutine stores
 // every change in group commits (many commands per transaction).
@@ -717,7 +718,11 @@ func (c *Commands) sweep(now time.Time) {
 			cmd := &e.cmd
 			switch {
 			case cmd.AnsweredAt != nil: // cell.open waiting for its door
-				if now.Sub(*cmd.AnsweredAt) > time.Duration(cmd.confirmMs)*time.Millisecond {
+				// The door event is stored before it confirms: while device
+				// messages cannot be stored (PostgreSQL away) it may be
+				// waiting, so the window counts only once they can again.
+				window := time.Duration(cmd.confirmMs) * time.Millisecond
+				if now.Sub(*cmd.AnsweredAt) > window && (c.twins == nil || c.twins.Stored(now, window)) {
 					c.finishLocked(e, CommandUnconfirmed, &CommandError{Code: CmdErrDoorNotOpened,
 						Message: fmt.Sprintf("the locker answered, but its door sensor did not report the door open within %s", time.Duration(cmd.confirmMs)*time.Millisecond)}, now)
 				}
@@ -1097,7 +1102,7 @@ func (c *Commands) List(ctx context.Context, f CommandFilter) ([]Command, error)
 		f.Limit = min(max(f.Limit, 100), MaxPageSize)
 	}
 	q := `SELECT ` + cmdColumns + ` FROM fleet_commands WHERE ($1 = '' OR locker_id = $1) AND ($2 = '' OR state = $2)
-		AND ($3 = '' OR locker_id IN (SELECT id FROM fleet_lockers WHERE carriers @> ARRAY[$3::text]))
+		AND ($3 = '' OR locker_id IN (SELECT id FROM fleet_lockers WHERE ` + carrierAccessSQL("$3") + `))
 		ORDER BY created_at DESC, id DESC LIMIT $4`
 	rows, err := c.pool.Query(ctx, q, f.LockerID, f.State, f.Carrier, f.Limit)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/lockersim"
+	"github.com/lockerhub/lockerhub/pg/pgtest"
 	"github.com/lockerhub/lockerhub/protocol"
 )
 
@@ -292,6 +293,49 @@ func TestCellOpenUnconfirmedWhenTheDoorStaysShut(t *testing.T) {
 		require.Equal(t, "succeeded", got.State, "%s: %+v", nc.Method, got)
 		require.NotEmpty(t, got.Result)
 	}
+}
+
+// TestDoorConfirmationWaitsForTheDatabase: a cell.open reaches its locker
+// while PostgreSQL is away; the locker answers (rpc/res needs no database)
+// and opens the door, but its door event waits unacknowledged for the
+// database. The confirmation window must not run out meanwhile: once the
+// database is back the event is stored and the command succeeds (found by
+// the fault suite's 60 s PostgreSQL outage: it ended unconfirmed, though
+// the door had opened at once).
+func TestDoorConfirmationWaitsForTheDatabase(t *testing.T) {
+	var proxy *pgtest.Proxy
+	h := hubtest.Start(t, fastConfirm, func(c *app.Config) { c.DatabaseURL, proxy = pgtest.Proxied(t, c.DatabaseURL) })
+	ctx := context.Background()
+	sim := startSim(t, h, "DBW-", 1, nil)
+	l := sim.Locker("DBW-00001")
+	l.GoOffline(time.Hour)
+	hubtest.Eventually(t, 10*time.Second, "locker offline", func() bool { return !h.App.Broker.Online(l.ID()) })
+	cmd, err := h.Admin.OpenCell(ctx, l.ID(), "A01", "", 0)
+	require.NoError(t, err)
+	require.Equal(t, "pending", cmd.State)
+
+	proxy.Cut()
+	l.ComeOnline()
+	hubtest.Eventually(t, 20*time.Second, "the locker opened the door and the hub has its answer", func() bool {
+		got, err := h.App.Commands.Get(ctx, cmd.ID)
+		require.NoError(t, err)
+		return l.View(false).CommandOpens == 1 && got.AnsweredAt != nil
+	})
+	// Eight confirmation windows without the database: still waiting.
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); {
+		got, err := h.App.Commands.Get(ctx, cmd.ID)
+		require.NoError(t, err)
+		require.Equal(t, "sent", got.State, "%+v", got)
+		time.Sleep(100 * time.Millisecond)
+	}
+	proxy.Restore()
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	got, err := h.App.Commands.Wait(wctx, cmd.ID)
+	require.NoError(t, err)
+	require.Equal(t, "succeeded", got.State, "%+v", got)
+	require.NotNil(t, got.ConfirmedAt)
+	require.EqualValues(t, 1, l.View(false).CommandOpens, "the door opened once")
 }
 
 // TestRestartUnderLoadLosesNoCommandAndOpensOnce: callers open 40 cells with

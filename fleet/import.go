@@ -243,6 +243,13 @@ func (r *Registry) Import(ctx context.Context, rd io.Reader) ([]Change, error) {
 		if err := copyCells(ctx, tx, cells, ids); err != nil {
 			return err
 		}
+		var named []string
+		for _, row := range rows {
+			named = append(named, row.n.Carriers...)
+		}
+		if err := registerCarriers(ctx, tx, named); err != nil {
+			return err
+		}
 		rs, err = tx.Query(ctx, `SELECT `+lockerColumns+` FROM fleet_lockers WHERE id = ANY($1) ORDER BY id`, ids)
 		if err != nil {
 			return err

@@ -96,6 +96,35 @@ type Twins struct {
 	batchMax  int
 	batchWait time.Duration
 	snapEvery int64
+
+	// The writer's health, for judgements that wait on device messages
+	// (a door confirmation): since when commits fail (zero: they do not) and
+	// when they last came back after failing.
+	healthMu     sync.Mutex
+	failingSince time.Time
+	upSince      time.Time
+}
+
+// Stored reports whether every device message the hub has been sent in the
+// last d could have been stored by now: the writer is committing and has
+// been since at least d ago. While PostgreSQL is away, a locker's message
+// waits unacknowledged (in the writer's queue or the locker's outbox) and
+// comes in after the outage: what depends on its absence must wait too.
+func (t *Twins) Stored(now time.Time, d time.Duration) bool {
+	t.healthMu.Lock()
+	defer t.healthMu.Unlock()
+	return t.failingSince.IsZero() && now.Sub(t.upSince) >= d
+}
+
+func (t *Twins) noteCommit(err error) {
+	t.healthMu.Lock()
+	defer t.healthMu.Unlock()
+	switch {
+	case err != nil && t.failingSince.IsZero():
+		t.failingSince = time.Now()
+	case err == nil && !t.failingSince.IsZero():
+		t.failingSince, t.upSince = time.Time{}, time.Now()
+	}
 }
 
 // TwinsConfig sizes the ingest; zero values take the defaults noted.
@@ -326,6 +355,7 @@ func (t *Twins) commitWithRetry(ctx context.Context, batch []item) {
 	backoff := 50 * time.Millisecond
 	for {
 		err := t.commit(ctx, batch)
+		t.noteCommit(err)
 		if err == nil {
 			return
 		}

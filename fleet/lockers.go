@@ -30,15 +30,18 @@ const (
 
 // Locker is a registered locker.
 type Locker struct {
-	ID             string     `json:"id"`
-	Model          string     `json:"model"` // "" when none
-	Cells          int        `json:"cells"`
-	Address        string     `json:"address"`
-	TimeZone       string     `json:"time_zone"` // IANA name; "" when not set
-	Lat            *float64   `json:"lat,omitempty"`
-	Lon            *float64   `json:"lon,omitempty"`
-	Segments       []string   `json:"segments"`
-	Carriers       []string   `json:"carriers"`
+	ID       string   `json:"id"`
+	Model    string   `json:"model"` // "" when none
+	Cells    int      `json:"cells"`
+	Address  string   `json:"address"`
+	TimeZone string   `json:"time_zone"` // IANA name; "" when not set
+	Lat      *float64 `json:"lat,omitempty"`
+	Lon      *float64 `json:"lon,omitempty"`
+	Segments []string `json:"segments"`
+	Carriers []string `json:"carriers"`
+	// CarrierAccess is every carrier that may use the locker: its own
+	// Carriers, the carriers of its segments and those with a quota here.
+	CarrierAccess  []string   `json:"carrier_access"`
 	Enabled        bool       `json:"enabled"`
 	Online         bool       `json:"online"`
 	ConnectedAt    *time.Time `json:"connected_at,omitempty"`
@@ -189,11 +192,11 @@ func validCoordinates(lat, lon *float64) error {
 }
 
 const lockerColumns = `id, COALESCE(model, ''), cells, address, time_zone, lat, lon, segments, carriers,
-	enabled, connected_at, disconnected_at, created_at, updated_at`
+	fleet_carrier_access(id, carriers, segments), enabled, connected_at, disconnected_at, created_at, updated_at`
 
 func lockerFields(l *Locker) []any {
 	return []any{&l.ID, &l.Model, &l.Cells, &l.Address, &l.TimeZone, &l.Lat, &l.Lon, &l.Segments, &l.Carriers,
-		&l.Enabled, &l.ConnectedAt, &l.DisconnectedAt, &l.CreatedAt, &l.UpdatedAt}
+		&l.CarrierAccess, &l.Enabled, &l.ConnectedAt, &l.DisconnectedAt, &l.CreatedAt, &l.UpdatedAt}
 }
 
 // fix makes the lists non-nil (JSON [] rather than null) and sets Online.
@@ -203,6 +206,9 @@ func (r *Registry) fix(l *Locker) {
 	}
 	if l.Carriers == nil {
 		l.Carriers = []string{}
+	}
+	if l.CarrierAccess == nil {
+		l.CarrierAccess = []string{}
 	}
 	l.Online = r.Online(l.ID)
 }
@@ -279,6 +285,9 @@ func (r *Registry) Create(ctx context.Context, n NewLocker) (Locker, Change, err
 		if err := copyCells(ctx, tx, map[string][]Cell{n.ID: cells}, []string{n.ID}); err != nil {
 			return err
 		}
+		if err := registerCarriers(ctx, tx, n.Carriers); err != nil {
+			return err
+		}
 		r.fix(&l)
 		return audit.Record(ctx, tx, audit.Entry{Action: ActionCreate, ObjectType: EntityLocker, ObjectID: l.ID, After: l})
 	})
@@ -329,7 +338,7 @@ func (r *Registry) List(ctx context.Context, f LockerFilter) ([]Locker, int, err
 		add(`segments @> ARRAY[$?::text]`, f.Segment)
 	}
 	if f.Carrier != "" {
-		add(`carriers @> ARRAY[$?::text]`, f.Carrier)
+		add(carrierAccessSQL("$?"), f.Carrier)
 	}
 	if f.Model != "" {
 		add(`model = $?`, f.Model)
@@ -540,6 +549,9 @@ func (r *Registry) Update(ctx context.Context, id string, p LockerPatch) (Locker
 			WHERE id = $1 RETURNING `+lockerColumns,
 			id, n.Model, cells, n.Address, n.TimeZone, n.Lat, n.Lon, n.Segments, n.Carriers, enabled).Scan(lockerFields(&after)...)
 		if err != nil {
+			return err
+		}
+		if err := registerCarriers(ctx, tx, n.Carriers); err != nil {
 			return err
 		}
 		if before.Enabled && !enabled {

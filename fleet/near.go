@@ -31,7 +31,7 @@ func (r *Registry) Near(ctx context.Context, lat, lon, radiusKm float64, carrier
 		SELECT *, 6371.0 * 2 * asin(least(1, sqrt(
 			power(sin(radians(lat - $1) / 2), 2) + cos(radians($1)) * cos(radians(lat)) * power(sin(radians(lon - $2) / 2), 2)))) AS d
 		FROM fleet_lockers
-		WHERE enabled AND lat IS NOT NULL AND lon IS NOT NULL AND ($4 = '' OR carriers @> ARRAY[$4::text])) AS x
+		WHERE enabled AND lat IS NOT NULL AND lon IS NOT NULL AND ($4 = '' OR `+carrierAccessSQL("$4")+`)) AS x
 		WHERE d <= $3 ORDER BY d, id`, lat, lon, radiusKm, carrier)
 	if err != nil {
 		return nil, fmt.Errorf("lockers near a point: %w", err)

@@ -32,7 +32,7 @@ type Row struct {
 	Model     string         `json:"model"`
 	Address   string         `json:"address"`
 	Segments  []string       `json:"segments"`
-	Carriers  []string       `json:"carriers"`
+	Carriers  []string       `json:"carriers"` // every carrier that may use it (Locker.CarrierAccess)
 	Enabled   bool           `json:"enabled"`
 	Online    bool           `json:"online"`
 	Presence  string         `json:"presence"`
@@ -285,7 +285,7 @@ func (o *Overview) update(id string) {
 		o.mu.Unlock()
 		return
 	}
-	r := Row{ID: id, Model: l.Model, Address: l.Address, Segments: l.Segments, Carriers: l.Carriers, Enabled: l.Enabled,
+	r := Row{ID: id, Model: l.Model, Address: l.Address, Segments: l.Segments, Carriers: l.CarrierAccess, Enabled: l.Enabled,
 		Online: o.online[id], FreeCells: map[string]int{}, Cells: l.Cells}
 	if at, ok := o.since[id]; ok {
 		r.Since = &at

@@ -453,6 +453,8 @@ func (l *Locker) onPuback(id uint16, reason byte) {
 	if reason >= 0x80 {
 		l.env.stats.Refused.Add(1)
 		l.log.Warn("hub refused a message", "topic", m.topic, "reason", fmt.Sprintf("%s (0x%02X)", reasonName(reason), reason))
+	} else if fn := l.env.cfg.OnAcked; fn != nil {
+		fn(l.id, m.topic, m.payload)
 	}
 	l.flushLocked()
 }
@@ -521,6 +523,9 @@ func (l *Locker) handleRPC(payload []byte) {
 		l.respondLocked(req.ID, nil, &protocol.Error{Code: protocol.ErrCodeExpired,
 			Message: fmt.Sprintf("received at %d, after not_after %d", now, req.NotAfter)})
 		return
+	}
+	if fn := l.env.cfg.OnExecute; fn != nil {
+		fn(l.id, req.Method, req.Key)
 	}
 	result, rerr, after := l.execLocked(req)
 	var raw json.RawMessage

@@ -66,7 +66,18 @@ type Config struct {
 	// OnRPC, when set (library use only: benchmarks), hears of every rpc/req
 	// handled: its key, when it was read and how long the locker took until its
 	// answer (and, for cell.open, its door event) was written.
-	OnRPC       func(key string, received time.Time, took time.Duration)
+	OnRPC func(key string, received time.Time, took time.Duration)
+	// OnAcked, when set (library use only: fault tests), hears of every QoS 1
+	// message the hub acknowledged with a success reason: the topic and the
+	// payload exactly as published (so boot, seq and ts of what the locker saw
+	// acknowledged can be compared with what the hub stored). It runs under
+	// the locker's lock: keep it short, never call back into the locker.
+	OnAcked func(lockerID, topic string, payload []byte)
+	// OnExecute, when set (library use only: fault tests), hears of every RPC
+	// the locker acted on, with its method and idempotency key: not of the
+	// repeats of a key it answered from its key cache, nor of refusals
+	// (expired, bad parameters). Same rules as OnAcked.
+	OnExecute   func(lockerID, method, key string)
 	ClockSkew   time.Duration // the lockers' clocks are off by this much (ts and not_after checks)
 	NoRepublish bool          // discard unacknowledged messages at reconnect instead of republishing
 

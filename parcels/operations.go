@@ -113,7 +113,8 @@ func (s *Store) Edit(ctx context.Context, c Caller, id string, e Edit) (Parcel, 
 		}
 		notes = append(notes, fmt.Sprintf("storage period %d h → %d h", p.StorageHours, h))
 	}
-	var newCell string
+	var newCell, newSize string
+	var newFree []string
 	if e.Size != nil {
 		size := strings.ToUpper(strings.TrimSpace(*e.Size))
 		switch {
@@ -127,7 +128,7 @@ func (s *Store) Edit(ctx context.Context, c Caller, id string, e Edit) (Parcel, 
 			if len(free) == 0 {
 				return Parcel{}, fmt.Errorf("%w of size %s on locker %s", ErrNoFreeCell, size, p.LockerID)
 			}
-			newCell = free[0]
+			newCell, newSize, newFree = free[0], size, free
 			set("size", size)
 			notes = append(notes, fmt.Sprintf("size %s → %s", p.Size, size))
 		}
@@ -158,7 +159,12 @@ func (s *Store) Edit(ctx context.Context, c Caller, id string, e Edit) (Parcel, 
 		}
 		pre := func(tx pgx.Tx) error { return nil }
 		if cell != "" {
-			pre = func(tx pgx.Tx) error { return lockLocker(ctx, tx, p.LockerID) }
+			pre = func(tx pgx.Tx) error {
+				if err := lockLocker(ctx, tx, p.LockerID); err != nil {
+					return err
+				}
+				return s.checkQuota(ctx, tx, p.LockerID, newSize, p.Carrier, newFree)
+			}
 		}
 		return s.changeWith(ctx, pre, p, c.Name, note, "api", strings.Join(ss, ", "), all, func(tx pgx.Tx, after Parcel) error {
 			if cell != "" {

@@ -203,6 +203,7 @@ type Config struct {
 	Keys           CodeKeys     // nil: no codes (deposits still happen; codes are not sent)
 	Outbox         Outbox       // nil: messages are dropped
 	Offline        OfflineLists // nil: lockers get no offline parcel list
+	Quotas         QuotaSource  // nil: no carrier quotas
 }
 
 func (c *Config) defaults() {
@@ -576,6 +577,9 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 		// Creates and moves of one locker take turns: a cell a move is
 		// leaving is not reserved meanwhile.
 		if err := lockLocker(ctx, tx, n.LockerID); err != nil {
+			return err
+		}
+		if err := s.checkQuota(ctx, tx, n.LockerID, n.Size, n.Carrier, free); err != nil {
 			return err
 		}
 		for _, cell := range free {
@@ -1296,6 +1300,8 @@ type metrics struct {
 	codeChecks  *prometheus.CounterVec
 	bruteForce  prometheus.Counter
 	scans       *prometheus.CounterVec
+	// quotaRefusals counts reservations refused by a carrier quota.
+	quotaRefusals prometheus.Counter
 
 	offlineSyncErrors prometheus.Counter
 }
@@ -1310,11 +1316,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "lockerhub_parcels_code_lockouts_total", Help: "Times a locker reached the limit of wrong pickup codes (brute force suspected)."}),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_barcode_checks_total", Help: "Barcodes lockers asked about (barcode.check), by result: ok, unknown_barcode, barcode_mismatch, bad_params, internal."}, []string{"result"}),
+		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockerhub_parcels_quota_refusals_total", Help: "Reservations refused by a carrier quota (carrier_quota) although cells were free."}),
 		offlineSyncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_offline_list_errors_total", Help: "Offline parcel lists of lockers that could not be updated (sent again at the next change or start)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.offlineSyncErrors)
+		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.quotaRefusals, m.offlineSyncErrors)
 	}
 	return m
 }

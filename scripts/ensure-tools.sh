@@ -10,6 +10,7 @@
 #
 # Known packages: mosquitto-clients (mosquitto_pub, mosquitto_sub),
 # mosquitto (a peer broker for benchmarks), chromium (browser tests),
+# systemd (systemd-analyze, for deploy/lockerhub.service),
 # postgresql-client and the shell linter; any other Debian package name is
 # checked with dpkg.
 set -euo pipefail
@@ -27,6 +28,7 @@ command_of() {
 	shellcheck) echo shellcheck ;;
 	postgresql-client) echo psql ;;
 	prometheus) echo promtool ;;
+	systemd) echo systemd-analyze ;;
 	*) echo "" ;;
 	esac
 }

@@ -62,6 +62,7 @@ var (
 	ErrNoAnswer         = errors.New("the locker did not answer in time")
 	ErrLocker           = errors.New("the locker could not start its camera")
 	ErrNotFound         = errors.New("not found")
+	ErrNotOwner         = errors.New("this viewer was started by somebody else")
 	ErrStreamEnded      = errors.New("the locker's stream ended")
 	ErrClosed           = errors.New("the video relay is shut down")
 	ErrTooManyRecording = errors.New("too many recordings at once")

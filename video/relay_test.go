@@ -223,9 +223,9 @@ func TestRelayFanOut(t *testing.T) {
 
 	var viewers []*testViewer
 	var ids []string
-	for range 2 {
+	for i := range 2 {
 		v, offer := newViewer(t)
-		res, err := r.AddViewer(ctx, "L1", offer, "test")
+		res, err := r.AddViewer(ctx, "L1", offer, "test", fmt.Sprintf("user:%d", i+1))
 		require.NoError(t, err)
 		v.answer(t, res.Answer)
 		viewers, ids = append(viewers, v), append(ids, res.ID)
@@ -253,10 +253,13 @@ func TestRelayFanOut(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	require.LessOrEqual(t, pub.KeyframeRequests.Load()-base, int64(3), "20 PLIs in a burst must be rate-limited")
 
-	for _, id := range ids {
-		require.NoError(t, r.RemoveViewer(ctx, "L1", id))
-	}
-	require.ErrorIs(t, r.RemoveViewer(ctx, "L1", ids[0]), video.ErrNotFound)
+	// A viewer is ended by its owner or by anyone-allowed (an admin: ""),
+	// not by another caller.
+	require.ErrorIs(t, r.RemoveViewer(ctx, "L1", ids[0], "user:2"), video.ErrNotOwner)
+	require.Equal(t, 2, r.Status("L1").Viewers, "a refused DELETE ends nothing")
+	require.NoError(t, r.RemoveViewer(ctx, "L1", ids[0], "user:1"))
+	require.NoError(t, r.RemoveViewer(ctx, "L1", ids[1], ""))
+	require.ErrorIs(t, r.RemoveViewer(ctx, "L1", ids[0], ""), video.ErrNotFound)
 	require.True(t, r.Status("L1").Streaming, "the upstream stays for the idle timeout")
 	eventually(t, 5*time.Second, "upstream stopped after the idle timeout", func() bool { return !r.Status("L1").Streaming })
 	eventually(t, 5*time.Second, "video.stop sent", func() bool { return lockers.stops.Load() == 1 })
@@ -282,7 +285,7 @@ func TestRelayBadInput(t *testing.T) {
 	ctx := t.Context()
 
 	for _, bad := range []string{"", "hello", "v=0\r\n", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"} {
-		_, err := r.AddViewer(ctx, "L1", bad, "test")
+		_, err := r.AddViewer(ctx, "L1", bad, "test", "")
 		require.ErrorIs(t, err, video.ErrBadOffer, "%q", bad)
 	}
 	require.Equal(t, 0, r.Stats().PeerConnections)
@@ -290,11 +293,11 @@ func TestRelayBadInput(t *testing.T) {
 
 	// Too many viewers.
 	v1, offer := newViewer(t)
-	res, err := r.AddViewer(ctx, "L1", offer, "first")
+	res, err := r.AddViewer(ctx, "L1", offer, "first", "")
 	require.NoError(t, err)
 	v1.answer(t, res.Answer)
 	v2, offer2 := newViewer(t)
-	_, err = r.AddViewer(ctx, "L1", offer2, "second")
+	_, err = r.AddViewer(ctx, "L1", offer2, "second", "")
 	require.ErrorIs(t, err, video.ErrTooManyViewers)
 	v2.close()
 	eventually(t, 10*time.Second, "the first viewer gets frames", func() bool { return v1.frames.Load() > 5 })
@@ -313,7 +316,7 @@ func TestRelayBadInput(t *testing.T) {
 	r2 := newRelay(t, lockers, cfgSilent)
 	v3, offer3 := newViewer(t)
 	start := time.Now()
-	_, err = r2.AddViewer(ctx, "L2", offer3, "test")
+	_, err = r2.AddViewer(ctx, "L2", offer3, "test", "")
 	require.ErrorIs(t, err, video.ErrNoAnswer)
 	v3.close()
 	require.Less(t, time.Since(start), 3*time.Second)
@@ -341,7 +344,7 @@ func TestRelayCloseWhileStarting(t *testing.T) {
 	v, offer := newViewer(t)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := r.AddViewer(context.Background(), "L9", offer, "test")
+		_, err := r.AddViewer(context.Background(), "L9", offer, "test", "")
 		errc <- err
 	}()
 	eventually(t, 3*time.Second, "video.start sent", func() bool { return lockers.starts.Load() == 1 })
@@ -429,7 +432,7 @@ func TestRelayH264(t *testing.T) {
 			packets.Add(1)
 		}
 	})
-	res, err := r.AddViewer(t.Context(), "H1", offer, "test")
+	res, err := r.AddViewer(t.Context(), "H1", offer, "test", "")
 	require.NoError(t, err)
 	v.answer(t, res.Answer)
 	require.Equal(t, webrtc.MimeTypeH264, r.Status("H1").Codec)

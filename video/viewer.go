@@ -17,7 +17,8 @@ type viewer struct {
 	id      string
 	s       *stream
 	pc      *webrtc.PeerConnection
-	who     string
+	who     string // the caller's name, for logs
+	owner   string // the caller's stable identity: who may end the viewer
 	created time.Time
 	timer   *time.Timer // ConnectTimeout: not connected by then, removed
 }
@@ -29,9 +30,10 @@ type Viewer struct {
 }
 
 // AddViewer starts (or joins) the locker's stream and answers a viewer's SDP
-// offer (WHEP). who names the viewer in logs. It waits for the upstream up
-// to StartTimeout.
-func (r *Relay) AddViewer(ctx context.Context, lockerID, offer, who string) (Viewer, error) {
+// offer (WHEP). who names the viewer in logs; owner is the caller's stable
+// identity (e.g. "user:7"), the only one besides an admin who may end it
+// (RemoveViewer). It waits for the upstream up to StartTimeout.
+func (r *Relay) AddViewer(ctx context.Context, lockerID, offer, who, owner string) (Viewer, error) {
 	if err := ValidateOffer(offer); err != nil {
 		r.m.refused.WithLabelValues("bad_offer").Inc()
 		return Viewer{}, err
@@ -44,7 +46,7 @@ func (r *Relay) AddViewer(ctx context.Context, lockerID, offer, who string) (Vie
 	if err != nil {
 		return Viewer{}, err
 	}
-	v, err := r.setupViewer(ctx, s, offer, who)
+	v, err := r.setupViewer(ctx, s, offer, who, owner)
 	if err != nil {
 		r.release(s, "viewer")
 		return Viewer{}, err
@@ -52,7 +54,7 @@ func (r *Relay) AddViewer(ctx context.Context, lockerID, offer, who string) (Vie
 	return v, nil
 }
 
-func (r *Relay) setupViewer(ctx context.Context, s *stream, offer, who string) (Viewer, error) {
+func (r *Relay) setupViewer(ctx context.Context, s *stream, offer, who, owner string) (Viewer, error) {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.StartTimeout)
 	defer cancel()
 	if err := s.wait(wctx); err != nil {
@@ -62,7 +64,7 @@ func (r *Relay) setupViewer(ctx context.Context, s *stream, offer, who string) (
 	if err != nil {
 		return Viewer{}, err
 	}
-	v := &viewer{id: newID(), s: s, pc: pc, who: who, created: time.Now()}
+	v := &viewer{id: newID(), s: s, pc: pc, who: who, owner: owner, created: time.Now()}
 	v.timer = time.AfterFunc(r.cfg.ConnectTimeout, func() {
 		if pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
 			r.removeViewer(v, "never_connected")
@@ -166,8 +168,10 @@ func (r *Relay) readRTCP(s *stream, sender *webrtc.RTPSender) {
 }
 
 // RemoveViewer ends a viewer (WHEP DELETE); the audit record names the
-// caller of ctx.
-func (r *Relay) RemoveViewer(ctx context.Context, lockerID, id string) error {
+// caller of ctx. With owner set, only the viewer's own owner may end it
+// (ErrNotOwner otherwise, and the viewer goes on); empty owner: any viewer
+// (an admin).
+func (r *Relay) RemoveViewer(ctx context.Context, lockerID, id, owner string) error {
 	r.mu.Lock()
 	s, ok := r.streams[lockerID]
 	var v *viewer
@@ -177,6 +181,9 @@ func (r *Relay) RemoveViewer(ctx context.Context, lockerID, id string) error {
 	r.mu.Unlock()
 	if v == nil {
 		return fmt.Errorf("%w: no viewer %s of locker %s", ErrNotFound, id, lockerID)
+	}
+	if owner != "" && owner != v.owner {
+		return fmt.Errorf("%w: viewer %s of locker %s", ErrNotOwner, id, lockerID)
 	}
 	r.removeViewer(v, "left")
 	return r.audit(ctx, audit.Entry{Action: "view_end", ObjectType: "video", ObjectID: lockerID,

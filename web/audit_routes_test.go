@@ -132,8 +132,19 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		_, err := h.App.Pool.Exec(ctx, sql, args...)
 		require.NoError(t, err)
 	}
+	_, err = h.App.Registry.CreateCarrier(ctx, fleet.NewCarrier{ID: "ev-c2"})
+	require.NoError(t, err)
 	cases := map[string]func() result{
-		"POST /api/v1/ota/artifacts": admin("POST", "/api/v1/ota/artifacts?version=9.9.10", "new firmware", 201, "ota_artifact"),
+		"POST /api/v1/carriers":                                admin("POST", "/api/v1/carriers", `{"id":"ev-c1","name":"EV One"}`, 201, "carrier"),
+		"PATCH /api/v1/carriers/{carrier}":                     admin("PATCH", "/api/v1/carriers/ev-c1", `{"contact":"ops@ev.example"}`, 200, "carrier"),
+		"DELETE /api/v1/carriers/{carrier}":                    admin("DELETE", "/api/v1/carriers/ev-c1", "", 204, "carrier"),
+		"PUT /api/v1/carriers/{carrier}/lockers/{locker}":      admin("PUT", "/api/v1/carriers/ev-c2/lockers/EV-2", "", 200, "locker"),
+		"DELETE /api/v1/carriers/{carrier}/lockers/{locker}":   admin("DELETE", "/api/v1/carriers/ev-c2/lockers/EV-2", "", 200, "locker"),
+		"PUT /api/v1/carriers/{carrier}/segments/{segment}":    admin("PUT", "/api/v1/carriers/ev-c2/segments/ev-north", "", 200, "carrier"),
+		"DELETE /api/v1/carriers/{carrier}/segments/{segment}": admin("DELETE", "/api/v1/carriers/ev-c2/segments/ev-north", "", 200, "carrier"),
+		"PUT /api/v1/carriers/{carrier}/quotas/{locker}":       admin("PUT", "/api/v1/carriers/ev-c2/quotas/EV-2", `{"cells":{"M":1}}`, 200, "carrier"),
+		"DELETE /api/v1/carriers/{carrier}/quotas/{locker}":    admin("DELETE", "/api/v1/carriers/ev-c2/quotas/EV-2", "", 200, "carrier"),
+		"POST /api/v1/ota/artifacts":                           admin("POST", "/api/v1/ota/artifacts?version=9.9.10", "new firmware", 201, "ota_artifact"),
 		"POST /api/v1/ota/rollouts": admin("POST", "/api/v1/ota/rollouts",
 			fmt.Sprintf(`{"artifact_id":%d,"targets":{"lockers":["EV-O1"]}}`, art.ID), 201, "ota_rollout"),
 		"POST /api/v1/ota/rollouts/{id}/start": otaAction("EV-O1", "start", nil),
@@ -280,8 +291,14 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		"POST /api/v1/users/{name}/password": admin("POST", "/api/v1/users/ev-user/password", `{"password":"another long password"}`, 200, "user"),
 		"POST /api/v1/clients":               admin("POST", "/api/v1/clients", `{"name":"ev-client","carrier":"acme","scopes":["lockers:read"]}`, 201, "client"),
 		"DELETE /api/v1/clients/{name}":      admin("DELETE", "/api/v1/clients/ev-client", "", 200, "client"),
-		"PUT /api/v1/webhook":                client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
-		"DELETE /api/v1/webhook":             client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
+		"POST /api/v1/tokens":                admin("POST", "/api/v1/tokens", `{"name":"ev-token"}`, 201, "token"),
+		"DELETE /api/v1/tokens/{id}": func() result {
+			tok, _, err := h.App.Access.NewAdminToken(ctx, "ev-revoke")
+			require.NoError(t, err)
+			return admin("DELETE", fmt.Sprintf("/api/v1/tokens/%d", tok.ID), "", 200, "token")()
+		},
+		"PUT /api/v1/webhook":    client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
+		"DELETE /api/v1/webhook": client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
 		"POST /api/v1/enroll": func() result {
 			tok, err := h.Admin.CreateEnrollToken(ctx, "EV-2", 0)
 			require.NoError(t, err)

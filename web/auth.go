@@ -122,7 +122,7 @@ func (a *API) lockerInScope(r *http.Request, carrier, id string) bool {
 		return ok && slices.Contains(row.Carriers, carrier)
 	}
 	l, err := a.d.Registry.Get(r.Context(), id)
-	return err == nil && slices.Contains(l.Carriers, carrier)
+	return err == nil && slices.Contains(l.CarrierAccess, carrier)
 }
 
 // inCallerScope reports whether the caller may see locker id: always for a

@@ -86,26 +86,50 @@ func (a *API) availability(w http.ResponseWriter, r *http.Request) {
 		a.fleetError(w, r, err)
 		return
 	}
-	out := []availableLocker{}
+	// The online lockers with a free cell (of size, when given); for a
+	// caller limited to a carrier, counted as what that carrier may still
+	// take (its quotas, and cells kept for others' quotas).
+	var cand []availableLocker
+	free := map[string]map[string]int{}
 	for _, n := range near {
 		row, ok := a.d.Overview.Row(n.ID)
-		if !ok || !row.Online {
+		if !ok || !row.Online || freeOf(row.FreeCells, size) == 0 {
 			continue
 		}
-		free := 0
-		for s, c := range row.FreeCells {
-			if size == "" || s == size {
-				free += c
-			}
-		}
-		if free == 0 {
-			continue
-		}
-		out = append(out, availableLocker{ID: n.ID, Address: n.Address, Lat: *n.Lat, Lon: *n.Lon,
+		cand = append(cand, availableLocker{ID: n.ID, Address: n.Address, Lat: *n.Lat, Lon: *n.Lon,
 			DistanceKm: float64(int(n.DistanceKm*1000+0.5)) / 1000, FreeCells: row.FreeCells})
+		free[n.ID] = row.FreeCells
+	}
+	if c := callerCarrier(r); c != "" && a.d.Parcels != nil {
+		room, err := a.d.Parcels.Usable(r.Context(), c, free)
+		if err != nil {
+			a.internal(w, r, err)
+			return
+		}
+		for i := range cand {
+			cand[i].FreeCells = room[cand[i].ID]
+		}
+	}
+	out := []availableLocker{}
+	for _, l := range cand {
+		if freeOf(l.FreeCells, size) == 0 {
+			continue
+		}
+		out = append(out, l)
 		if len(out) == int(limit) {
 			break
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"lockers": out})
+}
+
+// freeOf sums free cells of a size ("": of every size).
+func freeOf(free map[string]int, size string) int {
+	n := 0
+	for s, c := range free {
+		if size == "" || s == size {
+			n += c
+		}
+	}
+	return n
 }

@@ -31,7 +31,15 @@ func (a *API) fleetSummary(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "status must be online, offline or unknown")
 		return
 	}
-	writeJSON(w, http.StatusOK, a.d.Overview.Summary(f))
+	sum := a.d.Overview.Summary(f)
+	if callerCarrier(r) != "" {
+		rows, ok := a.narrowFree(w, r, a.d.Overview.Rows(f))
+		if !ok {
+			return
+		}
+		sum.FreeCells = sumFree(rows)
+	}
+	writeJSON(w, http.StatusOK, sum)
 }
 
 // fleetOverview lists the rows of a filter (each with its free cells by size,
@@ -42,5 +50,47 @@ func (a *API) fleetOverview(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "status must be online, offline or unknown")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"summary": a.d.Overview.Summary(f), "rows": a.d.Overview.Rows(f)})
+	sum, rows := a.d.Overview.Summary(f), a.d.Overview.Rows(f)
+	if callerCarrier(r) != "" {
+		if rows, ok = a.narrowFree(w, r, rows); !ok {
+			return
+		}
+		sum.FreeCells = sumFree(rows)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"summary": sum, "rows": rows})
+}
+
+// narrowFree counts the rows' free cells, for a caller limited to a carrier,
+// as what the carrier may still take (its quotas, less the cells kept for
+// other carriers' quotas: parcels.Store.Usable). It answers the error itself.
+func (a *API) narrowFree(w http.ResponseWriter, r *http.Request, rows []fleet.Row) ([]fleet.Row, bool) {
+	if a.d.Parcels == nil || len(rows) == 0 {
+		return rows, true
+	}
+	free := make(map[string]map[string]int, len(rows))
+	for _, row := range rows {
+		free[row.ID] = row.FreeCells
+	}
+	room, err := a.d.Parcels.Usable(r.Context(), callerCarrier(r), free)
+	if err != nil {
+		a.internal(w, r, err)
+		return nil, false
+	}
+	for i := range rows {
+		rows[i].FreeCells = room[rows[i].ID]
+	}
+	return rows, true
+}
+
+func sumFree(rows []fleet.Row) map[string]int {
+	out := map[string]int{}
+	for _, s := range fleet.Sizes {
+		out[s] = 0
+	}
+	for _, row := range rows {
+		for s, n := range row.FreeCells {
+			out[s] += n
+		}
+	}
+	return out
 }

@@ -332,6 +332,8 @@ func (a *API) parcelError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	case errors.Is(err, parcels.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, parcels.ErrQuota):
+		writeError(w, http.StatusConflict, "carrier_quota", err.Error())
 	case errors.Is(err, parcels.ErrNoFreeCell):
 		writeError(w, http.StatusConflict, "no_free_cell", err.Error())
 	case errors.Is(err, parcels.ErrIdempotencyConflict):

@@ -18,7 +18,8 @@ import (
 // TestEveryRouteHasARoleRow fails naming the row to add.
 //
 // Carriers: a user or API client with a carrier sees only the lockers
-// assigned to that carrier (fleet_lockers.carriers). Routes under
+// that carrier may use (whole lockers, its segments' lockers and lockers
+// where it has a quota: fleet.Locker.CarrierAccess). Routes under
 // /api/v1/lockers/{id} answer 404 for any other locker (as for one that does
 // not exist), lists and the live stream leave them out.
 
@@ -66,6 +67,21 @@ var roleMatrix = map[string]allow{
 	// The caller's own session: everybody.
 	"GET /api/v1/session":    {everyone, anyClient},
 	"DELETE /api/v1/session": {everyone, anyClient},
+
+	// Carriers and their share of the network: everybody reads (a caller
+	// limited to a carrier its own); only admins divide the network.
+	"GET /api/v1/carriers":                                 {everyone, access.ScopeLockersRead},
+	"POST /api/v1/carriers":                                {adminOnly, noClients},
+	"GET /api/v1/carriers/usage":                           {everyone, access.ScopeLockersRead},
+	"GET /api/v1/carriers/{carrier}":                       {everyone, access.ScopeLockersRead},
+	"PATCH /api/v1/carriers/{carrier}":                     {adminOnly, noClients},
+	"DELETE /api/v1/carriers/{carrier}":                    {adminOnly, noClients},
+	"PUT /api/v1/carriers/{carrier}/lockers/{locker}":      {adminOnly, noClients},
+	"DELETE /api/v1/carriers/{carrier}/lockers/{locker}":   {adminOnly, noClients},
+	"PUT /api/v1/carriers/{carrier}/segments/{segment}":    {adminOnly, noClients},
+	"DELETE /api/v1/carriers/{carrier}/segments/{segment}": {adminOnly, noClients},
+	"PUT /api/v1/carriers/{carrier}/quotas/{locker}":       {adminOnly, noClients},
+	"DELETE /api/v1/carriers/{carrier}/quotas/{locker}":    {adminOnly, noClients},
 
 	// Lockers: everybody reads (couriers and clients their carrier's);
 	// technicians install and change them; only admins delete.
@@ -165,6 +181,10 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/clients":                {adminOnly, noClients},
 	"POST /api/v1/clients":               {adminOnly, noClients},
 	"DELETE /api/v1/clients/{name}":      {adminOnly, noClients},
+	// Admin bearer tokens (hubctl token): admins only.
+	"GET /api/v1/tokens":         {adminOnly, noClients},
+	"POST /api/v1/tokens":        {adminOnly, noClients},
+	"DELETE /api/v1/tokens/{id}": {adminOnly, noClients},
 
 	// Webhook endpoints (web/webhooks.go): each API client manages its own;
 	// admins read any client's (never the secret). An admin calling the

@@ -19,6 +19,9 @@ func (a *API) userRoutes() []route {
 		{"GET", "/api/v1/clients", false, a.listClients},
 		{"POST", "/api/v1/clients", false, a.createClient},
 		{"DELETE", "/api/v1/clients/{name}", false, a.revokeClient},
+		{"GET", "/api/v1/tokens", false, a.listTokens},
+		{"POST", "/api/v1/tokens", false, a.createToken},
+		{"DELETE", "/api/v1/tokens/{id}", false, a.revokeToken},
 	}
 }
 
@@ -172,4 +175,49 @@ func (a *API) revokeClient(w http.ResponseWriter, r *http.Request) {
 	}
 	a.endStreams(streamOwner(access.Principal{ClientID: c.ID}))
 	writeJSON(w, http.StatusOK, c)
+}
+
+// Admin bearer tokens (hubctl token …): listed without the token, made with
+// the token shown once, revoked for good.
+
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
+	ts, err := a.d.Access.Tokens(r.Context())
+	if err != nil {
+		a.accessError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": ts})
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	t, tok, err := a.d.Access.NewAdminToken(r.Context(), in.Name)
+	if err != nil {
+		a.accessError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, struct {
+		access.Token
+		Secret string `json:"token"`
+	}{t, tok})
+}
+
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "token")
+	if !ok {
+		return
+	}
+	t, err := a.d.Access.RevokeToken(r.Context(), id)
+	if err != nil {
+		a.accessError(w, r, err)
+		return
+	}
+	a.endStreams(streamOwner(access.Principal{TokenID: t.ID}))
+	writeJSON(w, http.StatusOK, t)
 }

@@ -2,12 +2,14 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/video"
 )
 
@@ -53,6 +55,8 @@ func (a *API) videoError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadGateway, "locker_refused", err.Error())
 	case errors.Is(err, video.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, video.ErrNotOwner):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error()+": only they or an admin may end it")
 	default:
 		a.internal(w, r, err)
 	}
@@ -73,12 +77,17 @@ func (a *API) whepOffer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, video.MaxSDP+1))
+	var tooBig *http.MaxBytesError
+	if len(body) > video.MaxSDP || errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("an SDP offer is at most %d bytes", video.MaxSDP))
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_offer", "reading the offer: "+err.Error())
 		return
 	}
 	p, _ := principalFrom(r.Context())
-	v, err := a.d.Video.AddViewer(r.Context(), id, string(body), p.Name)
+	v, err := a.d.Video.AddViewer(r.Context(), id, string(body), p.Name, streamOwner(p))
 	if err != nil {
 		a.videoError(w, r, err)
 		return
@@ -93,7 +102,13 @@ func (a *API) whepLeave(w http.ResponseWriter, r *http.Request) {
 	if !a.videoReady(w) {
 		return
 	}
-	if err := a.d.Video.RemoveViewer(r.Context(), r.PathValue("id"), r.PathValue("viewer")); err != nil {
+	// The WHEP resource is the caller's own: only they, or an admin, end it.
+	p, _ := principalFrom(r.Context())
+	owner := streamOwner(p)
+	if p.Role == access.RoleAdmin {
+		owner = ""
+	}
+	if err := a.d.Video.RemoveViewer(r.Context(), r.PathValue("id"), r.PathValue("viewer"), owner); err != nil {
 		a.videoError(w, r, err)
 		return
 	}

@@ -62,14 +62,19 @@ func TestWHEP(t *testing.T) {
 	locker := "V-00001"
 	whep := h.HTTPURL + "/api/v1/lockers/" + locker + "/video/whep"
 
+	// Two technicians each start a viewer (the WHEP resource is theirs).
+	techA, err := h.App.Access.CreateToken(t.Context(), "tech-a", access.RoleTechnician)
+	require.NoError(t, err)
+	techB, err := h.App.Access.CreateToken(t.Context(), "tech-b", access.RoleTechnician)
+	require.NoError(t, err)
 	v1 := hubtest.NewViewer(t)
-	status, body := v1.WHEP(t, whep, h.AdminToken)
+	status, body := v1.WHEP(t, whep, techA)
 	require.Equal(t, http.StatusCreated, status, body)
 	require.True(t, strings.HasPrefix(v1.Location, "/api/v1/lockers/"+locker+"/video/whep/"), v1.Location)
 	hubtest.Eventually(t, 15*time.Second, "frames decoded through the hub", func() bool { return v1.Frames.Load() >= 15 && v1.Keyframes.Load() >= 1 })
 
 	v2 := hubtest.NewViewer(t)
-	status, body = v2.WHEP(t, whep, h.AdminToken)
+	status, body = v2.WHEP(t, whep, techB)
 	require.Equal(t, http.StatusCreated, status, body)
 	hubtest.Eventually(t, 15*time.Second, "the second viewer decodes too", func() bool { return v2.Frames.Load() >= 15 })
 	require.EqualValues(t, 1, h.Metric("lockerhub_video_stream_starts_total", "outcome", "ok"), "one upstream for both")
@@ -83,9 +88,12 @@ func TestWHEP(t *testing.T) {
 	require.Equal(t, 200, st)
 	require.Equal(t, float64(2), out["status"].(map[string]any)["viewers"], out)
 
-	require.Equal(t, http.StatusNoContent, v1.Leave(t, h.HTTPURL, h.AdminToken))
-	require.Equal(t, http.StatusNotFound, v1.Leave(t, h.HTTPURL, h.AdminToken), "left already")
-	require.Equal(t, http.StatusNoContent, v2.Leave(t, h.HTTPURL, h.AdminToken))
+	// Only the viewer's own caller, or an admin, ends it.
+	require.Equal(t, http.StatusForbidden, v1.Leave(t, h.HTTPURL, techB), "tech B may not end tech A's viewer")
+	require.Equal(t, 2, h.App.Video.Status(locker).Viewers, "the refused DELETE ended nothing")
+	require.Equal(t, http.StatusNoContent, v1.Leave(t, h.HTTPURL, techA))
+	require.Equal(t, http.StatusNotFound, v1.Leave(t, h.HTTPURL, techA), "left already")
+	require.Equal(t, http.StatusNoContent, v2.Leave(t, h.HTTPURL, h.AdminToken), "an admin ends anybody's viewer")
 	hubtest.Eventually(t, 5*time.Second, "the upstream stops after the idle timeout", func() bool { return !h.App.Video.Status(locker).Streaming })
 	hubtest.Eventually(t, 5*time.Second, "no peer connections", func() bool { return h.App.Video.Stats().PeerConnections == 0 })
 

@@ -128,6 +128,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.otaRoutes()...)
 	a.routes = append(a.routes, a.videoRoutes()...)
 	a.routes = append(a.routes, a.availabilityRoutes()...)
+	a.routes = append(a.routes, a.carrierRoutes()...)
 	a.routes = append(a.routes, a.connectorRoutes()...)
 	hm := newHTTPMetrics(d.Registerer)
 	a.hm = hm

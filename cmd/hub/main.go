@@ -19,6 +19,11 @@ import (
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/pg"
+
+	// Mozilla's root certificates, used only where the system has none (the
+	// FROM scratch image, deploy/Dockerfile), for what the hub calls out to
+	// over TLS: webhooks, the SMS gateway, SMTP with STARTTLS.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 var version = "dev"

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -91,7 +92,7 @@ func writeLocker(w io.Writer, l apiclient.Locker, cells []apiclient.Cell, loc *t
 		location = strconv.FormatFloat(*l.Lat, 'f', -1, 64) + ", " + strconv.FormatFloat(*l.Lon, 'f', -1, 64)
 	}
 	tw := newTable(w)
-	for _, row := range [][2]string{
+	rows := [][2]string{
 		{"ID", l.ID},
 		{"Model", orDash(l.Model)},
 		{"Cells", count},
@@ -106,7 +107,13 @@ func writeLocker(w io.Writer, l apiclient.Locker, cells []apiclient.Cell, loc *t
 		{"Disconnected", fmtTimePtr(l.DisconnectedAt, loc)},
 		{"Created", fmtTime(l.CreatedAt, loc)},
 		{"Updated", fmtTime(l.UpdatedAt, loc)},
-	} {
+	}
+	// Carriers by segment or quota too: who may use it in all.
+	if own := slices.Sorted(slices.Values(l.Carriers)); len(l.CarrierAccess) > 0 && !slices.Equal(own, l.CarrierAccess) {
+		i := slices.IndexFunc(rows, func(r [2]string) bool { return r[0] == "Carriers" })
+		rows = slices.Insert(rows, i+1, [2]string{"Used by", strings.Join(l.CarrierAccess, ", ")})
+	}
+	for _, row := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}
 	return tw.Flush()

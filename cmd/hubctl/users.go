@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/lockerhub/lockerhub/apiclient"
@@ -120,6 +121,33 @@ var accessCommands = []command{
 		summary: "revoke an API client's token",
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, c *cli, args []string) error { return c.clientRevoke(ctx, args[0]) }
+		},
+	},
+	{
+		name: "token add", args: "NAME", nargs: 1,
+		summary: "make another admin bearer token",
+		doc: "Makes an admin token named NAME (what it is for, e.g. a deploy job) and prints it\n" +
+			"once; the hub keeps only a hash of it. Give each tool its own, so that one can be\n" +
+			"revoked without the others.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.tokenAdd(ctx, args[0]) }
+		},
+	},
+	{
+		name: "token list", nargs: 0,
+		summary: "list the admin bearer tokens",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.tokenList(ctx) }
+		},
+	},
+	{
+		name: "token revoke", args: "ID", nargs: 1,
+		summary: "revoke an admin bearer token",
+		doc: "Revokes the token with that ID (see token list) for good: its next request is refused.\n" +
+			"Revoking the data dir's admin.token: the hub makes a new one at its next start and\n" +
+			"prints it once (hubctl on the hub's machine then needs that restart, or another token).",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.tokenRevoke(ctx, args[0]) }
 		},
 	},
 }
@@ -326,5 +354,62 @@ func (c *cli) clientRevoke(ctx context.Context, name string) error {
 		return c.printRaw()
 	}
 	fmt.Fprintf(c.stdout, "API client %s revoked; its token is refused from now on.\n", cl.Name)
+	return nil
+}
+
+func (c *cli) tokenAdd(ctx context.Context, name string) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	t, err := api.CreateToken(ctx, name)
+	if err != nil {
+		return fmt.Errorf("token add %s: %w", name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "Admin token %d (%s) made.\n", t.ID, t.Name)
+	fmt.Fprintf(c.stdout, "Token: %s\n(shown this once; send it as \"Authorization: Bearer <token>\", or hubctl --token)\n", t.Token)
+	return nil
+}
+
+func (c *cli) tokenList(ctx context.Context) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	ts, err := api.Tokens(ctx)
+	if err != nil {
+		return fmt.Errorf("token list: %w", err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "ID\tNAME\tROLE\tCREATED\tREVOKED")
+	for _, t := range ts {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, fmtTime(t.CreatedAt, c.loc), fmtTimePtr(t.RevokedAt, c.loc))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) tokenRevoke(ctx context.Context, arg string) error {
+	id, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || id <= 0 {
+		return usagef("token revoke: ID is a number (see hubctl token list), got %q", arg)
+	}
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	t, err := api.RevokeToken(ctx, id)
+	if err != nil {
+		return fmt.Errorf("token revoke %d: %w", id, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "Token %d (%s) revoked; it is refused from now on.\n", t.ID, t.Name)
 	return nil
 }

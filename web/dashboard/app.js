@@ -9,6 +9,7 @@
 //   #/alarms?state=…   the live alarm feed and silences
 //   #/ota?id=…         firmware rollouts, their waves, failures and lockers
 //   #/templates        notification templates (admins edit, technicians read)
+//   #/carriers         carriers: their lockers and cells used / quota per size
 import { api, get, setCSRF, onLoggedOut } from './api.js';
 import { mountLogin } from './login.js';
 import { mountFleet } from './fleet.js';
@@ -19,6 +20,7 @@ import { mountParcels, mountParcel, mountReturns } from './parcels.js';
 import { mountAlarms } from './alarms.js';
 import { mountOTA } from './ota.js';
 import { mountTemplates } from './templates.js';
+import { mountCarriers } from './carriers.js';
 import { Stream } from './stream.js';
 import { esc, fmtDuration } from './util.js';
 
@@ -103,6 +105,10 @@ function route() {
   const alarmsPage = path === '/alarms' && mayAlarms;
   const mayTemplates = can('GET /api/v1/templates');
   const templatesPage = path === '/templates' && mayTemplates;
+  const mayCarriers = can('GET /api/v1/carriers/usage');
+  const carriersPage = path === '/carriers' && mayCarriers;
+  document.getElementById('nav-carriers').hidden = !mayCarriers;
+  document.getElementById('nav-carriers').classList.toggle('active', carriersPage);
   document.getElementById('nav-templates').hidden = !mayTemplates;
   document.getElementById('nav-templates').classList.toggle('active', templatesPage);
   document.getElementById('nav-alarms').hidden = !mayAlarms;
@@ -111,7 +117,7 @@ function route() {
   const otaPage = path === '/ota' && mayOTA;
   document.getElementById('nav-ota').hidden = !mayOTA;
   document.getElementById('nav-ota').classList.toggle('active', otaPage);
-  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !returnsPage && !alarmsPage && !otaPage && !templatesPage);
+  document.getElementById('nav-fleet').classList.toggle('active', !m && !audit && !users && !parcelsPage && !pm && !returnsPage && !alarmsPage && !otaPage && !templatesPage && !carriersPage);
   document.getElementById('nav-parcels').classList.toggle('active', parcelsPage || !!pm || returnsPage);
   document.getElementById('nav-parcels').hidden = !mayParcels;
   document.getElementById('nav-audit').classList.toggle('active', audit);
@@ -127,6 +133,7 @@ function route() {
   else if (alarmsPage) view = mountAlarms(app, ctx, params);
   else if (otaPage) view = mountOTA(app, ctx, params);
   else if (templatesPage) view = mountTemplates(app, ctx, params);
+  else if (carriersPage) view = mountCarriers(app, ctx);
   else view = mountFleet(app, ctx, params);
   app.focus({ preventScroll: true });
 }
