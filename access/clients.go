@@ -43,17 +43,47 @@ type Client struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	// ReservationHours is how long the client's reservations wait for the
+	// drop-off before they expire; 0 (left out): the hub's default.
+	ReservationHours int `json:"reservation_hours,omitempty"`
 }
 
-const clientColumns = `id, name, carrier, scopes, created_at, last_used_at, revoked_at`
+// MaxReservationHours bounds a client's reservation deadline (30 days).
+const MaxReservationHours = 720
+
+const clientColumns = `id, name, carrier, scopes, created_at, last_used_at, revoked_at, reservation_hours`
 
 func clientFields(c *Client) []any {
-	return []any{&c.ID, &c.Name, &c.Carrier, &c.Scopes, &c.CreatedAt, &c.LastUsedAt, &c.RevokedAt}
+	return []any{&c.ID, &c.Name, &c.Carrier, &c.Scopes, &c.CreatedAt, &c.LastUsedAt, &c.RevokedAt, &c.ReservationHours}
+}
+
+func validReservationHours(h int) error {
+	if h < 0 || h > MaxReservationHours {
+		return fmt.Errorf("%w: reservation_hours must be 0 (the hub's default) to %d, got %d", ErrInvalid, MaxReservationHours, h)
+	}
+	return nil
+}
+
+// NewClient is an API client to add.
+type NewClient struct {
+	Name             string   `json:"name"`
+	Carrier          string   `json:"carrier"`
+	Scopes           []string `json:"scopes"`
+	ReservationHours int      `json:"reservation_hours"`
 }
 
 // CreateClient adds an API client of a carrier with scopes and returns it
 // with its token, which is shown this once: only its hash is kept.
 func (s *Store) CreateClient(ctx context.Context, name, carrier string, scopes []string) (Client, string, error) {
+	return s.AddClient(ctx, NewClient{Name: name, Carrier: carrier, Scopes: scopes})
+}
+
+// AddClient is CreateClient with the client's settings.
+func (s *Store) AddClient(ctx context.Context, n NewClient) (Client, string, error) {
+	name, carrier, scopes := n.Name, n.Carrier, n.Scopes
+	if err := validReservationHours(n.ReservationHours); err != nil {
+		return Client{}, "", err
+	}
 	name = NormalizeUsername(name)
 	if !usernameRE.MatchString(name) {
 		return Client{}, "", fmt.Errorf("%w: client name must be 1 to 64 of a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit", ErrInvalid)
@@ -81,8 +111,8 @@ func (s *Store) CreateClient(ctx context.Context, name, carrier string, scopes [
 	tok := clientTokenPrefix + randomToken(32)
 	var c Client
 	err = pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO access_clients (name, carrier, scopes, hash) VALUES ($1, $2, $3, $4) RETURNING `+clientColumns,
-			name, carrier, sc, hashToken(tok)).Scan(clientFields(&c)...)
+		err := tx.QueryRow(ctx, `INSERT INTO access_clients (name, carrier, scopes, hash, reservation_hours) VALUES ($1, $2, $3, $4, $5) RETURNING `+clientColumns,
+			name, carrier, sc, hashToken(tok), n.ReservationHours).Scan(clientFields(&c)...)
 		if err != nil {
 			return err
 		}
@@ -111,6 +141,59 @@ func (s *Store) Clients(ctx context.Context) ([]Client, error) {
 		return nil, fmt.Errorf("list clients: %w", err)
 	}
 	return cs, nil
+}
+
+// ClientPatch changes an API client's settings; nil fields stay.
+type ClientPatch struct {
+	ReservationHours *int `json:"reservation_hours"`
+}
+
+// UpdateClient changes an API client's settings. Audited.
+func (s *Store) UpdateClient(ctx context.Context, name string, p ClientPatch) (Client, error) {
+	if p.ReservationHours != nil {
+		if err := validReservationHours(*p.ReservationHours); err != nil {
+			return Client{}, err
+		}
+	}
+	var c Client
+	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var before Client
+		if err := tx.QueryRow(ctx, `SELECT `+clientColumns+` FROM access_clients WHERE name = $1 FOR UPDATE`, NormalizeUsername(name)).Scan(clientFields(&before)...); err != nil {
+			return err
+		}
+		c = before
+		if p.ReservationHours != nil {
+			c.ReservationHours = *p.ReservationHours
+		}
+		if c.ReservationHours == before.ReservationHours {
+			return nil // nothing changed, nothing to record
+		}
+		if _, err := tx.Exec(ctx, `UPDATE access_clients SET reservation_hours = $2 WHERE id = $1`, c.ID, c.ReservationHours); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Action: audit.ActionUpdate, ObjectType: "client", ObjectID: c.Name, Before: before, After: c})
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Client{}, fmt.Errorf("%w: client %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return Client{}, fmt.Errorf("update client: %w", err)
+	}
+	return c, nil
+}
+
+// ClientReservationHours is how long the reservations of the client with id
+// wait for the drop-off (0: the hub's default).
+func (s *Store) ClientReservationHours(ctx context.Context, id int64) (int, error) {
+	var h int
+	err := s.pool.QueryRow(ctx, `SELECT reservation_hours FROM access_clients WHERE id = $1`, id).Scan(&h)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%w: client %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("client reservation time: %w", err)
+	}
+	return h, nil
 }
 
 // RevokeClient revokes an API client's token for good; its next request is

@@ -75,6 +75,9 @@ type APIClient struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	// ReservationHours: the client's reservations expire when not dropped
+	// off within this; 0: the hub's default (--reservation-time).
+	ReservationHours int `json:"reservation_hours,omitempty"`
 	// Token is set only in the answer of CreateAPIClient: shown once.
 	Token string `json:"token,omitempty"`
 }
@@ -93,6 +96,29 @@ func (c *Client) APIClients(ctx context.Context) ([]APIClient, error) {
 func (c *Client) CreateAPIClient(ctx context.Context, name, carrier string, scopes []string) (APIClient, error) {
 	var out APIClient
 	err := c.JSON(ctx, http.MethodPost, "/api/v1/clients", map[string]any{"name": name, "carrier": carrier, "scopes": scopes}, &out)
+	return out, err
+}
+
+// SetClientReservation sets how long an API client's reservations wait for
+// the drop-off, in hours (0: the hub's default) (PATCH /api/v1/clients/{name}).
+func (c *Client) SetClientReservation(ctx context.Context, name string, hours int) (APIClient, error) {
+	var out APIClient
+	err := c.JSON(ctx, http.MethodPatch, "/api/v1/clients/"+url.PathEscape(name), map[string]any{"reservation_hours": hours}, &out)
+	return out, err
+}
+
+// NewAPIClient is an API client to add with its settings.
+type NewAPIClient struct {
+	Name             string   `json:"name"`
+	Carrier          string   `json:"carrier"`
+	Scopes           []string `json:"scopes"`
+	ReservationHours int      `json:"reservation_hours,omitempty"`
+}
+
+// AddAPIClient is CreateAPIClient with the client's settings.
+func (c *Client) AddAPIClient(ctx context.Context, n NewAPIClient) (APIClient, error) {
+	var out APIClient
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/clients", n, &out)
 	return out, err
 }
 

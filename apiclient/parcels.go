@@ -30,7 +30,7 @@ type Parcel struct {
 	LockerID      string       `json:"locker_id"`
 	Size          string       `json:"size"`
 	Cell          string       `json:"cell"`
-	State         string       `json:"state"` // reserved, deposited, picked_up, cancelled, expired, returned
+	State         string       `json:"state"` // reserved, deposited, picked_up, cancelled, expired, returned, reservation_expired
 	ToReturn      bool         `json:"to_return"`
 	Recipient     Recipient    `json:"recipient"`
 	Reference     string       `json:"reference"`
@@ -51,11 +51,16 @@ type Parcel struct {
 	Contents      string       `json:"contents,omitempty"`
 	DeclaredValue int64        `json:"declared_value,omitempty"` // minor units of Currency
 	Currency      string       `json:"currency,omitempty"`
-	MoveFrom      string       `json:"move_from,omitempty"`  // while moving: the cell it leaves
-	MoveStage     string       `json:"move_stage,omitempty"` // while moving: from, to
-	Kind          string       `json:"kind,omitempty"`       // delivery, return
+	MoveFrom      string       `json:"move_from,omitempty"`      // while moving: the cell it leaves
+	MoveStage     string       `json:"move_stage,omitempty"`     // while moving: from, to
+	Kind          string       `json:"kind,omitempty"`           // delivery, return
+	ReservedUntil *time.Time   `json:"reserved_until,omitempty"` // reserved: the drop-off deadline
 	History       []ParcelStep `json:"history,omitempty"`
 	Scans         []ParcelScan `json:"scans,omitempty"`
+	// AmountDue is charged at the locker before pickup; nil: prepaid.
+	AmountDue *Money `json:"amount_due,omitempty"`
+	// Payments are the charges at the locker and refunds (GET of one parcel).
+	Payments []Payment `json:"payments,omitempty"`
 
 	// Replayed: the idempotency key had been used; this is the first parcel.
 	Replayed bool `json:"-"`
@@ -85,6 +90,40 @@ type NewParcel struct {
 	Contents      string    `json:"contents,omitempty"`
 	DeclaredValue int64     `json:"declared_value,omitempty"`
 	Currency      string    `json:"currency,omitempty"`
+	AmountDue     *Money    `json:"amount_due,omitempty"` // charged at the locker (it needs a POS terminal)
+}
+
+// Money is an amount in minor units of an ISO 4217 currency.
+type Money struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// Payment is a charge at the locker's POS terminal or a refund.
+type Payment struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"` // charge, refund
+	Amount      int64      `json:"amount"`
+	Currency    string     `json:"currency"`
+	State       string     `json:"state"` // pending, approved, declined, failed, unknown
+	Reason      string     `json:"reason,omitempty"`
+	TerminalRef string     `json:"terminal_reference,omitempty"`
+	Command     string     `json:"command,omitempty"`
+	RefundOf    string     `json:"refund_of,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	DecidedAt   *time.Time `json:"decided_at,omitempty"`
+	Receipt     *Receipt   `json:"receipt,omitempty"`
+}
+
+// Receipt is a payment's fiscal receipt at the fiscal service.
+type Receipt struct {
+	ID        string     `json:"id"`
+	Type      string     `json:"type"`  // sale, refund
+	State     string     `json:"state"` // pending, sent, failed
+	Attempts  int        `json:"attempts"`
+	LastError string     `json:"last_error,omitempty"`
+	SentAt    *time.Time `json:"sent_at,omitempty"`
+	Number    string     `json:"number,omitempty"`
 }
 
 // ParcelOpen is the answer of a drop-off or collection: the parcel and the

@@ -73,9 +73,12 @@ type Config struct {
 	OTA ota.Config
 	// Video: the camera relay's ICE UDP address and host candidates, viewer
 	// and stream limits, recordings (directory default <DataDir>/recordings).
-	Video  video.Config
-	Logger *slog.Logger
-	Out    io.Writer // where the admin credential is printed on first start
+	Video video.Config
+	// Cluster: several hub nodes on one PostgreSQL (docs/scaling.md); its
+	// Node names this one, empty (the default) runs a single hub.
+	Cluster fleet.ClusterConfig
+	Logger  *slog.Logger
+	Out     io.Writer // where the admin credential is printed on first start
 	// Version is the hub's build (lockerhub_build_info); empty: "dev".
 	Version string
 }
@@ -129,6 +132,7 @@ type App struct {
 	Overview *fleet.Overview
 	Broker   *broker.Broker
 	Commands *fleet.Commands
+	Cluster  *fleet.Cluster // nil: a single hub
 	// Asks answers the lockers' asks (register methods with Asks.Register);
 	// CodeKeys holds the per-locker pickup-code secrets and delivers them
 	// (codes.key); LockerSync delivers offline parcel lists (parcels.sync).
@@ -250,10 +254,17 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startTelemetry(ctx); err != nil {
 		return err
 	}
-	if a.Outbox, err = outbox.New(a.Pool, cfg.Outbox, a.log.With("component", "outbox"), a.Metrics); err != nil {
+	// Partners' own formats: a connector also renders the status callbacks
+	// of an endpoint that asks for its format.
+	conns := connectors.Default()
+	outboxCfg := cfg.Outbox
+	if outboxCfg.WebhookFormats == nil {
+		outboxCfg.WebhookFormats = webhookFormats(conns)
+	}
+	if a.Outbox, err = outbox.New(a.Pool, outboxCfg, a.log.With("component", "outbox"), a.Metrics); err != nil {
 		return err
 	}
-	a.Webhooks = outbox.NewEndpoints(a.Pool)
+	a.Webhooks = outbox.NewEndpoints(a.Pool, conns.Names()...)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.Outbox.Run(runCtx) }()
 
@@ -336,7 +347,7 @@ func (a *App) Start(ctx context.Context) error {
 		OTA:            a.OTA,
 		Video:          a.Video,
 		Recordings:     a.Recordings,
-		Connectors:     connectors.Default(),
+		Connectors:     conns,
 	}
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listener: %w", err)

@@ -5,27 +5,35 @@ import (
 	"encoding/xml"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/lockerhub/lockerhub/access"
+	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/app"
 	"github.com/lockerhub/lockerhub/hubtest"
+	"github.com/lockerhub/lockerhub/outbox"
 	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/protocol"
 )
 
 // TestXMLPartnerOrder: a shop that speaks the XML order feed orders a
 // delivery (once, however often it sends the order), the courier drops it
-// off at a real simulated locker, the shop reads the status back as XML; a
+// off at a real simulated locker, the shop reads the status back as XML and
+// gets every status change as a signed XML callback at its endpoint; a
 // second order is cancelled; an order with a DOCTYPE or for another
 // carrier's locker is refused in XML with the JSON API's codes, and nothing
 // is created.
 func TestXMLPartnerOrder(t *testing.T) {
-	h := hubtest.Start(t, func(c *app.Config) { c.Commands.ConfirmWithin = 3 * time.Second })
+	h := hubtest.Start(t, func(c *app.Config) {
+		c.Commands.ConfirmWithin = 3 * time.Second
+		c.Outbox.PollInterval = 200 * time.Millisecond
+	})
 	ctx := context.Background()
 	sim := startLockers(t, h, "XO", 2)
 	l := sim.Locker("XO00001")
@@ -33,6 +41,49 @@ func TestXMLPartnerOrder(t *testing.T) {
 	require.NoError(t, err)
 	_, tok, err := h.App.Access.CreateClient(ctx, "xml-shop", "dhl", []string{access.ScopeParcelsRead, access.ScopeParcelsWrite})
 	require.NoError(t, err)
+
+	// The shop's endpoint takes status callbacks in its own format.
+	var mu sync.Mutex
+	var secret string
+	callbacks := map[string]string{} // Lockerhub-Delivery → body
+	var badCallbacks []string
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := outbox.Verify(secret, r.Header.Get(outbox.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil ||
+			r.Header.Get("Content-Type") != "application/xml; charset=utf-8" {
+			badCallbacks = append(badCallbacks, r.Header.Get("Content-Type")+" "+string(body))
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		callbacks[r.Header.Get(outbox.DeliveryHeader)] = string(body)
+	}))
+	t.Cleanup(shop.Close)
+	var ep struct{ Secret, Format string }
+	require.NoError(t, apiclient.New(h.HTTPURL, tok).JSON(ctx, "PUT", "/api/v1/webhook", map[string]string{"url": shop.URL, "format": "xml-orders"}, &ep))
+	require.Equal(t, "xml-orders", ep.Format)
+	mu.Lock()
+	secret = ep.Secret
+	mu.Unlock()
+	type callback struct {
+		ID     string `xml:"id,attr"`
+		Event  string `xml:"event,attr"`
+		At     string `xml:"at,attr"`
+		Order  string `xml:"order,attr"`
+		Parcel string `xml:"parcel,attr"`
+		State  string `xml:"state,attr"`
+	}
+	callbackOf := func(id string) (callback, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		doc, ok := callbacks[id]
+		var c callback
+		if ok {
+			require.NoError(t, xml.Unmarshal([]byte(doc), &c), doc)
+		}
+		return c, ok
+	}
 
 	send := func(method, path, doc string) (int, string, string) {
 		req, err := http.NewRequestWithContext(ctx, method, h.HTTPURL+path, strings.NewReader(doc))
@@ -93,9 +144,31 @@ func TestXMLPartnerOrder(t *testing.T) {
 
 	code, _, doc = send("POST", "/api/v1/connectors/xml-orders/orders", order("SHOP-2", "M"))
 	require.Equal(t, http.StatusCreated, code, doc)
+	second := parse(doc)
 	code, _, doc = send("POST", "/api/v1/connectors/xml-orders/cancel", `<cancel order="SHOP-2"><reason>customer withdrew</reason></cancel>`)
 	require.Equal(t, http.StatusOK, code, doc)
 	require.Equal(t, "cancelled", parse(doc).State)
+
+	// Every status change reached the shop as XML, signed, with the
+	// webhook's stable id.
+	for _, want := range []struct{ parcel, order, state string }{
+		{first.Parcel, "SHOP-1", "reserved"}, {first.Parcel, "SHOP-1", "deposited"},
+		{second.Parcel, "SHOP-2", "reserved"}, {second.Parcel, "SHOP-2", "cancelled"},
+	} {
+		id := want.parcel + ":" + want.state
+		var c callback
+		hubtest.Eventually(t, 10*time.Second, "XML callback "+id, func() bool {
+			var ok bool
+			c, ok = callbackOf(id)
+			return ok
+		})
+		require.Equal(t, callback{ID: id, Event: "parcel." + want.state, At: c.At, Order: want.order, Parcel: want.parcel, State: want.state}, c)
+		_, err := time.Parse(time.RFC3339Nano, c.At)
+		require.NoError(t, err)
+	}
+	mu.Lock()
+	require.Empty(t, badCallbacks)
+	mu.Unlock()
 
 	all := func() int {
 		_, n, err := h.App.Parcels.List(ctx, parcels.Caller{Scope: "test", Name: "test"}, parcels.Filter{Limit: 100})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/broker"
 	"github.com/lockerhub/lockerhub/fleet"
+	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/protocol"
 	"github.com/lockerhub/lockerhub/telemetry"
 )
@@ -48,6 +49,19 @@ func (a *App) startTelemetry(ctx context.Context) error {
 func (a *App) startCommands(ctx, runCtx context.Context) error {
 	a.Commands = fleet.NewCommands(a.Pool, a.Broker, a.Registry, a.Overview, a.Twins,
 		a.log.With("component", "commands"), a.Metrics, a.cfg.Commands)
+	if a.cfg.Cluster.Node != "" {
+		a.Cluster = fleet.NewCluster(a.Pool, a.log.With("component", "cluster", "node", a.cfg.Cluster.Node), a.Metrics, a.cfg.Cluster,
+			a.Registry, a.Overview, a.Twins, a.Commands, a.Broker.Online)
+		if err := a.Cluster.Start(ctx); err != nil {
+			return err
+		}
+		// The latest telemetry sample (twin, /telemetry/latest, the fleet
+		// map) of lockers on other nodes follows theirs.
+		a.Cluster.FollowTelemetry(a.Telemetry.RefreshLatest)
+		a.Telemetry.OnStored(func(id string, _ telemetry.Sample) { a.Cluster.AnnounceTelemetry(id) })
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.Cluster.Run(runCtx) }()
+	}
 	if err := a.Commands.Load(ctx); err != nil {
 		return err
 	}
@@ -63,7 +77,16 @@ func (a *App) startCommands(ctx, runCtx context.Context) error {
 // before the PUBACK), the pickup-code secrets (codes.key) and the offline
 // parcel lists (parcels.sync) to the broker. Call it before the broker starts.
 func (a *App) startAsks(ctx, runCtx context.Context) error {
-	a.Asks = fleet.NewAsks(a.Pool, a.Broker, a.log.With("component", "asks"), a.Metrics, a.cfg.Asks)
+	asks := a.cfg.Asks
+	// code.check waits for the POS terminal when a parcel has an amount due.
+	charge := a.cfg.Parcels.ChargeTimeout
+	if charge == 0 {
+		charge = parcels.DefaultChargeTimeout
+	}
+	if need := charge + 5*time.Second; asks.HandlerTimeout < need {
+		asks.HandlerTimeout = need
+	}
+	a.Asks = fleet.NewAsks(a.Pool, a.Broker, a.log.With("component", "asks"), a.Metrics, asks)
 	a.CodeKeys = fleet.NewCodeKeys(a.Pool, a.Broker, a.log.With("component", "codekeys"), a.Metrics)
 	a.LockerSync = fleet.NewLockerSync(a.Pool, a.Broker, a.log.With("component", "lockersync"), a.Metrics)
 	if err := a.CodeKeys.Load(ctx); err != nil {
@@ -142,5 +165,5 @@ func (p presence) Connected(id string, at time.Time) {
 
 func (p presence) Disconnected(id string, at time.Time) {
 	p.reg.Disconnected(id, at)
-	p.ov.SetOnline(id, false)
+	p.ov.SetOnline(id, p.reg.Online(id)) // still online when another hub node holds it now
 }

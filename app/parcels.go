@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -27,6 +28,12 @@ func (a *App) startParcels(ctx, runCtx context.Context) error {
 	}
 	if cfg.Offline == nil {
 		cfg.Offline = a.LockerSync
+	}
+	if cfg.Receipts == nil {
+		cfg.Receipts = parcelReceipts{a}
+	}
+	if cfg.ReservationHours == nil {
+		cfg.ReservationHours = a.Access.ClientReservationHours // each partner's own deadline
 	}
 	if cfg.Quotas == nil {
 		cfg.Quotas = parcelQuotas{a.Registry}
@@ -61,6 +68,21 @@ func (parcelOutbox) Enqueue(ctx context.Context, tx pgx.Tx, m parcels.OutMessage
 		Template: m.Template, Data: m.Data, About: m.Parcel, Carrier: m.Carrier, Language: m.Language})
 }
 
+// parcelReceipts reads the fiscal receipts' delivery from the outbox.
+type parcelReceipts struct{ a *App }
+
+func (r parcelReceipts) Receipts(ctx context.Context, ids []string) (map[string]parcels.Receipt, error) {
+	got, err := outbox.FiscalReceipts(ctx, r.a.Pool, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]parcels.Receipt, len(got))
+	for id, g := range got {
+		out[id] = parcels.Receipt{ID: id, State: g.State, Attempts: g.Attempts, LastError: g.LastError, SentAt: g.SentAt, Number: g.Number}
+	}
+	return out, nil
+}
+
 // parcelQuotas reads the carriers' quotas of the fleet for parcels.
 type parcelQuotas struct{ reg *fleet.Registry }
 
@@ -90,6 +112,41 @@ func (f parcelFleet) Place(ctx context.Context, lockerID string) (string, string
 		return "", "", err
 	}
 	return l.Address, l.TimeZone, nil
+}
+
+// HasPOS: a locker has a POS terminal when its model has the capability.
+func (f parcelFleet) HasPOS(ctx context.Context, lockerID string) (bool, error) {
+	l, err := f.reg.Get(ctx, lockerID)
+	if err != nil {
+		return false, err
+	}
+	if l.Model == "" {
+		return false, nil
+	}
+	m, err := f.reg.GetModel(ctx, l.Model)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(m.Capabilities, fleet.CapPOS), nil
+}
+
+// Charge sends pos.charge as a command (stored, re-sent until answered or
+// not_after, deduplicated by key) and waits for its end.
+func (f parcelFleet) Charge(ctx context.Context, r parcels.ChargeRequest) (parcels.ChargeOutcome, error) {
+	params, _ := json.Marshal(r.Params)
+	cmd, _, err := f.cmds.Create(ctx, fleet.NewCommand{LockerID: r.LockerID, Method: protocol.MethodPOSCharge, Params: params,
+		IdempotencyKey: r.IdempotencyKey, ValidFor: r.ValidFor, Caller: "parcels", CreatedBy: r.CreatedBy})
+	if err != nil {
+		return parcels.ChargeOutcome{}, err
+	}
+	if cmd, err = f.cmds.Wait(ctx, cmd.ID); err != nil {
+		return parcels.ChargeOutcome{Command: cmd.ID, State: cmd.State}, err
+	}
+	out := parcels.ChargeOutcome{Command: cmd.ID, State: cmd.State, Result: cmd.Result}
+	if cmd.Error != nil {
+		out.Code, out.Message = cmd.Error.Code, cmd.Error.Message
+	}
+	return out, nil
 }
 
 func (f parcelFleet) FreeCells(lockerID, size string) ([]string, bool) {

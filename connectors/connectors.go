@@ -53,6 +53,16 @@ type Status struct {
 	UpdatedAt time.Time
 }
 
+// Callback is a status webhook for a partner: which event (the webhook type,
+// e.g. parcel.deposited), its stable id and time, and the delivery's status
+// after it.
+type Callback struct {
+	ID     string
+	Event  string
+	At     time.Time
+	Status Status
+}
+
 // Connector is one partner format.
 type Connector interface {
 	// Name is the connector's name in URLs: lowercase letters, digits, '-'.
@@ -62,6 +72,12 @@ type Connector interface {
 	DecodeOrder(doc []byte) (Order, error)
 	DecodeCancel(doc []byte) (Cancel, error)
 	EncodeStatus(s Status) ([]byte, error)
+	// EncodeCallback renders a status callback, the outbound direction: a
+	// delivery's state change pushed to the partner's webhook endpoint (an
+	// endpoint with this connector's name as its format), signed like the
+	// JSON webhooks. The callback's ID is the webhook's stable id, which the
+	// partner deduplicates on.
+	EncodeCallback(c Callback) ([]byte, error)
 	// EncodeError renders an error for the partner: code is the hub's
 	// machine-readable code (invalid, not_found, no_free_cell, conflict …).
 	EncodeError(code, message string) []byte

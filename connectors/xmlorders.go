@@ -119,6 +119,9 @@ func (XMLOrders) DecodeCancel(doc []byte) (Cancel, error) {
 
 type xmlStatus struct {
 	XMLName xml.Name `xml:"status"`
+	ID      string   `xml:"id,attr,omitempty"`    // callbacks: the stable event id
+	Event   string   `xml:"event,attr,omitempty"` // callbacks: parcel.deposited …
+	At      string   `xml:"at,attr,omitempty"`    // callbacks: when it happened
 	Order   string   `xml:"order,attr"`
 	Parcel  string   `xml:"parcel,attr"`
 	State   string   `xml:"state,attr"`
@@ -129,11 +132,28 @@ type xmlStatus struct {
 }
 
 func (XMLOrders) EncodeStatus(s Status) ([]byte, error) {
+	return encodeStatus(statusDoc(s))
+}
+
+// EncodeCallback is the status document with the event's id, type and time:
+//
+//	<status id="p-…:deposited" event="parcel.deposited" at="…" order="SHOP-1001" parcel="p-…" state="deposited" …/>
+func (XMLOrders) EncodeCallback(c Callback) ([]byte, error) {
+	x := statusDoc(c.Status)
+	x.ID, x.Event, x.At = c.ID, c.Event, c.At.UTC().Format(time.RFC3339Nano)
+	return encodeStatus(x)
+}
+
+func statusDoc(s Status) xmlStatus {
 	x := xmlStatus{Order: s.OrderID, Parcel: s.ParcelID, State: s.State, Locker: s.LockerID, Cell: s.Cell,
 		Updated: s.UpdatedAt.UTC().Format(time.RFC3339Nano)}
 	if s.ExpiresAt != nil {
 		x.Expires = s.ExpiresAt.UTC().Format(time.RFC3339Nano)
 	}
+	return x
+}
+
+func encodeStatus(x xmlStatus) ([]byte, error) {
 	b, err := xml.Marshal(x)
 	if err != nil {
 		return nil, err

@@ -99,3 +99,17 @@ func FuzzXMLOrder(f *testing.F) {
 		}
 	})
 }
+
+// TestXMLStatusCallback: the outbound status document carries the event's
+// id, type and time beside the status, escaped as XML.
+func TestXMLStatusCallback(t *testing.T) {
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	doc, err := connectors.XMLOrders{}.EncodeCallback(connectors.Callback{ID: "p-1:deposited", Event: "parcel.deposited", At: at,
+		Status: connectors.Status{OrderID: `A&B"<1>`, ParcelID: "p-1", State: "deposited", LockerID: "L1", Cell: "A01", UpdatedAt: at}})
+	require.NoError(t, err)
+	require.Equal(t, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
+		`<status id="p-1:deposited" event="parcel.deposited" at="2026-12-03T10:00:00Z" order="A&amp;B&#34;&lt;1&gt;" parcel="p-1" state="deposited" locker="L1" cell="A01" updated="2026-12-03T10:00:00Z"></status>`+"\n", string(doc))
+	plain, err := connectors.XMLOrders{}.EncodeStatus(connectors.Status{OrderID: "A", ParcelID: "p-1", State: "reserved", LockerID: "L1", UpdatedAt: at})
+	require.NoError(t, err)
+	require.NotContains(t, string(plain), "event=", "a status read back has no event")
+}

@@ -37,6 +37,27 @@ func (r *Registry) OnChange(fn func(Change)) {
 }
 
 func (r *Registry) notify(changes ...Change) {
+	r.tell(changes...)
+	r.mu.RLock()
+	announce := r.announce
+	r.mu.RUnlock()
+	if announce == nil {
+		return
+	}
+	var ids []string
+	for _, c := range changes {
+		if c.Entity == EntityLocker {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) > 0 {
+		announce(ids)
+	}
+}
+
+// tell calls the observers (a change made here, or read after another
+// node made it).
+func (r *Registry) tell(changes ...Change) {
 	r.mu.RLock()
 	obs := r.observers
 	r.mu.RUnlock()

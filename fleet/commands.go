@@ -86,7 +86,12 @@ var CommandMethods = map[string]struct{ Default, Max time.Duration }{
 	protocol.MethodLockerReboot:   {5 * time.Minute, 24 * time.Hour},
 	protocol.MethodPowerCycle:     {5 * time.Minute, 24 * time.Hour},
 	protocol.MethodDisplayMessage: {5 * time.Minute, 24 * time.Hour},
+	protocol.MethodPOSCharge:      {time.Minute, 5 * time.Minute},
 }
+
+// HubOnlyMethods are commands only the hub's own components create (the
+// payments of parcels); the commands API refuses them.
+var HubOnlyMethods = map[string]bool{protocol.MethodPOSCharge: true}
 
 // MinValidity is the shortest validity a command may ask for.
 const MinValidity = time.Second
@@ -176,6 +181,10 @@ type cmdEntry struct {
 	done     chan struct{} // closed when the final state is stored
 	stored   bool          // done is closed (guarded by Commands.mu)
 	lastSent time.Time
+	// remote: created here for a locker connected to another node, which
+	// drives it (cluster mode); kept for ?wait until its final state is read
+	// back, never in byLocker, never sent or swept here.
+	remote bool
 }
 
 // write is one queued change: a new command (insert, with a waiting caller)
@@ -217,6 +226,25 @@ type Commands struct {
 	inserts  []write                         // new commands: their own writer, so a new command never waits behind changes
 	wake     chan struct{}
 	wakeIns  chan struct{}
+
+	cluster *Cluster  // cluster mode (nil: a single hub)
+	notify  *notifier // cluster mode: final states announced in their transaction
+	// finished: commands this node drove to a stored final state lately
+	// (cluster mode), so an adoption that read them open just before is
+	// not taken for a new command.
+	finished map[string]time.Time
+}
+
+// forgetLocked drops a command stored in its final state from memory.
+func (c *Commands) forgetLocked(e *cmdEntry) {
+	delete(c.entries, e.cmd.ID)
+	if c.cluster != nil {
+		c.finished[e.cmd.ID] = time.Now()
+	}
+}
+
+func (c *Commands) joinCluster(cl *Cluster) {
+	c.cluster, c.notify, c.finished = cl, cl.notifier, map[string]time.Time{}
 }
 
 // NewCommands builds the command keeper; Load it, then Run it. overview and
@@ -266,6 +294,13 @@ func (c *Command) utc() {
 // Load reads the open commands (pending, sent) after a start. A sent cell.open
 // whose door event was stored before the hub stopped is settled at once.
 func (c *Commands) Load(ctx context.Context) error {
+	if c.cluster != nil {
+		// Several nodes: the node a locker connects to adopts its open
+		// commands (Subscribed, the cluster sweep); loading them all here
+		// would make every node drive them.
+		c.log.Info("commands: cluster mode, open commands are adopted as their lockers connect")
+		return nil
+	}
 	rows, err := c.pool.Query(ctx, `SELECT `+cmdColumns+` FROM fleet_commands WHERE state IN ('pending', 'sent')`)
 	if err != nil {
 		return fmt.Errorf("load commands: %w", err)
@@ -274,32 +309,9 @@ func (c *Commands) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load commands: %w", err)
 	}
-	var causes []string
-	for _, cmd := range cmds {
-		if cmd.Method == protocol.MethodCellOpen && cmd.Attempts > 0 {
-			causes = append(causes, "command:"+cmd.ID)
-		}
-	}
-	opened := map[string]time.Time{}
-	if len(causes) > 0 {
-		rows, err := c.pool.Query(ctx, `SELECT cause, min(received_at) FROM fleet_events
-			WHERE type = 'door_opened' AND cause = ANY($1) GROUP BY cause`, causes)
-		if err != nil {
-			return fmt.Errorf("load command confirmations: %w", err)
-		}
-		for rows.Next() {
-			var cause string
-			var at time.Time
-			if err := rows.Scan(&cause, &at); err != nil {
-				rows.Close()
-				return err
-			}
-			opened[strings.TrimPrefix(cause, "command:")] = at
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
+	opened, err := c.openedDoors(ctx, cmds)
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -314,6 +326,35 @@ func (c *Commands) Load(ctx context.Context) error {
 	}
 	c.log.Info("commands loaded", "open", len(cmds), "confirmed_while_stopped", len(opened))
 	return nil
+}
+
+// openedDoors finds the sent cell.open commands whose door event is stored
+// (taken before a restart, or by another node): command ID → when.
+func (c *Commands) openedDoors(ctx context.Context, cmds []Command) (map[string]time.Time, error) {
+	var causes []string
+	for _, cmd := range cmds {
+		if cmd.Method == protocol.MethodCellOpen && cmd.Attempts > 0 {
+			causes = append(causes, "command:"+cmd.ID)
+		}
+	}
+	opened := map[string]time.Time{}
+	if len(causes) == 0 {
+		return opened, nil
+	}
+	rows, err := c.pool.Query(ctx, `SELECT cause, min(received_at) FROM fleet_events
+		WHERE type = 'door_opened' AND cause = ANY($1) GROUP BY cause`, causes)
+	if err != nil {
+		return nil, fmt.Errorf("load command confirmations: %w", err)
+	}
+	var cause string
+	var at time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&cause, &at}, func() error {
+		opened[strings.TrimPrefix(cause, "command:")] = at.UTC()
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("load command confirmations: %w", err)
+	}
+	return opened, nil
 }
 
 func (c *Commands) addLocked(e *cmdEntry) {
@@ -359,6 +400,10 @@ func (c *Commands) validate(ctx context.Context, nc NewCommand, now time.Time) (
 		var p protocol.DisplayMessageParams
 		if err := strictJSON(params, &p); err != nil || p.Text == "" || len(p.Text) > MaxDisplayText || p.TTLSeconds < 0 {
 			return Command{}, fmt.Errorf(`%w: display.message takes params {"text":"…","ttl_s":N} with a text of 1–%d bytes`, ErrInvalid, MaxDisplayText)
+		}
+	case protocol.MethodPOSCharge:
+		if _, err := protocol.DecodePOSChargeParams(params); err != nil {
+			return Command{}, fmt.Errorf(`%w: pos.charge takes params {"payment","parcel","amount","currency"}: %v`, ErrInvalid, err)
 		}
 	default:
 		if string(params) != "{}" {
@@ -475,6 +520,9 @@ func (c *Commands) Subscribed(lockerID string, kinds []protocol.Kind) {
 	if !slices.Contains(kinds, protocol.KindRPCReq) {
 		return
 	}
+	if c.cluster != nil {
+		c.cluster.wantAdopt(lockerID) // created elsewhere or before a restart
+	}
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -539,7 +587,7 @@ func (c *Commands) Response(lockerID string, res protocol.Response) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[res.ID]
-	if e == nil || e.cmd.LockerID != lockerID || CommandFinal(e.cmd.State) || e.cmd.AnsweredAt != nil {
+	if e == nil || e.remote || e.cmd.LockerID != lockerID || CommandFinal(e.cmd.State) || e.cmd.AnsweredAt != nil {
 		c.m.answersIgnored.Inc()
 		return // a repeated answer, or one to a command already settled
 	}
@@ -616,7 +664,7 @@ func (c *Commands) confirmedLocked(lockerID string, ev protocol.Event) *cmdEntry
 		return nil
 	}
 	e := c.entries[id]
-	if e == nil || e.cmd.LockerID != lockerID || CommandFinal(e.cmd.State) {
+	if e == nil || e.remote || e.cmd.LockerID != lockerID || CommandFinal(e.cmd.State) {
 		return nil
 	}
 	return e
@@ -649,6 +697,7 @@ func (c *Commands) StoreConfirmations(events []LockerEvent, b *pgx.Batch) func()
 	}
 	// Queued: its error is the batch's, and then the hook runs again.
 	_ = updateCommands(context.Background(), pg.Queue{Batch: b}, snaps)
+	c.notify.queue(b, clusterMsg{Done: finalIDs(snaps)})
 	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -670,7 +719,7 @@ func (c *Commands) StoreConfirmations(events []LockerEvent, b *pgx.Batch) func()
 				continue
 			}
 			if c.entries[e.cmd.ID] == e {
-				delete(c.entries, e.cmd.ID)
+				c.forgetLocked(e)
 			}
 			if !e.stored {
 				e.stored = true
@@ -858,6 +907,7 @@ func (c *Commands) store(ctx context.Context, insertQueue bool) bool {
 			inserts[i].result <- r
 		}
 	}()
+	var open []string
 	c.mu.Lock()
 	for i, op := range inserts {
 		r := results[i]
@@ -867,6 +917,10 @@ func (c *Commands) store(ctx context.Context, insertQueue bool) bool {
 			c.m.created.WithLabelValues(r.cmd.Method).Inc()
 			if c.devices.Online(r.cmd.LockerID) {
 				c.sendLocked(e, now)
+			} else if c.cluster != nil {
+				// Maybe connected to another node: it adopts the command.
+				c.makeRemoteLocked(e)
+				open = append(open, r.cmd.LockerID)
 			}
 			r.cmd = e.cmd
 		} else if e := c.entries[r.cmd.ID]; e != nil {
@@ -882,7 +936,7 @@ func (c *Commands) store(ctx context.Context, insertQueue bool) bool {
 	for i, e := range entries {
 		// Final and stored: the database answers for it from now on.
 		if CommandFinal(snaps[i].State) && c.entries[e.cmd.ID] == e {
-			delete(c.entries, e.cmd.ID)
+			c.forgetLocked(e)
 		}
 		if CommandFinal(snaps[i].State) && !e.stored {
 			// Waiters (?wait) hear of the final state only once it is
@@ -892,7 +946,21 @@ func (c *Commands) store(ctx context.Context, insertQueue bool) bool {
 		}
 	}
 	c.mu.Unlock()
+	if len(open) > 0 {
+		c.cluster.announce(clusterMsg{Open: open})
+	}
 	return true
+}
+
+// makeRemoteLocked leaves a command to the node its locker is connected to.
+func (c *Commands) makeRemoteLocked(e *cmdEntry) {
+	e.remote = true
+	if m := c.byLocker[e.cmd.LockerID]; m != nil {
+		delete(m, e.cmd.ID)
+		if len(m) == 0 {
+			delete(c.byLocker, e.cmd.LockerID)
+		}
+	}
 }
 
 // commit stores new commands and changed ones in one transaction, in one
@@ -909,6 +977,7 @@ func (c *Commands) commit(ctx context.Context, inserts []*insertOp, snaps []Comm
 	b := &pgx.Batch{}
 	// Changes first: a repeated idempotency key then reads the first command's latest state.
 	_ = updateCommands(ctx, pg.Queue{Batch: b}, snaps)
+	c.notify.queue(b, clusterMsg{Done: finalIDs(snaps)})
 	isNew := map[string]bool{}
 	if len(inserts) > 0 {
 		n := len(inserts)
@@ -1030,6 +1099,16 @@ func updateCommands(ctx context.Context, tx audit.Execer, snaps []Command) error
 	return nil
 }
 
+func finalIDs(snaps []Command) []string {
+	var ids []string
+	for _, s := range snaps {
+		if CommandFinal(s.State) {
+			ids = append(ids, s.ID)
+		}
+	}
+	return ids
+}
+
 func sameJSON(a, b json.RawMessage) bool {
 	na, err1 := normalJSON(a)
 	nb, err2 := normalJSON(b)
@@ -1039,7 +1118,7 @@ func sameJSON(a, b json.RawMessage) bool {
 // Get returns one command.
 func (c *Commands) Get(ctx context.Context, id string) (Command, error) {
 	c.mu.Lock()
-	if e := c.entries[id]; e != nil {
+	if e := c.entries[id]; e != nil && !e.remote {
 		cmd := e.cmd
 		c.mu.Unlock()
 		return cmd, nil
@@ -1059,10 +1138,10 @@ func (c *Commands) Get(ctx context.Context, id string) (Command, error) {
 func (c *Commands) overlay(cmd Command) Command {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.entries[cmd.ID]; e != nil {
+	if e := c.entries[cmd.ID]; e != nil && !e.remote {
 		return e.cmd
 	}
-	return cmd
+	return cmd // the database is newer than a remote entry
 }
 
 // Wait returns the command once its state is final or ctx ends (then with its
@@ -1074,7 +1153,8 @@ func (c *Commands) Wait(ctx context.Context, id string) (Command, error) {
 	if e != nil {
 		select {
 		case <-e.done:
-			// Final and stored: what was stored, without reading it back.
+			// Final and stored: what was stored, without reading it back
+			// (a remote entry holds what was read back).
 			c.mu.Lock()
 			cmd := e.cmd
 			c.mu.Unlock()

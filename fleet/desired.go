@@ -33,6 +33,7 @@ type Desired struct {
 func NewDesired(twins *Twins, send Sender, log *slog.Logger) *Desired {
 	d := &Desired{twins: twins, send: send, log: log}
 	twins.Observe(func(t *Twin, _ TwinChange) { d.deliver(t) })
+	twins.ObserveFollowed(func(t *Twin, _ TwinChange) { d.deliver(t) })
 	return d
 }
 

@@ -90,8 +90,13 @@ type Twins struct {
 	// txHooks write what follows from new events in the events' own
 	// transaction (command confirmations).
 	txHooks []TxEventHook
-	hasCell func(lockerID, cell string) bool // nil: every cell name is taken
-	clocks  *clocks                          // the lockers' clock offsets, from what they send
+	// followers hear of twins another node changed (cluster mode): the
+	// overview and the desired delivery, not the parcel steps (the node
+	// that stored the change took those).
+	followers []Observer
+	notify    *notifier                        // cluster mode: announce changed twins (nil: a single hub)
+	hasCell   func(lockerID, cell string) bool // nil: every cell name is taken
+	clocks    *clocks                          // the lockers' clock offsets, from what they send
 
 	batchMax  int
 	batchWait time.Duration
@@ -156,6 +161,11 @@ func (t *Twins) SetLayout(hasCell func(lockerID, cell string) bool) { t.hasCell 
 // Observe adds an observer of committed changes. Call it before Run.
 func (t *Twins) Observe(o Observer) { t.observers = append(t.observers, o) }
 
+// ObserveFollowed adds an observer of twins changed by another hub node and
+// read here (cluster mode), on the cluster's goroutine: it must not block.
+// Call it before Run.
+func (t *Twins) ObserveFollowed(o Observer) { t.followers = append(t.followers, o) }
+
 // ObserveEvents adds an observer of newly stored events (not duplicates),
 // told after their commit on the writer's goroutine: it must not block. Call
 // it before Run.
@@ -190,12 +200,9 @@ func (t *Twins) Load(ctx context.Context) error {
 	var version, dv int64
 	var reported, desired []byte
 	_, err = pgx.ForEachRow(rows, []any{&id, &version, &reported, &desired, &dv}, func() error {
-		tw := &Twin{LockerID: id, Version: version, DesiredVersion: dv, Desired: append(json.RawMessage(nil), desired...)}
-		if err := json.Unmarshal(reported, &tw.Reported); err != nil {
-			return fmt.Errorf("twin of %s: %w", id, err)
-		}
+		tw, err := scanTwin(&id, &version, &dv, &reported, &desired)
 		twins[id] = tw
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("load twins: %w", err)
@@ -384,12 +391,17 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 	changes := map[string]*TwinChange{}
 	desiredChanged := map[string]bool{}
 	results := make([]desiredResult, len(batch))
+	var stored map[string]*Twin // cluster mode: the stored twins of the batch, locked
 	twin := func(id string) *Twin {
 		if w := work[id]; w != nil {
 			return w
 		}
 		var w *Twin
-		if old := t.Get(id); old != nil {
+		old := t.Get(id)
+		if st := stored[id]; st != nil && (old == nil || st.Version > old.Version) {
+			old = st // another node wrote it since
+		}
+		if old != nil {
 			w = old.clone()
 		} else {
 			w = &Twin{LockerID: id, Reported: Reported{Cells: map[string]*CellState{}}}
@@ -414,9 +426,18 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 	defer p.Close()
 	fresh := map[eventKey]bool{}
 	hasEvents := queueEvents(nil, batch, nil)
-	if hasEvents {
+	if hasEvents || t.notify != nil {
 		b := &pgx.Batch{}
-		queueEvents(b, batch, fresh)
+		if hasEvents {
+			queueEvents(b, batch, fresh)
+		}
+		if t.notify != nil {
+			// Several nodes: another one may have written one of these twins
+			// (a desired change made there): lock them and start from the
+			// newer of memory and the database.
+			stored = map[string]*Twin{}
+			queueLockTwins(b, batch, stored)
+		}
 		if err := p.Send(ctx, b, false); err != nil {
 			return fmt.Errorf("store events: %w", err)
 		}
@@ -516,6 +537,7 @@ func (t *Twins) commit(ctx context.Context, batch []item) error {
 		tx.Batch.Queue(`INSERT INTO fleet_twin_history (locker_id, version, at, snapshot, doc)
 			SELECT u.id, u.v, $5, u.s, u.d FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::jsonb[]) AS u(id, v, s, d)`,
 			ids, versions, snapshot, docs, now)
+		t.notify.queue(tx.Batch, clusterMsg{Twins: ids})
 		return nil
 	}(pg.Queue{Batch: b})
 	if err != nil {

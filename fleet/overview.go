@@ -124,6 +124,7 @@ func NewOverview(reg *Registry, twins *Twins, log *slog.Logger) *Overview {
 		rows: map[string]Row{}, total: emptySummary(), subs: map[int]func(Row){}, taken: map[string]map[string]bool{}}
 	reg.OnChange(o.registryChanged)
 	twins.Observe(func(t *Twin, _ TwinChange) { o.update(t.LockerID) })
+	twins.ObserveFollowed(func(t *Twin, _ TwinChange) { o.update(t.LockerID) })
 	return o
 }
 

@@ -20,6 +20,7 @@ import (
 type presenceWriter struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	node string // cluster mode: recorded with each connect and announced (fleet/cluster.go)
 
 	mu          sync.Mutex
 	pending     map[string]*presenceTimes
@@ -118,10 +119,26 @@ func (w *presenceWriter) flush(ctx context.Context) {
 	// single UPDATE joined with unnest() kept a seq-scan plan made while the
 	// registry was empty (see fleet/commands.go, updateCommands).
 	b := &pgx.Batch{}
+	var m clusterMsg
 	for _, id := range slices.Sorted(maps.Keys(batch)) { // one lock order for every writer
 		p := batch[id]
+		if w.node == "" {
+			b.Queue(`UPDATE fleet_lockers SET connected_at = COALESCE($2, connected_at),
+				disconnected_at = COALESCE($3, disconnected_at) WHERE id = $1`, id, nonZero(p.connected), nonZero(p.disconnected))
+			continue
+		}
 		b.Queue(`UPDATE fleet_lockers SET connected_at = COALESCE($2, connected_at),
-			disconnected_at = COALESCE($3, disconnected_at) WHERE id = $1`, id, nonZero(p.connected), nonZero(p.disconnected))
+			disconnected_at = COALESCE($3, disconnected_at),
+			connected_node = CASE WHEN $2::timestamptz IS NULL THEN connected_node ELSE $4 END WHERE id = $1`,
+			id, nonZero(p.connected), nonZero(p.disconnected), w.node)
+		if p.connected.After(p.disconnected) {
+			m.On = append(m.On, id)
+		} else {
+			m.Off = append(m.Off, id)
+		}
+	}
+	if w.node != "" {
+		(&notifier{node: w.node}).queue(b, m) // delivered with the batch's implicit commit
 	}
 	err := w.pool.SendBatch(ctx, b).Close()
 	if err != nil {

@@ -66,7 +66,8 @@ type Connections interface {
 
 type entry struct {
 	enabled bool
-	online  bool
+	online  bool   // connected to this hub
+	remote  string // connected to this other node (cluster mode, fleet/cluster.go)
 }
 
 // Registry is the set of lockers and their identities, kept in PostgreSQL and
@@ -83,6 +84,7 @@ type Registry struct {
 
 	presence  *presenceWriter
 	observers []func(Change)
+	announce  func(lockerIDs []string) // cluster mode: tell the other nodes (nil: a single hub)
 }
 
 // NewRegistry returns a registry; call Load before use and Run to record presence.
@@ -266,10 +268,13 @@ func (r *Registry) applyRevocation(lockerID string, serials []string) {
 	for _, s := range serials {
 		r.revoked[s] = struct{}{}
 	}
-	conns := r.conns
+	conns, announce := r.conns, r.announce
 	r.mu.Unlock()
 	if conns != nil {
 		conns.Kick(lockerID)
+	}
+	if announce != nil && len(serials) > 0 {
+		announce([]string{lockerID})
 	}
 	r.log.Info("certificates revoked", "locker", lockerID, "count", len(serials))
 }
@@ -356,7 +361,7 @@ func (r *Registry) Online(lockerID string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e := r.lockers[lockerID]
-	return e != nil && e.online
+	return e != nil && (e.online || e.remote != "")
 }
 
 // CountOnline returns how many lockers have a live connection.
@@ -365,7 +370,7 @@ func (r *Registry) CountOnline() int {
 	defer r.mu.RUnlock()
 	n := 0
 	for _, e := range r.lockers {
-		if e.online {
+		if e.online || e.remote != "" {
 			n++
 		}
 	}
@@ -395,6 +400,9 @@ func (r *Registry) setOnline(id string, on bool) {
 	r.mu.Lock()
 	if e := r.lockers[id]; e != nil {
 		e.online = on
+		if on {
+			e.remote = "" // here now, whatever another node said last
+		}
 	}
 	r.mu.Unlock()
 }

@@ -315,3 +315,45 @@ func HTTPTLS(t testing.TB) (Option, *http.Client) {
 	}
 	return opt, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 }
+
+// Node makes the hub one of several nodes sharing its database, under this
+// name (docs/scaling.md).
+func Node(name string) Option {
+	return func(c *app.Config) { c.Cluster.Node = name }
+}
+
+// Join boots another hub on first's database, with a copy of first's data
+// directory (the same CA, server certificate and admin credential) and ports
+// of its own: with Node options on both, a second node of one cluster.
+func Join(t testing.TB, first *Hub, opts ...Option) *Hub {
+	t.Helper()
+	h := &Hub{DataDir: t.TempDir(), DBURL: first.DBURL, t: t, Log: &bytes.Buffer{}}
+	entries, err := os.ReadDir(first.DataDir)
+	if err != nil {
+		t.Fatalf("hubtest: read data dir: %v", err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(first.DataDir, e.Name()))
+		if err != nil {
+			t.Fatalf("hubtest: copy data dir: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(h.DataDir, e.Name()), data, 0o600); err != nil {
+			t.Fatalf("hubtest: copy data dir: %v", err)
+		}
+	}
+	cfg := first.cfg
+	cfg.DataDir = h.DataDir
+	cfg.MQTTAddr, cfg.HTTPAddr, cfg.DeviceAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Video = video.Config{UDPAddr: "127.0.0.1:0"}
+	cfg.Cluster = first.cfg.Cluster
+	cfg.Cluster.Node = ""
+	cfg.Logger = slog.New(slog.NewTextHandler(logWriter(h.Log), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h.boot(cfg)
+	return h
+}

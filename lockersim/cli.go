@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lockerhub/lockerhub/apiclient"
@@ -67,6 +69,8 @@ Control API (--control, HTTP, JSON):
   POST /lockers/{id}/tamper
   POST /lockers/{id}/offline {"seconds":N} POST /lockers/{id}/online
   POST /lockers/{id}/reboot
+  GET  /lockers/{id}/pos                   the POS terminal: mode and the charges it handled
+  POST /lockers/{id}/pos {"mode":"approve|decline|timeout|none","reason":"…"}
 A typed code is asked at the hub (code.check) when connected; offline, or
 without an answer in --ask-timeout, the locker checks it against the parcel
 list and code secret the hub sent it (parcels.sync, codes.key; kept in
@@ -77,6 +81,10 @@ Fault flags:
   --drop-acks-pct P  ignore P% of PUBACKs: those messages stay queued and are
                      republished after the next reconnect (--ack-timeout forces one)
   --jam-pct P        P% of cell.open calls fail with error "jammed"
+  --pos MODE         every locker's POS terminal (pos.charge): approve (default),
+                     decline (error "declined"), timeout (never answers), none
+                     (no terminal: unknown_method); per locker:
+                     POST /lockers/{id}/pos {"mode":"decline","reason":"insufficient_funds"}
   --clock-skew D     the lockers' clocks are off by D (e.g. -90s): ts and the
                      not_after check use the skewed clock
   --no-republish     after a reconnect, unacknowledged messages are thrown away
@@ -234,6 +242,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.DropAcksPct, "drop-acks-pct", 0, "fault: ignore this percentage of PUBACKs")
 	fs.Float64Var(&cfg.JamPct, "jam-pct", 0, "fault: this percentage of cell.open calls fail with \"jammed\"")
 	fs.Float64Var(&cfg.StuckDoorPct, "stuck-door-pct", 0, "fault: this percentage of cell.open calls release the lock but the door stays shut (no door event)")
+	fs.StringVar(&cfg.POS, "pos", POSApprove, "the lockers' POS terminals (pos.charge): approve, or the faults decline, timeout (never answers), none (no terminal)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "fault: the lockers' clocks are off by this much")
 	fs.BoolVar(&cfg.NoRepublish, "no-republish", false, "fault: discard unacknowledged messages at reconnect")
 	fs.Var(&cfg.OTA.DownloadError, "ota-download-error", "fault: firmware downloads fail (percent of attempts, or locker IDs)")
@@ -274,6 +283,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	local, _ := localDefaults(cfg.VarDir)
 	cfg.Hub = orDefault(cfg.Hub, orDefault(local.MQTT, "127.0.0.1:8883"))
 	cfg.Status = stdout
+	if !slices.Contains(POSModes, cfg.POS) {
+		fmt.Fprintln(stderr, "lockersim: --pos must be one of", strings.Join(POSModes, ", "))
+		return 2
+	}
 	if cfg.DropAcksPct < 0 || cfg.DropAcksPct > 100 || cfg.JamPct < 0 || cfg.JamPct > 100 || cfg.StuckDoorPct < 0 || cfg.StuckDoorPct > 100 {
 		fmt.Fprintln(stderr, "lockersim: --drop-acks-pct, --jam-pct and --stuck-door-pct must be 0–100")
 		return 2

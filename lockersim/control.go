@@ -37,6 +37,8 @@ import (
 //	POST /lockers/{id}/offline                   {"seconds":N}: drop the link for N s (messages queue)
 //	POST /lockers/{id}/online                    end an offline period now
 //	POST /lockers/{id}/reboot                    drop the link, boot+1, reconnect
+//	GET  /lockers/{id}/pos                       the POS terminal: mode, the charges it handled (pos.go)
+//	POST /lockers/{id}/pos                       {"mode":"approve|decline|timeout|none","reason":"…"}: set the terminal's behaviour
 //	POST /sms                                    a stand-in SMS gateway for demos (the hub's --sms-url): {"to","text","id"}
 //	GET  /sms[?to=NUMBER]                        the last 100 texts it got, newest first (the recipients' pickup codes)
 func (s *Sim) controlHandler() http.Handler {
@@ -141,6 +143,20 @@ func (s *Sim) controlHandler() http.Handler {
 	}))
 	mux.HandleFunc("POST /lockers/{id}/online", action(func(l *Locker, r *http.Request) error { l.ComeOnline(); return nil }))
 	mux.HandleFunc("POST /lockers/{id}/reboot", action(func(l *Locker, r *http.Request) error { l.Reboot(); return nil }))
+	mux.HandleFunc("GET /lockers/{id}/pos", s.withLocker(func(l *Locker, r *http.Request) (any, error) { return l.POS(), nil }))
+	mux.HandleFunc("POST /lockers/{id}/pos", s.withLocker(func(l *Locker, r *http.Request) (any, error) {
+		var body struct {
+			Mode   string `json:"mode"`
+			Reason string `json:"reason"`
+		}
+		if err := readJSON(r, &body); err != nil {
+			return nil, err
+		}
+		if err := l.SetPOS(body.Mode, body.Reason); err != nil {
+			return nil, err
+		}
+		return l.POS(), nil
+	}))
 	return mux
 }
 

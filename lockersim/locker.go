@@ -113,6 +113,7 @@ type Locker struct {
 	otaJob         *otaJob
 	otaInstalled   *protocol.OTAInstallParams // installed, ota/status not sent yet (after the reconnect)
 
+	pos     *posTerminal   // pos.charge (pos.go); made on first use
 	cam     camera         // video.start / video.stop (video.go)
 	videoWG sync.WaitGroup // video RPCs in progress
 }
@@ -510,6 +511,9 @@ func (l *Locker) handleRPC(payload []byte) {
 		l.respondLocked(req.ID, nil, &protocol.Error{Code: protocol.ErrCodeBadParams, Message: perr.Error()})
 		return
 	}
+	if req.Method == protocol.MethodPOSCharge && l.posSilentLocked(req) {
+		return // fault: the terminal hangs, nothing is answered (nor cached)
+	}
 	now := l.nowMs()
 	if req.Key != "" {
 		if e, ok := l.keys.get(req.Key, now); ok {
@@ -621,6 +625,9 @@ func (l *Locker) execLocked(req protocol.Request) (result any, perr *protocol.Er
 		return res, perr, nil
 	case protocol.MethodOTAInstall:
 		return l.execOTAInstallLocked(req.Params)
+	case protocol.MethodPOSCharge:
+		res, perr := l.execPOSChargeLocked(req.Params)
+		return res, perr, nil
 	case protocol.MethodDisplayMessage:
 		var p protocol.DisplayMessageParams
 		if err := json.Unmarshal(orEmpty(req.Params), &p); err != nil {

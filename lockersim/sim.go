@@ -58,6 +58,9 @@ type Config struct {
 	// StuckDoorPct: cell.open releases the lock and answers, but the door
 	// stays shut (no door event) this often.
 	StuckDoorPct float64
+	// POS is each locker's POS terminal at the start (pos.go): approve
+	// (""), decline, timeout or none; the control API sets it per locker.
+	POS string
 	// OTA: injected firmware update failures (ota.go); OTAMaxDownloads
 	// bounds the simulation's concurrent artifact downloads (64).
 	OTA             OTAFaults

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockerhub/lockerhub/pg"
 )
 
 // Config sizes the dispatcher; zero values take the defaults in brackets.
@@ -38,6 +40,10 @@ type Config struct {
 	DenyPrivateWebhooks bool
 	SMS                 SMSConfig
 	SMTP                SMTPConfig
+	Fiscal              FiscalConfig
+	// WebhookFormats are the partner formats an endpoint may ask for
+	// instead of the JSON webhook (Endpoint.Format), by name.
+	WebhookFormats map[string]WebhookFormat
 }
 
 func (c *Config) defaults() {
@@ -61,7 +67,7 @@ func (c *Config) defaults() {
 	def(&c.MaxAge, 24*time.Hour)
 	def(&c.WaitUnavailable, time.Hour)
 	def(&c.RequestTimeout, 10*time.Second)
-	def(&c.Lease, c.RequestTimeout+30*time.Second)
+	def(&c.Lease, max(c.RequestTimeout, c.Fiscal.Timeout)+30*time.Second)
 	def(&c.Retention, 30*24*time.Hour)
 }
 
@@ -96,11 +102,16 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 			return nil, fmt.Errorf("outbox: --sms-url: %w", err)
 		}
 	}
+	if cfg.Fiscal.URL != "" {
+		if err := ValidURL(cfg.Fiscal.URL); err != nil {
+			return nil, fmt.Errorf("outbox: --fiscal-url: %w", err)
+		}
+	}
 	d := &Dispatcher{pool: pool, cfg: cfg, log: logger, tmpl: tmpl, tpls: NewTemplateStore(pool, tmpl), wake: make(chan struct{}, 1)}
 	d.http = newHTTPClient(cfg.RequestTimeout, false)
 	d.hook = newHTTPClient(cfg.RequestTimeout, cfg.DenyPrivateWebhooks)
-	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelHTTP: true})
-	for ch, ok := range map[string]bool{ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != ""} {
+	d.m = newMetrics(reg, pool, map[string]bool{ChannelWebhook: true, ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelHTTP: true, ChannelFiscal: cfg.Fiscal.URL != ""})
+	for ch, ok := range map[string]bool{ChannelSMS: cfg.SMS.URL != "", ChannelEmail: cfg.SMTP.Addr != "", ChannelFiscal: cfg.Fiscal.URL != ""} {
 		if !ok {
 			logger.Warn("outbox channel not configured: its messages wait until it is", "channel", ch)
 		}
@@ -117,7 +128,10 @@ type claimed struct {
 	Message
 	Attempts  int
 	CreatedAt time.Time
-	rendered  string // sms: the text; email: subject, "\n", body (set by the send)
+	Replays   int       // manual replays so far (the delivery log's "replay")
+	since     time.Time // created, or replayed last: MaxAge counts from it
+	rendered  string    // sms: the text; email: subject, "\n", body (set by the send)
+	status    int       // webhook, http: the receiver's HTTP status (0: no answer)
 }
 
 // Run sends until ctx ends, then waits for the sends in flight (their
@@ -248,7 +262,8 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		FROM (SELECT id FROM outbox_messages WHERE state = 'pending' AND next_attempt_at <= now()
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) c
 		WHERE m.id = c.id
-		RETURNING m.id, m.channel, m.client_id, m."to", m.template, m.data, m.attempts, m.created_at, m.secret, m.carrier, m.language, m.about`,
+		RETURNING m.id, m.channel, m.client_id, m."to", m.template, m.data, m.attempts, m.created_at, m.secret, m.carrier, m.language, m.about,
+			m.replays, coalesce(m.replayed_at, m.created_at)`,
 		n, d.cfg.Lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -256,7 +271,8 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
 		var c claimed
 		var data []byte
-		if err := r.Scan(&c.ID, &c.Channel, &c.ClientID, &c.To, &c.Template, &data, &c.Attempts, &c.CreatedAt, &c.Secret, &c.Carrier, &c.Language, &c.About); err != nil {
+		if err := r.Scan(&c.ID, &c.Channel, &c.ClientID, &c.To, &c.Template, &data, &c.Attempts, &c.CreatedAt, &c.Secret, &c.Carrier, &c.Language, &c.About,
+			&c.Replays, &c.since); err != nil {
 			return c, err
 		}
 		return c, json.Unmarshal(data, &c.Data)
@@ -315,21 +331,28 @@ func waiting(reason, msg string) error {
 func (d *Dispatcher) send(ctx context.Context, m *claimed) error {
 	switch m.Channel {
 	case ChannelWebhook:
-		return d.sendWebhook(ctx, *m)
+		return d.sendWebhook(ctx, m)
 	case ChannelSMS:
 		return d.sendSMS(ctx, m)
 	case ChannelEmail:
 		return d.sendEmail(ctx, m)
 	case ChannelHTTP:
-		return d.sendHTTP(ctx, *m)
+		return d.sendHTTP(ctx, m)
+	case ChannelFiscal:
+		return d.sendFiscal(ctx, m)
 	default:
 		return permanent("invalid", fmt.Errorf("unknown channel %q", m.Channel))
 	}
 }
 
-// deliver sends one claimed message and records the outcome.
+// deliver sends one claimed message and records the outcome; a webhook's
+// attempt also goes to the client's delivery log (outbox_attempts).
 func (d *Dispatcher) deliver(ctx context.Context, m claimed) {
-	sctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	timeout := d.cfg.RequestTimeout
+	if m.Channel == ChannelFiscal && d.cfg.Fiscal.Timeout > 0 {
+		timeout = d.cfg.Fiscal.Timeout
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now()
 	err := d.send(sctx, &m)
 	cancel()
@@ -338,6 +361,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m claimed) {
 	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer bcancel()
 	log := d.log.With("id", m.ID, "channel", m.Channel, "template", m.Template, "attempt", m.Attempts)
+	at := attempt{at: start, elapsed: elapsed, status: m.status, err: err}
 
 	var f *failure
 	errors.As(err, &f)
@@ -345,23 +369,25 @@ func (d *Dispatcher) deliver(ctx context.Context, m claimed) {
 	case err == nil:
 		d.m.observe(m.Channel, "sent", elapsed)
 		d.m.sent.WithLabelValues(m.Channel).Inc()
-		d.finish(bctx, log, m, `UPDATE outbox_messages SET state = 'sent', sent_at = now(), last_error = NULL, rendered = nullif($2, '') WHERE id = $1`, m.rendered)
+		at.outcome = "sent"
+		d.finish(bctx, log, m, at, `UPDATE outbox_messages SET state = 'sent', sent_at = now(), last_error = NULL, rendered = nullif($2, '') WHERE id = $1`, m.rendered)
 		log.Debug("outbox: sent", "duration", elapsed)
 		return
 	case ctx.Err() != nil:
 		// Stopped mid-send: release the message at once for the next
-		// dispatcher, the attempt uncounted. (Had the receiver got it, it
-		// gets it again: at least once.)
-		d.finish(bctx, log, m, `UPDATE outbox_messages SET attempts = attempts - 1, next_attempt_at = now() WHERE id = $1 AND attempts = $2 AND state = 'pending'`, m.Attempts)
+		// dispatcher, the attempt uncounted (and not logged). (Had the
+		// receiver got it, it gets it again: at least once.)
+		d.finish(bctx, log, m, attempt{}, `UPDATE outbox_messages SET attempts = attempts - 1, next_attempt_at = now() WHERE id = $1 AND attempts = $2 AND state = 'pending'`, m.Attempts)
 		return
 	case f != nil && f.kind == failWaiting:
 		d.m.observe(m.Channel, "waiting", elapsed)
-		if time.Since(m.CreatedAt) > d.cfg.MaxAge {
-			d.fail(bctx, log, m, "max_age", err)
+		if time.Since(m.since) > d.cfg.MaxAge {
+			d.fail(bctx, log, m, at, "max_age", err)
 			return
 		}
 		d.m.waiting.WithLabelValues(m.Channel, f.reason).Inc()
-		d.finish(bctx, log, m, `UPDATE outbox_messages SET attempts = attempts - 1, next_attempt_at = now() + make_interval(secs => $3), last_error = $4
+		at.outcome = "waiting"
+		d.finish(bctx, log, m, at, `UPDATE outbox_messages SET attempts = attempts - 1, next_attempt_at = now() + make_interval(secs => $3), last_error = $4
 			WHERE id = $1 AND attempts = $2 AND state = 'pending'`, m.Attempts, d.cfg.WaitUnavailable.Seconds(), err.Error())
 		log.Info("outbox: message waits", "reason", err.Error(), "retry_in", d.cfg.WaitUnavailable)
 		return
@@ -369,29 +395,67 @@ func (d *Dispatcher) deliver(ctx context.Context, m claimed) {
 	d.m.observe(m.Channel, "error", elapsed)
 	switch {
 	case f != nil && f.kind == failPermanent:
-		d.fail(bctx, log, m, f.reason, err)
+		d.fail(bctx, log, m, at, f.reason, err)
 	case f != nil && f.kind == failRefused && m.Attempts >= d.cfg.RefusedAttempts:
-		d.fail(bctx, log, m, "refused", err)
+		d.fail(bctx, log, m, at, "refused", err)
 	case m.Attempts >= d.cfg.MaxAttempts:
-		d.fail(bctx, log, m, "max_attempts", err)
-	case time.Since(m.CreatedAt) > d.cfg.MaxAge:
-		d.fail(bctx, log, m, "max_age", err)
+		d.fail(bctx, log, m, at, "max_attempts", err)
+	case time.Since(m.since) > d.cfg.MaxAge:
+		d.fail(bctx, log, m, at, "max_age", err)
 	default:
 		delay := d.backoff(m.Attempts)
-		d.finish(bctx, log, m, `UPDATE outbox_messages SET next_attempt_at = now() + make_interval(secs => $3), last_error = $4
+		at.outcome = "retry"
+		d.finish(bctx, log, m, at, `UPDATE outbox_messages SET next_attempt_at = now() + make_interval(secs => $3), last_error = $4
 			WHERE id = $1 AND attempts = $2 AND state = 'pending'`, m.Attempts, delay.Seconds(), truncate(err.Error()))
 		log.Info("outbox: send failed; retrying", "error", err, "retry_in", delay)
 	}
 }
 
-func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, m claimed, reason string, err error) {
+// attempt is one send as the delivery log keeps it; outcome "" is not logged.
+type attempt struct {
+	at      time.Time
+	elapsed time.Duration
+	status  int
+	err     error
+	outcome string // sent, retry, failed, waiting
+}
+
+func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, m claimed, at attempt, reason string, err error) {
 	d.m.failed.WithLabelValues(m.Channel, reason).Inc()
-	d.finish(ctx, log, m, `UPDATE outbox_messages SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'`, truncate(reason+": "+err.Error()))
+	at.outcome = "failed"
+	d.finish(ctx, log, m, at, `UPDATE outbox_messages SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'`, truncate(reason+": "+err.Error()))
 	log.Warn("outbox: message failed for good", "reason", reason, "error", err)
 }
 
-func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, m claimed, sql string, args ...any) {
-	if _, err := d.pool.Exec(ctx, sql, append([]any{m.ID}, args...)...); err != nil {
+// finish records the outcome (sql, on the message) and, for a webhook, the
+// attempt in the delivery log, in one transaction.
+func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, m claimed, at attempt, sql string, args ...any) {
+	if m.Channel != ChannelWebhook || at.outcome == "" {
+		// Nothing to log: one statement, no transaction.
+		if _, err := d.pool.Exec(ctx, sql, append([]any{m.ID}, args...)...); err != nil {
+			log.Error("outbox: recording the outcome failed; the message is retried after its lease", "error", err, "lease", d.cfg.Lease)
+		}
+		return
+	}
+	err := pg.Tx(ctx, d.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sql, append([]any{m.ID}, args...)...); err != nil {
+			return err
+		}
+		var status *int
+		if at.status != 0 {
+			status = &at.status
+		}
+		var msg *string
+		if at.err != nil {
+			e := truncate(at.err.Error())
+			msg = &e
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO outbox_attempts (message_id, replay, attempt, at, duration_ms, http_status, error, outcome, next_attempt_at)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN state = 'pending' THEN next_attempt_at END FROM outbox_messages WHERE id = $1`,
+			m.ID, m.Replays, m.Attempts, at.at, at.elapsed.Milliseconds(), status, msg, at.outcome)
+		return err
+	})
+	if err != nil {
 		// The lease runs out and the message is sent again: at least once.
 		log.Error("outbox: recording the outcome failed; the message is retried after its lease", "error", err, "lease", d.cfg.Lease)
 	}

@@ -38,10 +38,13 @@ const (
 	// ChannelHTTP posts Data as the JSON body to the URL in To, signed
 	// with Secret when one is set (alarm receivers: webhooks, chat).
 	ChannelHTTP = "http"
+	// ChannelFiscal posts Data (a receipt) to the fiscal service with the
+	// message id as Idempotency-Key (FiscalConfig).
+	ChannelFiscal = "fiscal"
 )
 
 // Channels lists every channel.
-var Channels = []string{ChannelWebhook, ChannelSMS, ChannelEmail, ChannelHTTP}
+var Channels = []string{ChannelWebhook, ChannelSMS, ChannelEmail, ChannelHTTP, ChannelFiscal}
 
 // Errors.
 var (
@@ -106,8 +109,12 @@ func (m Message) Validate() error {
 		if err := ValidURL(m.To); err != nil {
 			return err
 		}
+	case ChannelFiscal:
+		if m.To != "" {
+			return fmt.Errorf("%w: a fiscal receipt goes to the configured service (no to)", ErrInvalid)
+		}
 	default:
-		return fmt.Errorf("%w: channel must be webhook, sms, email or http, got %q", ErrInvalid, m.Channel)
+		return fmt.Errorf("%w: channel must be webhook, sms, email, http or fiscal, got %q", ErrInvalid, m.Channel)
 	}
 	return nil
 }

@@ -137,7 +137,7 @@ func (r *rig) endpoint(clientID int64, rc *receiver) {
 	r.t.Helper()
 	srv := httptest.NewServer(rc)
 	r.t.Cleanup(srv.Close)
-	e, err := outbox.NewEndpoints(r.pool).Set(context.Background(), clientID, srv.URL+"/hook")
+	e, err := outbox.NewEndpoints(r.pool).Set(context.Background(), clientID, srv.URL+"/hook", "")
 	require.NoError(r.t, err)
 	require.True(r.t, strings.HasPrefix(e.Secret, "whsec_"))
 	rc.mu.Lock()

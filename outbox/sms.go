@@ -39,5 +39,5 @@ func (d *Dispatcher) sendSMS(ctx context.Context, m *claimed) error {
 	if d.cfg.SMS.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+d.cfg.SMS.Token)
 	}
-	return d.post(d.http, req)
+	return d.post(d.http, req, &m.status)
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,13 +43,25 @@ type Endpoint struct {
 	Secret    string    `json:"secret,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Disabled  bool      `json:"disabled"`
+	// Format of the bodies: "json" (the default), or a partner format (a
+	// connector's name, e.g. "xml-orders") the events are translated to.
+	Format string `json:"format"`
 }
 
-// Endpoints keeps the API clients' webhook endpoints.
-type Endpoints struct{ pool *pgxpool.Pool }
+// FormatJSON is the default webhook format.
+const FormatJSON = "json"
 
-// NewEndpoints returns the endpoint store on pool.
-func NewEndpoints(pool *pgxpool.Pool) *Endpoints { return &Endpoints{pool: pool} }
+// Endpoints keeps the API clients' webhook endpoints and their delivery logs.
+type Endpoints struct {
+	pool    *pgxpool.Pool
+	formats []string
+}
+
+// NewEndpoints returns the endpoint store on pool; formats are the partner
+// formats an endpoint may ask for besides JSON (Config.WebhookFormats).
+func NewEndpoints(pool *pgxpool.Pool, formats ...string) *Endpoints {
+	return &Endpoints{pool: pool, formats: formats}
+}
 
 // ValidURL checks a webhook URL: absolute http or https with a host, no
 // credentials or fragment.
@@ -69,9 +82,17 @@ func ValidURL(raw string) error {
 
 // Set creates or replaces the endpoint of client with a new secret, which
 // it returns (shown this once), and wakes the client's waiting webhooks.
-func (s *Endpoints) Set(ctx context.Context, clientID int64, rawURL string) (Endpoint, error) {
+// format is "" or "json" for JSON bodies, else one of the hub's partner
+// formats.
+func (s *Endpoints) Set(ctx context.Context, clientID int64, rawURL, format string) (Endpoint, error) {
 	if err := ValidURL(rawURL); err != nil {
 		return Endpoint{}, err
+	}
+	if format == FormatJSON {
+		format = ""
+	}
+	if format != "" && !slices.Contains(s.formats, format) {
+		return Endpoint{}, fmt.Errorf("%w: format must be %s, got %q", ErrInvalid, strings.Join(append([]string{FormatJSON}, s.formats...), " or "), format)
 	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -85,11 +106,14 @@ func (s *Endpoints) Set(ctx context.Context, clientID int64, rawURL string) (End
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		err = tx.QueryRow(ctx, `INSERT INTO outbox_webhook_endpoints (client_id, url, secret) VALUES ($1, $2, $3)
-			ON CONFLICT (client_id) DO UPDATE SET url = excluded.url, secret = excluded.secret, created_at = now(), disabled = false
-			RETURNING client_id, url, created_at, disabled`, clientID, rawURL, secret).Scan(&e.ClientID, &e.URL, &e.CreatedAt, &e.Disabled)
+		err = tx.QueryRow(ctx, `INSERT INTO outbox_webhook_endpoints (client_id, url, secret, format) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (client_id) DO UPDATE SET url = excluded.url, secret = excluded.secret, format = excluded.format, created_at = now(), disabled = false
+			RETURNING client_id, url, created_at, disabled, format`, clientID, rawURL, secret, format).Scan(&e.ClientID, &e.URL, &e.CreatedAt, &e.Disabled, &e.Format)
 		if err != nil {
 			return err
+		}
+		if e.Format == "" {
+			e.Format = FormatJSON
 		}
 		// Webhooks that waited for an endpoint go now (not those in flight:
 		// that would repeat a send).
@@ -138,11 +162,11 @@ type querier interface {
 
 func endpoint(ctx context.Context, q querier, clientID int64, lock bool) (Endpoint, error) {
 	var e Endpoint
-	sql := `SELECT client_id, url, created_at, disabled FROM outbox_webhook_endpoints WHERE client_id = $1`
+	sql := `SELECT client_id, url, created_at, disabled, coalesce(nullif(format, ''), 'json') FROM outbox_webhook_endpoints WHERE client_id = $1`
 	if lock {
 		sql += ` FOR UPDATE`
 	}
-	err := q.QueryRow(ctx, sql, clientID).Scan(&e.ClientID, &e.URL, &e.CreatedAt, &e.Disabled)
+	err := q.QueryRow(ctx, sql, clientID).Scan(&e.ClientID, &e.URL, &e.CreatedAt, &e.Disabled, &e.Format)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Endpoint{}, fmt.Errorf("%w: no webhook endpoint for this client", ErrNotFound)
 	}
@@ -209,16 +233,27 @@ type webhookBody struct {
 // maxResponse bounds what is read of a receiver's response.
 const maxResponse = 4 << 10
 
-func (d *Dispatcher) sendWebhook(ctx context.Context, m claimed) error {
-	var url, secret string
-	err := d.pool.QueryRow(ctx, `SELECT url, secret FROM outbox_webhook_endpoints WHERE client_id = $1 AND NOT disabled`, m.ClientID).Scan(&url, &secret)
+func (d *Dispatcher) sendWebhook(ctx context.Context, m *claimed) error {
+	var url, secret, format string
+	err := d.pool.QueryRow(ctx, `SELECT url, secret, format FROM outbox_webhook_endpoints WHERE client_id = $1 AND NOT disabled`, m.ClientID).Scan(&url, &secret, &format)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return waiting("no_endpoint", "API client has no webhook endpoint (PUT /api/v1/webhook)")
 	}
 	if err != nil {
 		return fmt.Errorf("webhook endpoint: %w", err)
 	}
-	body, err := json.Marshal(webhookBody{ID: m.ID, Type: m.Template, CreatedAt: m.CreatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), Data: m.Data})
+	contentType := "application/json"
+	var body []byte
+	if format == "" {
+		body, err = json.Marshal(webhookBody{ID: m.ID, Type: m.Template, CreatedAt: m.CreatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), Data: m.Data})
+	} else {
+		f, ok := d.cfg.WebhookFormats[format]
+		if !ok {
+			return waiting("no_format", fmt.Sprintf("this hub has no webhook format %q (the endpoint asks for it)", format))
+		}
+		contentType = f.ContentType()
+		body, err = f.EncodeWebhook(WebhookEvent{ID: m.ID, Type: m.Template, CreatedAt: m.CreatedAt.UTC(), Data: m.Data})
+	}
 	if err != nil {
 		return permanent("encode", err)
 	}
@@ -226,17 +261,36 @@ func (d *Dispatcher) sendWebhook(ctx context.Context, m claimed) error {
 	if err != nil {
 		return permanent("url", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "lockerhub-webhook/1")
 	req.Header.Set(DeliveryHeader, m.ID)
 	req.Header.Set(SignatureHeader, Sign(secret, time.Now(), body))
-	return d.post(d.hook, req)
+	return d.post(d.hook, req, &m.status)
+}
+
+// WebhookEvent is a webhook as a WebhookFormat gets it: the stable id receivers
+// deduplicate on, the event type (parcel.deposited), when it happened and
+// its data (as the JSON webhook's "data").
+type WebhookEvent struct {
+	ID        string
+	Type      string
+	CreatedAt time.Time
+	Data      map[string]any
+}
+
+// WebhookFormat renders webhooks for an endpoint that asked for a partner's
+// own format (a connector's status callback) instead of the JSON body. The
+// body is signed and sent like the JSON one. An error fails the delivery
+// (retrying cannot help).
+type WebhookFormat interface {
+	ContentType() string
+	EncodeWebhook(e WebhookEvent) ([]byte, error)
 }
 
 // sendHTTP posts an http-channel message: its data is the body, signed
 // like a webhook when the message has a secret. The URL is the operator's
 // (an alarm receiver), so private addresses are allowed.
-func (d *Dispatcher) sendHTTP(ctx context.Context, m claimed) error {
+func (d *Dispatcher) sendHTTP(ctx context.Context, m *claimed) error {
 	body, err := json.Marshal(m.Data)
 	if err != nil {
 		return permanent("encode", err)
@@ -251,7 +305,7 @@ func (d *Dispatcher) sendHTTP(ctx context.Context, m claimed) error {
 	if m.Secret != "" {
 		req.Header.Set(SignatureHeader, Sign(m.Secret, time.Now(), body))
 	}
-	return d.post(d.http, req)
+	return d.post(d.http, req, &m.status)
 }
 
 // errPrivateAddr refuses a webhook to the hub's own networks.
@@ -288,10 +342,10 @@ func newHTTPClient(timeout time.Duration, denyPrivate bool) *http.Client {
 // cgnat is the shared address space of RFC 6598 (carrier-grade NAT).
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
-// post sends req and classifies the answer: 2xx delivered; 408, 429, 5xx and
+// post sends req, sets *status to the answer's HTTP status, and classifies the answer: 2xx delivered; 408, 429, 5xx and
 // transport errors retry; any other status is refused (retried only a few
 // times, Config.RefusedAttempts). Redirects are not followed.
-func (d *Dispatcher) post(c *http.Client, req *http.Request) error {
+func (d *Dispatcher) post(c *http.Client, req *http.Request, status *int) error {
 	resp, err := c.Do(req)
 	if errors.Is(err, errPrivateAddr) {
 		return refused(fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err))
@@ -300,6 +354,7 @@ func (d *Dispatcher) post(c *http.Client, req *http.Request) error {
 		return fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
+	*status = resp.StatusCode
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
 	switch {

@@ -91,6 +91,16 @@ func (s *Store) CheckCode(ctx context.Context, lockerID, askID string, params js
 		}
 		return nil, &protocol.Error{Code: protocol.ErrCodeWrongCode, Message: "no parcel with this code here"}
 	}
+	charge := json.RawMessage("null")
+	if match.Kind == KindDelivery && match.AmountDue != nil {
+		// Paid at the terminal first; only an approved charge opens the cell.
+		c, perr := s.chargeFor(ctx, lockerID, askID, *match)
+		if perr != nil {
+			s.m.codeChecks.WithLabelValues("payment").Inc()
+			return nil, perr
+		}
+		charge, _ = json.Marshal(c)
+	}
 	op, err := s.fleet.OpenCell(ctx, OpenRequest{LockerID: lockerID, Cell: match.Cell,
 		IdempotencyKey: "ask:" + lockerID + ":" + askID, Caller: "parcels", CreatedBy: "recipient (parcel " + match.ID + " pickup)"})
 	if err != nil {
@@ -113,7 +123,7 @@ func (s *Store) CheckCode(ctx context.Context, lockerID, askID string, params js
 		}
 	}
 	s.m.codeChecks.WithLabelValues("ok").Inc()
-	res, _ := json.Marshal(protocol.CodeCheckResult{Cell: match.Cell, Parcel: match.ID, Charge: json.RawMessage("null")})
+	res, _ := json.Marshal(protocol.CodeCheckResult{Cell: match.Cell, Parcel: match.ID, Charge: charge})
 	return res, nil
 }
 

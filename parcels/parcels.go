@@ -55,10 +55,13 @@ const (
 	StateCancelled = "cancelled"
 	StateExpired   = "expired"
 	StateReturned  = "returned"
+	// StateReservationExpired: reserved, but not dropped off before the
+	// reservation's deadline (reserved_until); the cell is released.
+	StateReservationExpired = "reservation_expired"
 )
 
 // States lists every state.
-var States = []string{StateReserved, StateDeposited, StatePickedUp, StateCancelled, StateExpired, StateReturned}
+var States = []string{StateReserved, StateDeposited, StatePickedUp, StateCancelled, StateExpired, StateReturned, StateReservationExpired}
 
 // Sizes of cells.
 var Sizes = []string{"S", "M", "L", "XL"}
@@ -130,6 +133,13 @@ type Fleet interface {
 	// Place is a locker's address and IANA time zone ("" when not set), for
 	// what recipients are told.
 	Place(ctx context.Context, lockerID string) (address, timeZone string, err error)
+	// HasPOS reports whether the locker has a POS terminal (its model's
+	// capability "pos").
+	HasPOS(ctx context.Context, lockerID string) (bool, error)
+	// Charge creates (or, for a known key, finds) a pos.charge command and
+	// waits until it ends or ctx does. Without a command it returns the error
+	// and an empty Command.
+	Charge(ctx context.Context, r ChargeRequest) (ChargeOutcome, error)
 }
 
 // Opened is a cell.open command: its id, whether this request created it
@@ -189,6 +199,9 @@ type OfflineLists interface {
 	SetParcels(ctx context.Context, lockerID string, parcels []protocol.LockerParcel) error
 }
 
+// DefaultChargeTimeout is how long a locker's terminal has to answer pos.charge.
+const DefaultChargeTimeout = time.Minute
+
 // Config tunes the store; zero values take the defaults noted.
 type Config struct {
 	DefaultStorage time.Duration // 72 h
@@ -199,11 +212,26 @@ type Config struct {
 	SweepBatch     int           // parcels per kind and tick, 100
 	WrongCodes     int           // wrong codes per locker in WrongWindow before rate_limited, 5
 	WrongWindow    time.Duration // 5 min
-	Now            func() time.Time
-	Keys           CodeKeys     // nil: no codes (deposits still happen; codes are not sent)
-	Outbox         Outbox       // nil: messages are dropped
-	Offline        OfflineLists // nil: lockers get no offline parcel list
-	Quotas         QuotaSource  // nil: no carrier quotas
+	// ReservationTime is how long a reservation waits for the drop-off
+	// before it expires and frees its cell, unless the creating API client
+	// has a time of its own (ReservationHours), 48 h.
+	ReservationTime time.Duration
+	// ReservationHours gives an API client's own reservation time in hours
+	// (0: ReservationTime); nil: every reservation gets ReservationTime.
+	ReservationHours func(ctx context.Context, clientID int64) (int, error)
+	// DropoffGrace: a reservation whose drop-off was asked this recently,
+	// or whose cell door is open, is not expired yet (the courier is at
+	// the cell), 15 min.
+	DropoffGrace time.Duration
+	Now          func() time.Time
+	Keys         CodeKeys     // nil: no codes (deposits still happen; codes are not sent)
+	Outbox       Outbox       // nil: messages are dropped
+	Offline      OfflineLists // nil: lockers get no offline parcel list
+	// ChargeTimeout is how long the locker's terminal has to answer
+	// pos.charge (the command's validity), 60 s.
+	ChargeTimeout time.Duration
+	Receipts      Receipts    // nil: receipts show no delivery state
+	Quotas        QuotaSource // nil: no carrier quotas
 }
 
 func (c *Config) defaults() {
@@ -233,6 +261,15 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ChargeTimeout == 0 {
+		c.ChargeTimeout = DefaultChargeTimeout
+	}
+	if c.ReservationTime <= 0 {
+		c.ReservationTime = 48 * time.Hour
+	}
+	if c.DropoffGrace <= 0 {
+		c.DropoffGrace = 15 * time.Minute
 	}
 	c.DefaultStorage = min(max(c.DefaultStorage, c.MinStorage), c.MaxStorage)
 }
@@ -284,8 +321,17 @@ type Parcel struct {
 	MoveStage string `json:"move_stage,omitempty"`
 	// Kind: delivery (to a recipient) or return (from a customer to the
 	// carrier: dropped with a return code, collected by the courier).
-	Kind    string `json:"kind"`
-	History []Step `json:"history,omitempty"`
+	Kind string `json:"kind"`
+	// AmountDue is charged at the locker's POS terminal before pickup;
+	// absent for a prepaid parcel.
+	AmountDue *Money `json:"amount_due,omitempty"`
+	// ReservedUntil: a reserved parcel not dropped off by then expires
+	// (state reservation_expired) and its cell is released.
+	ReservedUntil *time.Time `json:"reserved_until,omitempty"`
+	History       []Step     `json:"history,omitempty"`
+	// Payments are the charges at the locker and refunds, with their
+	// fiscal receipts (Get only).
+	Payments []Payment `json:"payments,omitempty"`
 	// Scans are the barcodes lockers read and checked against this parcel.
 	Scans []Scan `json:"scans,omitempty"`
 
@@ -320,17 +366,20 @@ type Caller struct {
 
 // NewParcel is a request for a delivery.
 type NewParcel struct {
-	LockerID       string    `json:"locker"`
-	Size           string    `json:"size"`
-	Recipient      Recipient `json:"recipient"`
-	Reference      string    `json:"reference"`
-	StorageHours   int       `json:"storage_hours"`
-	Carrier        string    `json:"carrier,omitempty"` // callers of the whole fleet only; else the caller's
-	Barcode        string    `json:"barcode,omitempty"`
-	Contents       string    `json:"contents,omitempty"`
-	DeclaredValue  int64     `json:"declared_value,omitempty"` // minor units of currency
-	Currency       string    `json:"currency,omitempty"`       // ISO 4217, required with a value
-	IdempotencyKey string    `json:"-"`
+	LockerID      string    `json:"locker"`
+	Size          string    `json:"size"`
+	Recipient     Recipient `json:"recipient"`
+	Reference     string    `json:"reference"`
+	StorageHours  int       `json:"storage_hours"`
+	Carrier       string    `json:"carrier,omitempty"` // callers of the whole fleet only; else the caller's
+	Barcode       string    `json:"barcode,omitempty"`
+	Contents      string    `json:"contents,omitempty"`
+	DeclaredValue int64     `json:"declared_value,omitempty"` // minor units of currency
+	Currency      string    `json:"currency,omitempty"`       // ISO 4217, required with a value
+	// AmountDue is charged at the locker before pickup (the locker needs
+	// a POS terminal); nil: prepaid.
+	AmountDue      *Money `json:"amount_due,omitempty"`
+	IdempotencyKey string `json:"-"`
 
 	kind string // "" delivery, KindReturn
 }
@@ -360,18 +409,22 @@ func New(pool *pgxpool.Pool, fleet Fleet, log *slog.Logger, reg prometheus.Regis
 const columns = `id, carrier, created_by, coalesce(client_id, 0), locker_id, size, cell, state, holds_cell, to_return,
 	recipient_name, recipient_phone, recipient_email, recipient_language, reference, storage_hours, mark_boot, mark_seq,
 	created_at, dropoff_at, deposited_at, expires_at, reminded_at, picked_up_at, expired_at, cancelled_at, collect_at, returned_at,
-	cancel_reason, updated_at, barcode, contents, declared_value, currency, move_from, move_stage, kind`
+	cancel_reason, updated_at, barcode, contents, declared_value, currency, move_from, move_stage, kind, amount_due, amount_currency, reserved_until`
 
 func scan(row pgx.Row) (Parcel, error) {
 	var p Parcel
-	var boot, seq int64
+	var boot, seq, due int64
+	var dueCurrency string
 	err := row.Scan(&p.ID, &p.Carrier, &p.CreatedBy, &p.clientID, &p.LockerID, &p.Size, &p.Cell, &p.State, &p.holdsCell, &p.ToReturn,
 		&p.Recipient.Name, &p.Recipient.Phone, &p.Recipient.Email, &p.Recipient.Language, &p.Reference, &p.StorageHours, &boot, &seq,
 		&p.CreatedAt, &p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt,
-		&p.CollectAt, &p.ReturnedAt, &p.CancelReason, &p.UpdatedAt, &p.Barcode, &p.Contents, &p.DeclaredValue, &p.Currency, &p.MoveFrom, &p.MoveStage, &p.Kind)
+		&p.CollectAt, &p.ReturnedAt, &p.CancelReason, &p.UpdatedAt, &p.Barcode, &p.Contents, &p.DeclaredValue, &p.Currency, &p.MoveFrom, &p.MoveStage, &p.Kind, &due, &dueCurrency, &p.ReservedUntil)
+	if due > 0 {
+		p.AmountDue = &Money{Amount: due, Currency: dueCurrency}
+	}
 	p.mark = Stamp{Boot: uint32(boot), Seq: uint64(seq)}
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
-	for _, t := range []**time.Time{&p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt, &p.CollectAt, &p.ReturnedAt} {
+	for _, t := range []**time.Time{&p.DropoffAt, &p.DepositedAt, &p.ExpiresAt, &p.RemindedAt, &p.PickedUpAt, &p.ExpiredAt, &p.CancelledAt, &p.CollectAt, &p.ReturnedAt, &p.ReservedUntil} {
 		if *t != nil {
 			u := (*t).UTC()
 			*t = &u
@@ -519,6 +572,9 @@ func (s *Store) validate(n *NewParcel) error {
 	if err := validateGoods(&n.Barcode, &n.Contents, &n.Currency, n.DeclaredValue); err != nil {
 		return err
 	}
+	if err := validateAmountDue(n.AmountDue); err != nil {
+		return err
+	}
 	if n.StorageHours == 0 {
 		n.StorageHours = int(s.cfg.DefaultStorage / time.Hour)
 	}
@@ -555,6 +611,13 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 	if !ok {
 		return Parcel{}, false, fmt.Errorf("%w: locker %s", ErrNotFound, n.LockerID)
 	}
+	if err := s.checkPOS(ctx, n); err != nil {
+		return Parcel{}, false, err
+	}
+	var due Money
+	if n.AmountDue != nil {
+		due = *n.AmountDue
+	}
 	kind := KindDelivery
 	var secret []byte
 	if n.kind == KindReturn {
@@ -571,6 +634,23 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 		}
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	reserve := s.cfg.ReservationTime
+	if c.ClientID != 0 && s.cfg.ReservationHours != nil {
+		h, err := s.cfg.ReservationHours(ctx, c.ClientID)
+		if err != nil {
+			return Parcel{}, false, fmt.Errorf("reservation time of client %d: %w", c.ClientID, err)
+		}
+		if h > 0 {
+			reserve = time.Duration(h) * time.Hour
+		}
+	}
+	var reservedUntil *time.Time
+	if kind == KindDelivery {
+		// A customer return's cell waits for the sender as long as its
+		// return code is valid (its storage period), not this.
+		t := now.Add(reserve)
+		reservedUntil = &t
+	}
 	var out Parcel
 	created := false
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
@@ -598,13 +678,13 @@ func (s *Store) Create(ctx context.Context, c Caller, n NewParcel) (Parcel, bool
 			}
 			tag, err := tx.Exec(ctx, `INSERT INTO parcels_parcels (id, carrier, created_by, caller, client_id, idempotency_key, locker_id, size, cell,
 					state, recipient_name, recipient_phone, recipient_email, reference, storage_hours, mark_boot, mark_seq, created_at, updated_at, recipient_language,
-					barcode, contents, declared_value, currency, kind)
-				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22, $23
+					barcode, contents, declared_value, currency, kind, amount_due, amount_currency, reserved_until)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26
 				WHERE NOT EXISTS (SELECT 1 FROM parcels_parcels WHERE locker_id = $7 AND move_from = $9 AND holds_cell)
 				ON CONFLICT DO NOTHING`,
 				id, n.Carrier, c.Name, c.Scope, clientID, key, n.LockerID, n.Size, cell,
 				n.Recipient.Name, n.Recipient.Phone, n.Recipient.Email, n.Reference, n.StorageHours, int64(mark.Boot), int64(mark.Seq), now, n.Recipient.Language,
-				n.Barcode, n.Contents, n.DeclaredValue, n.Currency, kind)
+				n.Barcode, n.Contents, n.DeclaredValue, n.Currency, kind, due.Amount, due.Currency, reservedUntil)
 			if err != nil {
 				return fmt.Errorf("insert parcel: %w", err)
 			}
@@ -719,6 +799,9 @@ func (s *Store) Get(ctx context.Context, c Caller, id string) (Parcel, error) {
 		return Parcel{}, fmt.Errorf("parcel history: %w", err)
 	}
 	if p.Scans, err = s.scansOf(ctx, id); err != nil {
+		return Parcel{}, err
+	}
+	if p.Payments, err = s.payments(ctx, id); err != nil {
 		return Parcel{}, err
 	}
 	return p, nil
@@ -988,16 +1071,16 @@ func (s *Store) changeWith(ctx context.Context, pre func(tx pgx.Tx) error, befor
 	return after, nil
 }
 
-// syncOffline gives the locker the list of its deposited parcels, with the
-// cell and window each pickup code is bound to (all are prepaid: there are
-// no amounts due yet). A failure is logged; the next change of the locker's
+// syncOffline gives the locker the list of its deposited prepaid parcels,
+// with the cell and window each pickup code is bound to. Parcels with an
+// amount due are never in it: they wait for the connection (decision 18). A failure is logged; the next change of the locker's
 // parcels, or the next start, sends the list again.
 func (s *Store) syncOffline(ctx context.Context, lockerID string) {
 	if s.cfg.Offline == nil {
 		return
 	}
 	deposited, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels
-		WHERE locker_id = $1 AND state = 'deposited' AND kind = 'delivery' AND move_from = '' AND expires_at > $2 ORDER BY id`, lockerID, s.cfg.Now().UTC()))
+		WHERE locker_id = $1 AND state = 'deposited' AND kind = 'delivery' AND move_from = '' AND amount_due = 0 AND expires_at > $2 ORDER BY id`, lockerID, s.cfg.Now().UTC()))
 	if err == nil {
 		list := make([]protocol.LockerParcel, 0, len(deposited))
 		for _, p := range deposited {
@@ -1099,7 +1182,8 @@ func (s *Store) Cancel(ctx context.Context, c Caller, id, reason string) (Parcel
 	case StateReserved:
 		return s.change(ctx, p, c.Name, reason, "api", `state = 'cancelled', holds_cell = false, cancelled_at = $3, cancel_reason = $4`, []any{reason}, nil)
 	case StateDeposited:
-		return s.change(ctx, p, c.Name, reason+" (marked for return)", "api", `state = 'cancelled', to_return = true, cancelled_at = $3, cancel_reason = $4`, []any{reason}, nil)
+		return s.change(ctx, p, c.Name, reason+" (marked for return)", "api", `state = 'cancelled', to_return = true, cancelled_at = $3, cancel_reason = $4`, []any{reason},
+			func(tx pgx.Tx, after Parcel) error { return s.refundIfPaid(ctx, tx, after, "cancelled: "+reason) })
 	default:
 		return Parcel{}, fmt.Errorf("%w: parcel %s is %s and cannot be cancelled", ErrConflict, id, p.State)
 	}
@@ -1280,6 +1364,9 @@ func (s *Store) Sweep(ctx context.Context) {
 	for _, p := range expired {
 		_, err := s.change(ctx, p, "hub", "storage period over: marked for return", "sweep",
 			`state = 'expired', to_return = true, expired_at = $3`, nil, func(tx pgx.Tx, after Parcel) error {
+				if err := s.refundIfPaid(ctx, tx, after, "expired: storage period over"); err != nil {
+					return err
+				}
 				data, err := s.recipientData(ctx, after)
 				if err != nil {
 					return err
@@ -1290,9 +1377,39 @@ func (s *Store) Sweep(ctx context.Context) {
 			s.log.Warn("parcel expiry failed", "parcel", p.ID, "error", err)
 		}
 	}
-	if len(due) == s.cfg.SweepBatch || len(expired) == s.cfg.SweepBatch {
-		s.log.Info("parcel sweep left work for the next tick", "reminders", len(due), "expired", len(expired))
+	lapsed := s.expireReservations(ctx, now)
+	if len(due) == s.cfg.SweepBatch || len(expired) == s.cfg.SweepBatch || lapsed == s.cfg.SweepBatch {
+		s.log.Info("parcel sweep left work for the next tick", "reminders", len(due), "expired", len(expired), "reservations", lapsed)
 	}
+}
+
+// expireReservations ends reservations not dropped off by their deadline:
+// the parcel becomes reservation_expired, its cell is released (free-cell
+// counts follow) and the creating API client gets the webhook
+// parcel.reservation_expired, all in the parcel's change transaction, so a
+// crash or restart neither loses nor repeats one (the update only applies
+// to a parcel still reserved; the webhook's id is stable). A courier at the
+// cell (drop-off asked within DropoffGrace, or the door open) is not cut
+// off: the next sweep looks again. It returns how many parcels it read.
+func (s *Store) expireReservations(ctx context.Context, now time.Time) int {
+	lapsed, err := collect(s.pool.Query(ctx, `SELECT `+columns+` FROM parcels_parcels WHERE state = 'reserved' AND reserved_until IS NOT NULL
+		AND reserved_until <= $1 AND (dropoff_at IS NULL OR dropoff_at <= $2) AND move_from = '' ORDER BY reserved_until LIMIT $3`,
+		now, now.Add(-s.cfg.DropoffGrace), s.cfg.SweepBatch))
+	if err != nil {
+		s.log.Warn("reservation expiry failed", "error", err)
+		return 0
+	}
+	for _, p := range lapsed {
+		if r, ok := s.fleet.Cell(p.LockerID, p.Cell); ok && r.Door == "open" {
+			continue // someone is at the cell
+		}
+		_, err := s.change(ctx, p, "hub", "not dropped off by "+p.ReservedUntil.Format(time.RFC3339)+": reservation expired, cell released", "sweep",
+			`state = 'reservation_expired', holds_cell = false, expired_at = $3`, nil, nil)
+		if err != nil && !errors.Is(err, ErrConflict) {
+			s.log.Warn("reservation expiry failed", "parcel", p.ID, "error", err)
+		}
+	}
+	return len(lapsed)
 }
 
 type metrics struct {
@@ -1300,6 +1417,8 @@ type metrics struct {
 	codeChecks  *prometheus.CounterVec
 	bruteForce  prometheus.Counter
 	scans       *prometheus.CounterVec
+	charges     *prometheus.CounterVec
+	receipts    *prometheus.CounterVec
 	// quotaRefusals counts reservations refused by a carrier quota.
 	quotaRefusals prometheus.Counter
 
@@ -1311,18 +1430,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_transitions_total", Help: "Parcels that reached a state, by state."}, []string{"state"}),
 		codeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, service (a one-time service code), wrong, rate_limited, error."}, []string{"result"}),
+			Name: "lockerhub_parcels_code_checks_total", Help: "Pickup codes checked for lockers (code.check), by result: ok, service (a one-time service code), wrong, rate_limited, payment (the charge before the pickup did not go through), error."}, []string{"result"}),
 		bruteForce: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_code_lockouts_total", Help: "Times a locker reached the limit of wrong pickup codes (brute force suspected)."}),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_barcode_checks_total", Help: "Barcodes lockers asked about (barcode.check), by result: ok, unknown_barcode, barcode_mismatch, bad_params, internal."}, []string{"result"}),
+		charges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_parcels_charges_total", Help: "Charges at lockers' POS terminals (pos.charge) by outcome: approved, declined, failed, unknown (no answer in time), paid_before (paid already: not charged again), refunded, error."}, []string{"result"}),
+		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockerhub_parcels_receipts_total", Help: "Fiscal receipts requested (put in the outbox), by type: sale, refund."}, []string{"type"}),
 		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_quota_refusals_total", Help: "Reservations refused by a carrier quota (carrier_quota) although cells were free."}),
 		offlineSyncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockerhub_parcels_offline_list_errors_total", Help: "Offline parcel lists of lockers that could not be updated (sent again at the next change or start)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.quotaRefusals, m.offlineSyncErrors)
+		reg.MustRegister(m.transitions, m.codeChecks, m.bruteForce, m.scans, m.charges, m.receipts, m.quotaRefusals, m.offlineSyncErrors)
 	}
 	return m
 }

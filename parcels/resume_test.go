@@ -2,6 +2,7 @@ package parcels_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -49,7 +50,11 @@ func (f *twinFleet) FreeCells(lockerID, size string) ([]string, bool) {
 	return out, true
 }
 
-func (f *twinFleet) ReturnCells(string, string) ([]string, bool) { return nil, true }
+func (f *twinFleet) ReturnCells(string, string) ([]string, bool)  { return nil, true }
+func (f *twinFleet) HasPOS(context.Context, string) (bool, error) { return false, nil }
+func (f *twinFleet) Charge(context.Context, parcels.ChargeRequest) (parcels.ChargeOutcome, error) {
+	return parcels.ChargeOutcome{}, errors.New("no terminal")
+}
 
 func (f *twinFleet) SetTaken(_ string, cells []string) {
 	f.mu.Lock()

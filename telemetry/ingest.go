@@ -120,6 +120,18 @@ func (in *Ingest) Start(ctx context.Context) error {
 }
 
 func (in *Ingest) loadLatest(ctx context.Context, since time.Time) error {
+	latest, err := in.queryLatest(ctx, since)
+	if err != nil {
+		return err
+	}
+	in.latestMu.Lock()
+	in.latest = latest
+	in.latestMu.Unlock()
+	return nil
+}
+
+// queryLatest reads every locker's latest sample since a time.
+func (in *Ingest) queryLatest(ctx context.Context, since time.Time) (map[string]Sample, error) {
 	// A skip scan over the unique index: one probe per locker instead of
 	// sorting days of samples.
 	rows, err := in.pool.Query(ctx, `WITH RECURSIVE l AS (
@@ -132,26 +144,65 @@ func (in *Ingest) loadLatest(ctx context.Context, since time.Time) error {
 			ORDER BY s.ts DESC, s.boot DESC, s.seq DESC LIMIT 1) x
 		WHERE l.locker_id IS NOT NULL`, since)
 	if err != nil {
-		return fmt.Errorf("load latest telemetry: %w", err)
+		return nil, fmt.Errorf("load latest telemetry: %w", err)
 	}
+	latest, err := scanLatest(rows)
+	if err != nil {
+		return nil, fmt.Errorf("load latest telemetry: %w", err)
+	}
+	return latest, nil
+}
+
+// RefreshLatest reads the latest stored samples of lockers another hub node
+// took (nil: every locker's of the last days) and keeps those newer than
+// what this node has (docs/scaling.md).
+func (in *Ingest) RefreshLatest(ctx context.Context, lockerIDs []string) error {
+	if lockerIDs == nil {
+		got, err := in.queryLatest(ctx, time.Now().Add(-3*24*time.Hour))
+		if err != nil {
+			return err
+		}
+		in.mergeLatest(got)
+		return nil
+	}
+	rows, err := in.pool.Query(ctx, `SELECT x.locker_id, x.ts, x.boot, x.seq, x.received, x.m FROM unnest($1::text[]) AS l(id), LATERAL (
+			SELECT * FROM telemetry_samples s WHERE s.locker_id = l.id AND s.ts >= $2
+			ORDER BY s.ts DESC, s.boot DESC, s.seq DESC LIMIT 1) x`, lockerIDs, time.Now().Add(-3*24*time.Hour))
+	if err != nil {
+		return fmt.Errorf("refresh latest telemetry: %w", err)
+	}
+	got, err := scanLatest(rows)
+	if err != nil {
+		return fmt.Errorf("refresh latest telemetry: %w", err)
+	}
+	in.mergeLatest(got)
+	return nil
+}
+
+// mergeLatest keeps each sample that is newer than the one held.
+func (in *Ingest) mergeLatest(got map[string]Sample) {
+	in.latestMu.Lock()
+	defer in.latestMu.Unlock()
+	for id, s := range got {
+		if cur, ok := in.latest[id]; !ok || s.newer(cur) {
+			in.latest[id] = s
+		}
+	}
+}
+
+func scanLatest(rows pgx.Rows) (map[string]Sample, error) {
 	latest := map[string]Sample{}
 	var id string
 	var s Sample
 	var boot, seq int64
-	_, err = pgx.ForEachRow(rows, []any{&id, &s.TS, &boot, &seq, &s.Received, &s.M}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&id, &s.TS, &boot, &seq, &s.Received, &s.M}, func() error {
 		s.Boot, s.Seq = uint32(boot), uint64(seq)
 		s.TS, s.Received = s.TS.UTC(), s.Received.UTC()
 		latest[id] = s
 		s.M = nil // a fresh map for the next row
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("load latest telemetry: %w", err)
-	}
-	in.latestMu.Lock()
-	in.latest = latest
-	in.latestMu.Unlock()
-	return nil
+	return latest, err
 }
 
 // Latest returns the newest stored sample of a locker (by boot, seq).

@@ -50,8 +50,13 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			return result{status, "admin", objType}
 		}
 	}
-	_, hookToken, err := h.App.Access.CreateClient(ctx, "ev-hook", "acme", []string{"parcels:write"})
+	hookClient, hookToken, err := h.App.Access.CreateClient(ctx, "ev-hook", "acme", []string{"parcels:write"})
 	require.NoError(t, err)
+	// Two webhooks of ev-hook delivered before, to replay.
+	for _, id := range []string{"ev-d1", "ev-d2"} {
+		_, err := h.App.Pool.Exec(ctx, `INSERT INTO outbox_messages (id, channel, client_id, template, state, sent_at) VALUES ($1, 'webhook', $2, 'parcel.reserved', 'sent', now())`, id, hookClient.ID)
+		require.NoError(t, err)
+	}
 	client := func(method, path, body string, want int, objType string) func() result {
 		return func() result {
 			status, out := call(t, method, h.HTTPURL+path, hookToken, body)
@@ -286,19 +291,22 @@ func TestEveryChangeIsAudited(t *testing.T) {
 			require.Equal(t, 204, resp.StatusCode)
 			return result{204, "admin", "session"}
 		},
-		"POST /api/v1/users":                 admin("POST", "/api/v1/users", `{"username":"ev-user","password":"a long enough password","role":"viewer"}`, 201, "user"),
-		"PATCH /api/v1/users/{name}":         admin("PATCH", "/api/v1/users/ev-user", `{"role":"technician"}`, 200, "user"),
-		"POST /api/v1/users/{name}/password": admin("POST", "/api/v1/users/ev-user/password", `{"password":"another long password"}`, 200, "user"),
-		"POST /api/v1/clients":               admin("POST", "/api/v1/clients", `{"name":"ev-client","carrier":"acme","scopes":["lockers:read"]}`, 201, "client"),
-		"DELETE /api/v1/clients/{name}":      admin("DELETE", "/api/v1/clients/ev-client", "", 200, "client"),
-		"POST /api/v1/tokens":                admin("POST", "/api/v1/tokens", `{"name":"ev-token"}`, 201, "token"),
+		"POST /api/v1/users":                                               admin("POST", "/api/v1/users", `{"username":"ev-user","password":"a long enough password","role":"viewer"}`, 201, "user"),
+		"PATCH /api/v1/users/{name}":                                       admin("PATCH", "/api/v1/users/ev-user", `{"role":"technician"}`, 200, "user"),
+		"POST /api/v1/users/{name}/password":                               admin("POST", "/api/v1/users/ev-user/password", `{"password":"another long password"}`, 200, "user"),
+		"POST /api/v1/clients":                                             admin("POST", "/api/v1/clients", `{"name":"ev-client","carrier":"acme","scopes":["lockers:read"]}`, 201, "client"),
+		"DELETE /api/v1/clients/{name}":                                    admin("DELETE", "/api/v1/clients/ev-client", "", 200, "client"),
+		"PATCH /api/v1/clients/{name}":                                     admin("PATCH", "/api/v1/clients/ev-client", `{"reservation_hours":24}`, 200, "client"),
+		"POST /api/v1/webhook/deliveries/{delivery}/replay":                client("POST", "/api/v1/webhook/deliveries/ev-d1/replay", "", 202, "webhook_delivery"),
+		"POST /api/v1/clients/{name}/webhook-deliveries/{delivery}/replay": admin("POST", "/api/v1/clients/ev-hook/webhook-deliveries/ev-d2/replay", "", 202, "webhook_delivery"),
+		"PUT /api/v1/webhook":                                              client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
+		"DELETE /api/v1/webhook":                                           client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
+		"POST /api/v1/tokens":                                              admin("POST", "/api/v1/tokens", `{"name":"ev-token"}`, 201, "token"),
 		"DELETE /api/v1/tokens/{id}": func() result {
 			tok, _, err := h.App.Access.NewAdminToken(ctx, "ev-revoke")
 			require.NoError(t, err)
 			return admin("DELETE", fmt.Sprintf("/api/v1/tokens/%d", tok.ID), "", 200, "token")()
 		},
-		"PUT /api/v1/webhook":    client("PUT", "/api/v1/webhook", `{"url":"https://shop.example.com/hook"}`, 200, "webhook_endpoint"),
-		"DELETE /api/v1/webhook": client("DELETE", "/api/v1/webhook", "", 204, "webhook_endpoint"),
 		"POST /api/v1/enroll": func() result {
 			tok, err := h.Admin.CreateEnrollToken(ctx, "EV-2", 0)
 			require.NoError(t, err)

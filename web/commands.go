@@ -80,7 +80,7 @@ func (a *API) command(w http.ResponseWriter, r *http.Request, lockerID string, r
 		writeError(w, http.StatusBadRequest, "invalid", `method is required (cell.open, cell.status, locker.reboot, power.cycle, display.message)`)
 		return
 	}
-	if _, known := fleet.CommandMethods[req.Method]; !known {
+	if _, known := fleet.CommandMethods[req.Method]; !known || fleet.HubOnlyMethods[req.Method] {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("method %q is not a command (cell.open, cell.status, locker.reboot, power.cycle, display.message)", req.Method))
 		return
 	}

@@ -181,6 +181,7 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/clients":                {adminOnly, noClients},
 	"POST /api/v1/clients":               {adminOnly, noClients},
 	"DELETE /api/v1/clients/{name}":      {adminOnly, noClients},
+	"PATCH /api/v1/clients/{name}":       {adminOnly, noClients},
 	// Admin bearer tokens (hubctl token): admins only.
 	"GET /api/v1/tokens":         {adminOnly, noClients},
 	"POST /api/v1/tokens":        {adminOnly, noClients},
@@ -193,6 +194,12 @@ var roleMatrix = map[string]allow{
 	"GET /api/v1/webhook":                {adminOnly, anyClient},
 	"DELETE /api/v1/webhook":             {adminOnly, anyClient},
 	"GET /api/v1/clients/{name}/webhook": {adminOnly, noClients},
+	// The delivery log and replay: a client its own webhooks, admins any
+	// client's.
+	"GET /api/v1/webhook/deliveries":                                   {adminOnly, anyClient},
+	"POST /api/v1/webhook/deliveries/{delivery}/replay":                {adminOnly, anyClient},
+	"GET /api/v1/clients/{name}/webhook-deliveries":                    {adminOnly, noClients},
+	"POST /api/v1/clients/{name}/webhook-deliveries/{delivery}/replay": {adminOnly, noClients},
 
 	// Alarms (web/alarms.go): on-call staff, technicians and admins act on
 	// alarms and silence them; viewers read; technicians and admins set the

@@ -19,6 +19,7 @@ func (a *API) userRoutes() []route {
 		{"GET", "/api/v1/clients", false, a.listClients},
 		{"POST", "/api/v1/clients", false, a.createClient},
 		{"DELETE", "/api/v1/clients/{name}", false, a.revokeClient},
+		{"PATCH", "/api/v1/clients/{name}", false, a.updateClient},
 		{"GET", "/api/v1/tokens", false, a.listTokens},
 		{"POST", "/api/v1/tokens", false, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", false, a.revokeToken},
@@ -147,15 +148,11 @@ func (a *API) listClients(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) createClient(w http.ResponseWriter, r *http.Request) {
-	var in struct {
-		Name    string   `json:"name"`
-		Carrier string   `json:"carrier"`
-		Scopes  []string `json:"scopes"`
-	}
+	var in access.NewClient
 	if !readJSON(w, r, &in) {
 		return
 	}
-	c, tok, err := a.d.Access.CreateClient(r.Context(), in.Name, in.Carrier, in.Scopes)
+	c, tok, err := a.d.Access.AddClient(r.Context(), in)
 	if err != nil {
 		a.accessError(w, r, err)
 		return
@@ -165,6 +162,19 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) {
 		access.Client
 		Token string `json:"token"`
 	}{c, tok})
+}
+
+func (a *API) updateClient(w http.ResponseWriter, r *http.Request) {
+	var in access.ClientPatch
+	if !readJSON(w, r, &in) {
+		return
+	}
+	c, err := a.d.Access.UpdateClient(r.Context(), r.PathValue("name"), in)
+	if err != nil {
+		a.accessError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
 }
 
 func (a *API) revokeClient(w http.ResponseWriter, r *http.Request) {

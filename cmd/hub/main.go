@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/access"
 	"github.com/lockerhub/lockerhub/app"
+	"github.com/lockerhub/lockerhub/parcels"
 	"github.com/lockerhub/lockerhub/pg"
 
 	// Mozilla's root certificates, used only where the system has none (the
@@ -79,6 +80,12 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Outbox.SMTP.From, "smtp-from", env("HUB_SMTP_FROM", ""), "sender address of e-mails; required with --smtp-addr (env HUB_SMTP_FROM)")
 	fs.StringVar(&cfg.Outbox.SMTP.User, "smtp-user", env("HUB_SMTP_USER", ""), "SMTP AUTH PLAIN user, optional (env HUB_SMTP_USER)")
 	fs.StringVar(&cfg.Outbox.SMTP.Password, "smtp-password", env("HUB_SMTP_PASSWORD", ""), "SMTP password; prefer the env variable (env HUB_SMTP_PASSWORD)")
+	fs.StringVar(&cfg.Outbox.Fiscal.URL, "fiscal-url", env("HUB_FISCAL_URL", ""), "cloud fiscal service: each receipt of a payment at a locker is POSTed here as JSON with the payment id as Idempotency-Key; empty: receipts wait until it is set (env HUB_FISCAL_URL)")
+	fs.StringVar(&cfg.Outbox.Fiscal.Token, "fiscal-token", env("HUB_FISCAL_TOKEN", ""), "bearer token for --fiscal-url; prefer the env variable, flags show in ps (env HUB_FISCAL_TOKEN)")
+	cfg.Outbox.Fiscal.Timeout = 10 * time.Second
+	fs.DurationVar(&cfg.Outbox.Fiscal.Timeout, "fiscal-timeout", cfg.Outbox.Fiscal.Timeout, "one request to the fiscal service; a timeout is retried with backoff like any failure (env HUB_FISCAL_TIMEOUT)")
+	cfg.Parcels.ChargeTimeout = parcels.DefaultChargeTimeout
+	fs.DurationVar(&cfg.Parcels.ChargeTimeout, "pos-charge-timeout", cfg.Parcels.ChargeTimeout, "how long a locker's POS terminal has to answer pos.charge before the pickup is refused with payment_pending (asking again charges the same payment once) (env HUB_POS_CHARGE_TIMEOUT)")
 	fs.StringVar(&cfg.Outbox.TemplatesDir, "templates", env("HUB_TEMPLATES", ""), "directory of SMS/e-mail template overrides: <name>.sms.txt, <name>.email.txt (first line \"Subject: …\") (env HUB_TEMPLATES)")
 	fs.BoolVar(&cfg.Outbox.DenyPrivateWebhooks, "webhook-deny-private", env("HUB_WEBHOOK_DENY_PRIVATE", "") == "true",
 		"refuse webhook deliveries to loopback, private and link-local addresses (checked after DNS); set it in production (env HUB_WEBHOOK_DENY_PRIVATE=true)")
@@ -88,6 +95,8 @@ func run(args []string) int {
 	cfg.Parcels.DefaultStorage, cfg.Parcels.ReminderBefore = 72*time.Hour, 24*time.Hour
 	fs.DurationVar(&cfg.Parcels.DefaultStorage, "parcel-storage", cfg.Parcels.DefaultStorage, "a parcel's storage period when its creator gives none; a parcel may ask for 1 h to 30 days (env HUB_PARCEL_STORAGE)")
 	fs.DurationVar(&cfg.Parcels.ReminderBefore, "parcel-reminder-before", cfg.Parcels.ReminderBefore, "the recipient is reminded this long before the storage period ends (env HUB_PARCEL_REMINDER_BEFORE)")
+	cfg.Parcels.ReservationTime = 48 * time.Hour
+	fs.DurationVar(&cfg.Parcels.ReservationTime, "reservation-time", cfg.Parcels.ReservationTime, "a reservation not dropped off within this expires and frees its cell, unless the API client has a time of its own (hubctl client set NAME --reservation-hours N) (env HUB_RESERVATION_TIME)")
 	// Firmware rollouts (docs/ota.md).
 	fs.StringVar(&cfg.OTA.DeviceURL, "ota-url", env("HUB_OTA_URL", ""), "base URL of the device listener as lockers reach it, for firmware download URLs, e.g. https://hub.example.com:8443; "+
 		"empty: the first non-loopback name of --hostnames with the --device-addr port (env HUB_OTA_URL)")
@@ -114,11 +123,14 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Video.Recordings.MaxActive, "video-max-recordings", 4, "camera video: clips recorded at once; more alarms get no clip (logged, counted) (env HUB_VIDEO_MAX_RECORDINGS)")
 	fs.DurationVar(&cfg.Video.Recordings.MaxAge, "video-retention", 30*24*time.Hour, "camera video: clips are deleted after this long (env HUB_VIDEO_RETENTION)")
 	videoMaxGiB := fs.Float64("video-retention-gib", 10, "camera video: the oldest clips are deleted while all of them take more than this many GiB (env HUB_VIDEO_RETENTION_GIB)")
+	fs.StringVar(&cfg.Cluster.Node, "node", env("HUB_NODE", ""), "run as one of several hub nodes sharing --database-url, under this name (unique per node); "+
+		"commands, twins, presence and the registry are shared through PostgreSQL LISTEN/NOTIFY (docs/scaling.md); empty: a single hub (env HUB_NODE)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
 		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL", "gc-percent": "HUB_GC_PERCENT",
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
-		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE",
+		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE", "reservation-time": "HUB_RESERVATION_TIME",
+		"fiscal-timeout": "HUB_FISCAL_TIMEOUT", "pos-charge-timeout": "HUB_POS_CHARGE_TIMEOUT",
 		"telemetry-rollup-1m-retention": "HUB_TELEMETRY_ROLLUP_1M_RETENTION", "telemetry-rollup-1h-retention": "HUB_TELEMETRY_ROLLUP_1H_RETENTION",
 		"ota-max-downloads": "HUB_OTA_MAX_DOWNLOADS", "ota-max-artifact-bytes": "HUB_OTA_MAX_ARTIFACT_BYTES", "ota-retries": "HUB_OTA_RETRIES", "ota-notify-timeout": "HUB_OTA_NOTIFY_TIMEOUT",
 		"ota-download-timeout": "HUB_OTA_DOWNLOAD_TIMEOUT", "ota-verify-timeout": "HUB_OTA_VERIFY_TIMEOUT", "ota-install-timeout": "HUB_OTA_INSTALL_TIMEOUT",

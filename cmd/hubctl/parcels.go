@@ -31,9 +31,14 @@ var parcelCommands = []command{
 			fs.StringVar(&n.Contents, "contents", "", "declared `contents`")
 			fs.Int64Var(&n.DeclaredValue, "value", 0, "declared value in `cents` (with --currency)")
 			fs.StringVar(&n.Currency, "currency", "", "ISO 4217 `currency` of --value")
+			due := fs.Int64("amount-due", 0, "charged at the locker's POS terminal before pickup, in `cents` (with --due-currency; the locker needs a POS)")
+			dueCurrency := fs.String("due-currency", "EUR", "ISO 4217 `currency` of --amount-due")
 			key := fs.String("key", "", "idempotency `key`")
 			return func(ctx context.Context, c *cli, args []string) error {
 				n.Locker, n.Size = args[0], args[1]
+				if *due != 0 {
+					n.AmountDue = &apiclient.Money{Amount: *due, Currency: *dueCurrency}
+				}
 				return c.parcelCreate(ctx, n, *key)
 			}
 		},
@@ -41,7 +46,7 @@ var parcelCommands = []command{
 	{
 		name: "parcel list", args: "[--locker ID] [--state S] [--carrier C] [--reference R] [--tracking T] [--barcode B] [--phone P] [--email E] [--from D] [--to D] [--limit N] [--offset N]", nargs: 0,
 		summary: "search parcels, newest first",
-		doc: "States: reserved, deposited, picked_up, cancelled, expired, returned. --tracking matches the\n" +
+		doc: "States: reserved, deposited, picked_up, cancelled, expired, returned, reservation_expired. --tracking matches the\n" +
 			"parcel's id or the delivery service's reference; --from and --to bound the creation time\n" +
 			"(RFC 3339 or YYYY-MM-DD, UTC; --to is exclusive).",
 		setup: func(fs *flag.FlagSet) runFunc {
@@ -268,6 +273,9 @@ func writeParcel(w io.Writer, p apiclient.Parcel, loc *time.Location) error {
 	if p.Contents != "" || p.DeclaredValue != 0 {
 		fmt.Fprintf(tw, "Contents:\t%s, declared value %d.%02d %s\n", orDash(p.Contents), p.DeclaredValue/100, p.DeclaredValue%100, p.Currency)
 	}
+	if p.AmountDue != nil {
+		fmt.Fprintf(tw, "Amount due:\t%s (charged at the locker before pickup)\n", money(p.AmountDue.Amount, p.AmountDue.Currency))
+	}
 	r := p.Recipient
 	fmt.Fprintf(tw, "Recipient:\t%s\n", orDash(joinNonEmpty(r.Name, r.Phone, r.Email)))
 	fmt.Fprintf(tw, "Storage:\t%d h\n", p.StorageHours)
@@ -287,6 +295,32 @@ func writeParcel(w io.Writer, p apiclient.Parcel, loc *time.Location) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(p.Payments) > 0 {
+		fmt.Fprintln(w, "\nPayments:")
+		tw = newTable(w)
+		fmt.Fprintln(tw, "  ID\tKIND\tAMOUNT\tSTATE\tTERMINAL\tRECEIPT\tAT\tREASON")
+		for _, pay := range p.Payments {
+			receipt := "-"
+			if rc := pay.Receipt; rc != nil {
+				receipt = rc.Type + " " + rc.State
+				if rc.Number != "" {
+					receipt += " " + rc.Number
+				}
+				if rc.State == "pending" && rc.Attempts > 0 {
+					receipt += fmt.Sprintf(" (%d attempts: %s)", rc.Attempts, rc.LastError)
+				}
+			}
+			kind := pay.Kind
+			if pay.RefundOf != "" {
+				kind += " of " + pay.RefundOf
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pay.ID, kind, money(pay.Amount, pay.Currency), pay.State,
+				orDash(pay.TerminalRef), receipt, fmtTime(pay.CreatedAt, loc), orDash(pay.Reason))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if len(p.History) > 0 {
 		fmt.Fprintln(w, "\nHistory:")
 		tw = newTable(w)
@@ -298,6 +332,11 @@ func writeParcel(w io.Writer, p apiclient.Parcel, loc *time.Location) error {
 		return tw.Flush()
 	}
 	return nil
+}
+
+// money writes minor units with two decimals and the currency.
+func money(amount int64, currency string) string {
+	return fmt.Sprintf("%d.%02d %s", amount/100, amount%100, currency)
 }
 
 func joinNonEmpty(parts ...string) string {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lockerhub/lockerhub/apiclient"
 	"github.com/lockerhub/lockerhub/fleet"
 	"github.com/lockerhub/lockerhub/hubtest"
 	"github.com/lockerhub/lockerhub/protocol"
@@ -68,4 +69,28 @@ func TestHubctlParcels(t *testing.T) {
 	code, _, errOut = hubctl("parcel", "create", "HP-1", "M")
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "--phone or --email")
+	code, _, errOut = hubctl("parcel", "create", "HP-1", "M", "--phone", "+4917012345", "--amount-due", "1250")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "locker_has_no_pos", "HP-1 has no model with a POS terminal")
+}
+
+// TestWriteParcelPayments: parcel show lists the amount due, the charges
+// and refunds with their fiscal receipts.
+func TestWriteParcelPayments(t *testing.T) {
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	p := apiclient.Parcel{ID: "p-1", State: "cancelled", LockerID: "L1", Cell: "A01", Size: "M", CreatedAt: at,
+		AmountDue: &apiclient.Money{Amount: 1250, Currency: "EUR"},
+		Payments: []apiclient.Payment{
+			{ID: "pay-1", Kind: "charge", Amount: 1250, Currency: "EUR", State: "declined", Reason: "declined: insufficient_funds", CreatedAt: at},
+			{ID: "pay-2", Kind: "charge", Amount: 1250, Currency: "EUR", State: "approved", TerminalRef: "T-9", CreatedAt: at,
+				Receipt: &apiclient.Receipt{ID: "pay-2", Type: "sale", State: "sent", Number: "R-001"}},
+			{ID: "ref-1", Kind: "refund", Amount: 1250, Currency: "EUR", State: "approved", RefundOf: "pay-2", CreatedAt: at,
+				Receipt: &apiclient.Receipt{ID: "ref-1", Type: "refund", State: "pending", Attempts: 2, LastError: "HTTP 503"}},
+		}}
+	var out bytes.Buffer
+	require.NoError(t, writeParcel(&out, p, time.UTC))
+	for _, want := range []string{"Amount due:", "12.50 EUR", "Payments:", "declined: insufficient_funds", "sale sent R-001", "T-9",
+		"refund of pay-2", "refund pending (2 attempts: HTTP 503)"} {
+		require.Contains(t, out.String(), want)
+	}
 }

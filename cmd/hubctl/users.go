@@ -104,9 +104,50 @@ var accessCommands = []command{
 		setup: func(fs *flag.FlagSet) runFunc {
 			carrier := fs.String("carrier", "", "the `carrier` whose lockers the client may use")
 			scope := fs.String("scope", "", "what the client may do: comma-separated `scopes`")
+			hours := fs.Int("reservation-hours", 0, "the client's reservations expire when not dropped off within `hours` (0: the hub's --reservation-time)")
 			return func(ctx context.Context, c *cli, args []string) error {
-				return c.clientAdd(ctx, args[0], *carrier, *scope)
+				return c.clientAdd(ctx, args[0], *carrier, *scope, *hours)
 			}
+		},
+	},
+	{
+		name: "client set", args: "NAME --reservation-hours N", nargs: 1,
+		summary: "change an API client's settings",
+		doc: "Sets how long the client's reservations wait for the drop-off: a reservation not dropped off\n" +
+			"within N hours expires, frees its cell and the client gets the webhook parcel.reservation_expired.\n" +
+			"0: the hub's default (--reservation-time, 48h). Applies to reservations made from now on.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			hours := fs.Int("reservation-hours", -1, "reservation deadline in `hours` (0: the hub's default)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				if *hours < 0 {
+					return usagef("client set: nothing to change (--reservation-hours N)")
+				}
+				return c.clientSet(ctx, args[0], *hours)
+			}
+		},
+	},
+	{
+		name: "client deliveries", args: "NAME", nargs: 1,
+		summary: "an API client's webhook delivery log: every attempt",
+		doc: "Lists the client's webhooks, newest first, each with every attempt to deliver it: when, the\n" +
+			"HTTP status or error, how long it took and when the next try is due.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var f apiclient.DeliveryFilter
+			fs.StringVar(&f.State, "state", "", "only deliveries in `state`: pending, sent, failed")
+			fs.StringVar(&f.Event, "event", "", "only webhooks of `type`, e.g. parcel.deposited")
+			fs.StringVar(&f.Parcel, "parcel", "", "only webhooks about parcel `id`")
+			fs.StringVar(&f.Since, "since", "", "only webhooks since `when`: RFC 3339 or a duration ago (24h)")
+			fs.IntVar(&f.Limit, "limit", 0, "at most `n` deliveries (default 50, at most 500)")
+			return func(ctx context.Context, c *cli, args []string) error { return c.clientDeliveries(ctx, args[0], f) }
+		},
+	},
+	{
+		name: "client replay", args: "NAME DELIVERY", nargs: 2,
+		summary: "send one of an API client's webhooks again, with the same id",
+		doc: "Sends a delivered or failed webhook again with its id unchanged (the receiver deduplicates on\n" +
+			"it), signed anew. Audited. A delivery still being retried is refused.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error { return c.clientReplay(ctx, args[0], args[1]) }
 		},
 	},
 	{
@@ -297,7 +338,7 @@ func (c *cli) userPassword(ctx context.Context, name string, fromStdin bool) err
 	return nil
 }
 
-func (c *cli) clientAdd(ctx context.Context, name, carrier, scope string) error {
+func (c *cli) clientAdd(ctx context.Context, name, carrier, scope string, hours int) error {
 	if carrier == "" {
 		return usagef("client add: --carrier is required")
 	}
@@ -308,7 +349,7 @@ func (c *cli) clientAdd(ctx context.Context, name, carrier, scope string) error 
 	if err != nil {
 		return err
 	}
-	cl, err := api.CreateAPIClient(ctx, name, carrier, commaList(scope))
+	cl, err := api.AddAPIClient(ctx, apiclient.NewAPIClient{Name: name, Carrier: carrier, Scopes: commaList(scope), ReservationHours: hours})
 	if err != nil {
 		return fmt.Errorf("client add %s: %w", name, err)
 	}
@@ -333,10 +374,10 @@ func (c *cli) clientList(ctx context.Context) error {
 		return c.printRaw()
 	}
 	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "CLIENT\tCARRIER\tSCOPES\tCREATED\tLAST USED\tREVOKED")
+	fmt.Fprintln(tw, "CLIENT\tCARRIER\tSCOPES\tCREATED\tLAST USED\tREVOKED\tRESERVATION")
 	for _, cl := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.Name, cl.Carrier, strings.Join(cl.Scopes, ","), fmtTime(cl.CreatedAt, c.loc),
-			fmtTimePtr(cl.LastUsedAt, c.loc), fmtTimePtr(cl.RevokedAt, c.loc))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cl.Name, cl.Carrier, strings.Join(cl.Scopes, ","), fmtTime(cl.CreatedAt, c.loc),
+			fmtTimePtr(cl.LastUsedAt, c.loc), fmtTimePtr(cl.RevokedAt, c.loc), reservation(cl.ReservationHours))
 	}
 	return tw.Flush()
 }
@@ -354,6 +395,84 @@ func (c *cli) clientRevoke(ctx context.Context, name string) error {
 		return c.printRaw()
 	}
 	fmt.Fprintf(c.stdout, "API client %s revoked; its token is refused from now on.\n", cl.Name)
+	return nil
+}
+
+// reservation shows a client's reservation deadline.
+func reservation(hours int) string {
+	if hours == 0 {
+		return "default"
+	}
+	return fmt.Sprintf("%dh", hours)
+}
+
+func (c *cli) clientSet(ctx context.Context, name string, hours int) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	cl, err := api.SetClientReservation(ctx, name, hours)
+	if err != nil {
+		return fmt.Errorf("client set %s: %w", name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	after := reservation(cl.ReservationHours)
+	if cl.ReservationHours == 0 {
+		after = "the hub's default (--reservation-time)"
+	}
+	fmt.Fprintf(c.stdout, "API client %s: reservations expire after %s.\n", cl.Name, after)
+	return nil
+}
+
+func (c *cli) clientDeliveries(ctx context.Context, name string, f apiclient.DeliveryFilter) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	ds, err := api.WebhookDeliveries(ctx, name, f)
+	if err != nil {
+		return fmt.Errorf("client deliveries %s: %w", name, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "DELIVERY\tEVENT\tSTATE\tCREATED\tATTEMPT\tAT\tRESULT\tMS\tNEXT")
+	for _, d := range ds {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t\t%s\n", d.ID, d.Event, d.State, fmtTime(d.CreatedAt, c.loc), fmtTimePtr(d.NextAttemptAt, c.loc))
+		for _, a := range d.Log {
+			result := a.Outcome
+			if a.HTTPStatus != 0 {
+				result += fmt.Sprintf(" %d", a.HTTPStatus)
+			}
+			if a.Error != "" && a.HTTPStatus == 0 {
+				result += ": " + a.Error
+			}
+			n := strconv.Itoa(a.Attempt)
+			if a.Replay > 0 {
+				n = fmt.Sprintf("r%d.%d", a.Replay, a.Attempt)
+			}
+			fmt.Fprintf(tw, "\t\t\t\t%s\t%s\t%s\t%d\t%s\n", n, fmtTime(a.At, c.loc), result, a.DurationMS, fmtTimePtr(a.NextTry, c.loc))
+		}
+	}
+	return tw.Flush()
+}
+
+func (c *cli) clientReplay(ctx context.Context, name, delivery string) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	d, err := api.ReplayWebhook(ctx, name, delivery)
+	if err != nil {
+		return fmt.Errorf("client replay %s %s: %w", name, delivery, err)
+	}
+	if c.g.json {
+		return c.printRaw()
+	}
+	fmt.Fprintf(c.stdout, "Webhook %s (%s) queued again for %s (replay %d, same id).\n", d.ID, d.Event, name, d.Replays)
 	return nil
 }
 

@@ -88,8 +88,43 @@ func TestHubctlUsersAndClients(t *testing.T) {
 	require.Contains(t, errOut, "--scope is required")
 
 	out = ok("", "client", "list")
-	require.Regexp(t, `(?m)^CLIENT\s+CARRIER\s+SCOPES\s+CREATED\s+LAST USED\s+REVOKED\n shop\s+dhl\s+lockers:read,parcels:write\s`, "\n"+strings.Replace(out, "\n", "\n ", 1))
+	require.Regexp(t, `(?m)^CLIENT\s+CARRIER\s+SCOPES\s+CREATED\s+LAST USED\s+REVOKED\s+RESERVATION\n shop\s+dhl\s+lockers:read,parcels:write\s.*default$`, "\n"+strings.Replace(out, "\n", "\n ", 1))
 	require.NotContains(t, out, tok)
+
+	// Settings, the delivery log and a replay.
+	out = ok("", "client", "set", "shop", "--reservation-hours", "24")
+	require.Equal(t, "API client shop: reservations expire after 24h.\n", out)
+	require.Regexp(t, `(?m)^shop\s.*\s24h$`, ok("", "client", "list"))
+	code, _, errOut = hubctl("", "client", "set", "shop", "--reservation-hours", "9999")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, errOut, "reservation_hours")
+	code, _, errOut = hubctl("", "client", "set", "shop")
+	require.Equal(t, exitUsage, code)
+	out = ok("", "client", "add", "shop3", "--carrier", "dhl", "--scope", "parcels:read", "--reservation-hours", "6")
+	require.Contains(t, out, "API client shop3 added")
+	require.Regexp(t, `(?m)^shop3\s.*\s6h$`, ok("", "client", "list"))
+	cs, err := h.Admin.APIClients(context.Background())
+	require.NoError(t, err)
+	var shopID int64
+	for _, c := range cs {
+		if c.Name == "shop" {
+			shopID = c.ID
+		}
+	}
+	_, err = h.App.Pool.Exec(context.Background(), `INSERT INTO outbox_messages (id, channel, client_id, template, state, attempts, last_error)
+		VALUES ('p-x:reserved', 'webhook', $1, 'parcel.reserved', 'failed', 3, 'refused: HTTP 410: gone')`, shopID)
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(context.Background(), `INSERT INTO outbox_attempts (message_id, attempt, at, duration_ms, http_status, error, outcome)
+		VALUES ('p-x:reserved', 3, now(), 41, 410, 'HTTP 410: gone', 'failed')`)
+	require.NoError(t, err)
+	out = ok("", "client", "deliveries", "shop", "--state", "failed")
+	require.Regexp(t, `(?m)^DELIVERY\s+EVENT\s+STATE\s+CREATED\s+ATTEMPT\s+AT\s+RESULT\s+MS\s+NEXT\np-x:reserved\s+parcel.reserved\s+failed\s.*\n\s+3\s+\d{4}-.*failed 410\s+41\s+-$`, out)
+	require.Empty(t, strings.TrimSpace(strings.SplitN(ok("", "client", "deliveries", "shop", "--state", "sent"), "\n", 2)[1]))
+	out = ok("", "client", "replay", "shop", "p-x:reserved")
+	require.Equal(t, "Webhook p-x:reserved (parcel.reserved) queued again for shop (replay 1, same id).\n", out)
+	code, _, errOut = hubctl("", "client", "replay", "shop", "nope")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, errOut, "not_found")
 	out = ok("", "client", "revoke", "shop")
 	require.Equal(t, "API client shop revoked; its token is refused from now on.\n", out)
 	_, err = apiclient.New(h.HTTPURL, tok).Lockers(context.Background())

@@ -15,14 +15,19 @@ import { mountParcelNotifications } from './parcelnotifications.js';
 
 const FILTERS = ['locker', 'state', 'tracking', 'barcode', 'phone', 'email', 'carrier', 'from', 'to', 'reference'];
 const PAGE = 100;
-export const PARCEL_STATES = ['reserved', 'deposited', 'picked_up', 'cancelled', 'expired', 'returned'];
+export const PARCEL_STATES = ['reserved', 'deposited', 'picked_up', 'cancelled', 'expired', 'returned', 'reservation_expired'];
 const CANCELLABLE = new Set(['reserved', 'deposited']);
 
 // stateBadge is a parcel's state as a badge with its name in words.
 export function stateBadge(p, big = false) {
-  const cls = { reserved: 'warn', deposited: 'on', picked_up: 'unk', cancelled: 'off', expired: 'off', returned: 'unk' }[p.state] || 'unk';
+  const cls = { reserved: 'warn', deposited: 'on', picked_up: 'unk', cancelled: 'off', expired: 'off', returned: 'unk', reservation_expired: 'off' }[p.state] || 'unk';
   const ret = p.to_return && p.state !== 'returned' ? ' · to return' : '';
   return `<span class="badge ${cls}${big ? ' big' : ''} p-state" data-state="${esc(p.state)}">${esc(humanize(p.state))}${ret}</span>`;
+}
+
+// money writes minor units with two decimals and the currency.
+function money(amount, currency) {
+  return `${(amount / 100).toFixed(2)} ${currency || ''}`.trim();
 }
 
 function recipient(r) {
@@ -211,6 +216,7 @@ export function mountParcel(root, ctx, id) {
       </section>
       <div class="side" id="p-side"></div>
     </div>
+    <div id="p-payments"></div>
     <div id="p-notifications"></div>
   </section>`;
   const $ = (s) => root.querySelector(s);
@@ -249,8 +255,10 @@ export function mountParcel(root, ctx, id) {
       fact('Contents', `<span class="p-contents">${esc(p.contents || '—')}</span>`
         + (p.declared_value ? `<span class="muted p-value"> · declared ${esc((p.declared_value / 100).toFixed(2))} ${esc(p.currency || '')}</span>` : '')),
       ...(p.move_from ? [fact('Moving', `<span class="p-moving">${esc(p.move_from)} → ${esc(p.cell)}</span><span class="muted"> · ${p.move_stage === 'from' ? `cell ${esc(p.move_from)} is open: take the parcel out and close it` : `cell ${esc(p.cell)} is open: put the parcel in and close it`}</span>`)] : []),
+      ...(p.amount_due ? [fact('Amount due', `<span class="p-due">${esc(money(p.amount_due.amount, p.amount_due.currency))}</span><span class="muted"> · paid at the locker before pickup</span>`)] : []),
       fact('Recipient', `${esc(r.name || '')}${r.name ? '<br>' : ''}<span class="p-contact">${esc(recipient(r))}</span>`),
       fact('Created', `${esc(fmtTime(p.created_at))}<span class="muted"> by ${esc(p.created_by || '—')}</span>`),
+      ...(p.reserved_until && (p.state === 'reserved' || p.state === 'reservation_expired') ? [fact('Drop-off by', `<span class="p-reserved-until">${esc(fmtTime(p.reserved_until))}</span>${p.state === 'reservation_expired' ? '<span class="muted"> · not dropped off in time: reservation expired, cell released</span>' : ''}`)] : []),
       fact('Deposited', esc(fmtTime(p.deposited_at))),
       fact('Expires', `${esc(fmtTime(p.expires_at))}<span class="muted"> · storage ${esc(p.storage_hours)} h</span>`),
       fact(p.state === 'picked_up' ? 'Picked up' : p.state === 'returned' ? 'Returned' : p.cancelled_at ? 'Cancelled' : 'Updated',
@@ -266,7 +274,36 @@ export function mountParcel(root, ctx, id) {
         <span class="cause muted">by ${esc(s.by || '—')}${s.locker ? ` · at ${esc(s.locker)}${s.cell ? ` ${esc(s.cell)}` : ''}` : ''}${s.note ? ` · ${esc(s.note)}` : ''}</span>
         ${s.source ? `<span class="src muted p-source">${esc(s.source)}</span>` : ''}
       </li>`).join('');
+    renderPayments();
     renderSide();
+  }
+
+  // Charges at the locker's POS terminal and refunds, each approved one
+  // with its fiscal receipt (docs/parcels.md "Payment at the locker").
+  function renderPayments() {
+    const pays = parcel.payments || [];
+    if (!parcel.amount_due && pays.length === 0) { $('#p-payments').innerHTML = ''; return; }
+    const receipt = (rc) => {
+      if (!rc) return '—';
+      let t = `${rc.type} ${rc.state}`;
+      if (rc.number) t += ` · ${rc.number}`;
+      if (rc.state === 'pending' && rc.attempts > 0) t += ` · ${rc.attempts} attempts${rc.last_error ? `: ${rc.last_error}` : ''}`;
+      return esc(t);
+    };
+    $('#p-payments').innerHTML = `
+      <section class="panel p-notifications" aria-labelledby="h-payments">
+        <div class="panel-h"><h2 id="h-payments">Payments</h2><span class="muted">charges at the locker and refunds, oldest first</span></div>
+        ${pays.length === 0 ? '<p class="muted p-nopay">Not charged yet: the locker charges it when the recipient types the code.</p>' : `
+        <div class="p-scroll"><table class="audit-table p-payments" aria-label="Payments"><thead><tr><th>Payment</th><th>Kind</th><th>Amount</th><th>State</th><th>Terminal</th><th>Receipt</th><th>When</th></tr></thead>
+        <tbody>${pays.map((x) => `<tr class="pay-${esc(x.state)}">
+          <td class="mono">${esc(x.id)}</td>
+          <td>${esc(x.kind)}${x.refund_of ? ` <span class="muted">of ${esc(x.refund_of)}</span>` : ''}</td>
+          <td>${esc(money(x.amount, x.currency))}</td>
+          <td class="p-pay-state">${esc(x.state)}${x.reason ? `<span class="muted"> · ${esc(x.reason)}</span>` : ''}</td>
+          <td class="mono">${esc(x.terminal_reference || '—')}</td>
+          <td class="p-receipt">${receipt(x.receipt)}</td>
+          <td>${esc(fmtTime(x.decided_at || x.created_at))}</td></tr>`).join('')}</tbody></table></div>`}
+      </section>`;
   }
 
   function renderSide() {
@@ -274,7 +311,7 @@ export function mountParcel(root, ctx, id) {
     const links = `<section class="panel" aria-labelledby="h-links"><div class="panel-h"><h2 id="h-links">Locker</h2></div>
       <p class="p-links"><a href="#/lockers/${encodeURIComponent(parcel.locker_id)}">Locker ${esc(parcel.locker_id)}</a> ·
       <a href="#/parcels${query({ locker: parcel.locker_id })}">Parcels at this locker</a></p></section>`;
-    const open = !['picked_up', 'returned'].includes(parcel.state) && !(parcel.state === 'cancelled' && !parcel.to_return);
+    const open = !['picked_up', 'returned', 'reservation_expired'].includes(parcel.state) && !(parcel.state === 'cancelled' && !parcel.to_return);
     let html = '';
     if (mayEdit && open) {
       const r = parcel.recipient || {};

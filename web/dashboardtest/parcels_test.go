@@ -263,3 +263,46 @@ func submitState(t *testing.T, h *hubtest.Hub, locker string, seq uint64, cells 
 		Done: func(err error) { done <- err }})
 	require.NoError(t, <-done)
 }
+
+// TestParcelPaymentsPanel: a parcel with an amount due shows it among its
+// facts, and its page lists the charges and refunds with their fiscal
+// receipts (the payments are written as the payment flow stores them; the
+// flow itself is app.TestPaymentAtTheLocker).
+func TestParcelPaymentsPanel(t *testing.T) {
+	h := hubtest.Start(t)
+	ctx := t.Context()
+	_, err := h.Admin.CreateModel(ctx, apiclient.NewModel{ID: "paybox-2", Manufacturer: "Acme", Name: "PayBox 2",
+		Layout: []apiclient.Cell{{Name: "A01", Size: "M"}, {Name: "A02", Size: "M"}}, Capabilities: []string{"pos"}})
+	require.NoError(t, err)
+	_, err = h.Admin.CreateLocker(ctx, apiclient.NewLocker{ID: "PAY-1", Model: "paybox-2", Segment: "test"})
+	require.NoError(t, err)
+	submitState(t, h, "PAY-1", 1, `"A01":{"door":"closed","occupied":false},"A02":{"door":"closed","occupied":false}`)
+	p, err := h.Admin.CreateParcel(ctx, apiclient.NewParcel{Locker: "PAY-1", Size: "M", AmountDue: &apiclient.Money{Amount: 1250, Currency: "EUR"},
+		Recipient: apiclient.Recipient{Phone: "+4917011111"}}, "")
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	_, err = h.App.Pool.Exec(ctx, `INSERT INTO parcels_payments (id, parcel_id, locker_id, kind, amount, currency, state, reason, terminal_ref, refund_of, created_at, updated_at, decided_at) VALUES
+		('pay-a', $1, 'PAY-1', 'charge', 1250, 'EUR', 'declined', 'declined: insufficient_funds', '', NULL, $2, $2, $2),
+		('pay-b', $1, 'PAY-1', 'charge', 1250, 'EUR', 'approved', '', 'T-77', NULL, $3, $3, $3)`, p.ID, now.Add(-2*time.Minute), now.Add(-time.Minute))
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(ctx, `INSERT INTO parcels_payments (id, parcel_id, locker_id, kind, amount, currency, state, terminal_ref, refund_of, created_at, updated_at, decided_at)
+		VALUES ('ref-c', $1, 'PAY-1', 'refund', 1250, 'EUR', 'approved', 'T-77', 'pay-b', $2, $2, $2)`, p.ID, now)
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(ctx, `INSERT INTO outbox_messages (id, channel, template, state, attempts, sent_at, rendered, about) VALUES
+		('pay-b', 'fiscal', 'receipt.sale', 'sent', 2, now(), 'R-7', $1), ('ref-c', 'fiscal', 'receipt.refund', 'pending', 3, NULL, NULL, $1)`, p.ID)
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(ctx, `UPDATE outbox_messages SET last_error = 'HTTP 503: busy', next_attempt_at = now() + interval '1 hour' WHERE id = 'ref-c'`)
+	require.NoError(t, err)
+
+	b := newBrowser(t, h, 1366, 860)
+	b.login("admin", h.AdminPassword)
+	b.open("#/parcels/" + p.ID)
+	b.waitJS("the payments panel", 10*time.Second, `document.querySelectorAll('#p-payments tbody tr').length === 3`)
+	require.Contains(t, b.text("#p-facts"), "12.50 EUR")
+	pays := b.text("#p-payments")
+	for _, want := range []string{"pay-a", "declined", "insufficient_funds", "pay-b", "approved", "T-77", "sale sent · R-7",
+		"ref-c", "refund", "of pay-b", "refund pending · 3 attempts: HTTP 503: busy"} {
+		require.Contains(t, pays, want)
+	}
+	b.screenshot("parcel-payments")
+}

@@ -56,6 +56,40 @@ func TestUsersPage(t *testing.T) {
 	_, err = apiclient.New(h.HTTPURL, tok).Lockers(t.Context())
 	require.NoError(t, err, "the token shown works")
 	b.screenshot("users-clients")
+
+	// Its reservation deadline, and its delivery log with a replay.
+	b.run("set the reservation time",
+		chromedp.Evaluate[chromedp.Void](`window.prompt = () => "24"`),
+		chromedp.Click(chromedp.CSS(`tr[data-client="shop"] button[data-act="reservation"]`)))
+	b.waitJS("24 h shown", 10*time.Second, `document.querySelector('tr[data-client="shop"] .c-reservation').innerText.includes('24 h')`)
+	cs, err := h.Admin.APIClients(t.Context())
+	require.NoError(t, err)
+	var shopID int64
+	for _, c := range cs {
+		if c.Name == "shop" {
+			shopID = c.ID
+			require.Equal(t, 24, c.ReservationHours)
+		}
+	}
+	_, err = h.App.Pool.Exec(t.Context(), `INSERT INTO outbox_messages (id, channel, client_id, template, state, attempts, last_error, created_at)
+		VALUES ('p-1:deposited', 'webhook', $1, 'parcel.deposited', 'failed', 3, 'refused: HTTP 410: gone', now())`, shopID)
+	require.NoError(t, err)
+	_, err = h.App.Pool.Exec(t.Context(), `INSERT INTO outbox_attempts (message_id, attempt, at, duration_ms, http_status, error, outcome) VALUES
+		('p-1:deposited', 1, now(), 12, 503, 'HTTP 503: busy', 'retry'), ('p-1:deposited', 2, now(), 9, 410, 'HTTP 410: gone', 'failed')`)
+	require.NoError(t, err)
+	b.run("open the deliveries", chromedp.Click(chromedp.CSS(`tr[data-client="shop"] button[data-act="deliveries"]`)))
+	b.waitJS("the delivery listed", 10*time.Second, `!!document.querySelector('tr[data-delivery="p-1:deposited"]')`)
+	row := b.text(`tr[data-delivery="p-1:deposited"]`)
+	require.Contains(t, row, "attempt 1 · retry (HTTP 503)")
+	require.Contains(t, row, "attempt 2 · failed (HTTP 410)")
+	b.screenshot("users-deliveries")
+	b.run("replay", chromedp.Click(chromedp.CSS(`tr[data-delivery="p-1:deposited"] button[data-act="replay"]`)))
+	b.waitJS("replayed", 10*time.Second, `document.querySelector('#d-msg').innerText.includes('queued again')`)
+	ds, err := h.Admin.WebhookDeliveries(t.Context(), "shop", apiclient.DeliveryFilter{})
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, 1, ds[0].Replays)
+
 	b.run("revoke", chromedp.Click(chromedp.CSS(`tr[data-client="shop"] button[data-act="revoke"]`)))
 	b.waitJS("shop revoked", 10*time.Second, `document.querySelector('tr[data-client="shop"]').classList.contains('u-disabled')`)
 	_, err = apiclient.New(h.HTTPURL, tok).Lockers(t.Context())
