@@ -382,7 +382,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.runOTA(runCtx)
 
 	if err := a.writeLocalInfo(); err != nil {
-		return err
+		// A convenience for local tools, not state: a full data dir must not
+		// keep the hub from serving what needs no disk.
+		a.log.Error("writing the local hub info failed; hubctl and lockersim will not find this hub by it", "file", apiclient.HubInfoFile, "error", err)
 	}
 	a.log.Info("hub ready", "mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "device", a.DeviceAddr(), "data_dir", cfg.DataDir)
 	return nil

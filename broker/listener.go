@@ -43,6 +43,10 @@ type tlsListener struct {
 	closed bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+
+	// disconnectClients replaces the CloseFn mochi passes to Close (see
+	// Broker.disconnectListenerClients); nil: mochi's own.
+	disconnectClients func(listenerID string)
 }
 
 var _ listeners.Listener = (*tlsListener)(nil)
@@ -235,7 +239,11 @@ func (l *tlsListener) Close(closeClients listeners.CloseFn) {
 		_ = l.ln.Close()
 		<-l.served
 	}
-	closeClients(l.id)
+	if l.disconnectClients != nil {
+		l.disconnectClients(l.id)
+	} else {
+		closeClients(l.id)
+	}
 	l.mu.Lock()
 	for c := range l.conns {
 		_ = c.Close()

@@ -68,6 +68,7 @@ func Start(t testing.TB, opts ...Option) *Hub {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	h.DataDir = cfg.DataDir // an option may give the hub another one (a small file system in fault tests)
 	h.boot(cfg)
 	return h
 }

@@ -105,6 +105,7 @@ type Locker struct {
 	handedOut      map[string]protocol.LockerParcel // cell → the parcel last opened offline there (for the pickup scan)
 	lastErr        string
 	acked          uint64
+	ackedTelemetry uint64 // telemetry samples the hub acknowledged as stored (PUBACK < 0x80)
 	dropped        uint64
 	rpcs           uint64
 	commandOpens   uint64 // doors opened by cell.open (not by repeats of a key)
@@ -447,6 +448,9 @@ func (l *Locker) onPuback(id uint16, reason byte) {
 	}
 	l.acked++
 	l.env.stats.Acked.Add(1)
+	if reason < 0x80 && strings.HasSuffix(m.topic, "/"+string(protocol.KindTelemetry)) {
+		l.ackedTelemetry++
+	}
 	if reason >= 0x80 {
 		l.env.stats.Refused.Add(1)
 		l.log.Warn("hub refused a message", "topic", m.topic, "reason", fmt.Sprintf("%s (0x%02X)", reasonName(reason), reason))
@@ -960,6 +964,7 @@ type LockerView struct {
 	Seq          uint64                        `json:"seq"`
 	Queued       int                           `json:"queued"`
 	Acked        uint64                        `json:"acked"`
+	AckedTelem   uint64                        `json:"acked_telemetry"` // telemetry samples acknowledged as stored
 	Dropped      uint64                        `json:"dropped"`
 	RPCs         uint64                        `json:"rpcs"`
 	CommandOpens uint64                        `json:"command_opens"` // doors opened by cell.open
@@ -983,7 +988,7 @@ func (l *Locker) View(withCells bool) LockerView {
 	defer l.mu.Unlock()
 	v := LockerView{
 		ID: l.id, Connected: l.conn != nil, Boot: l.boot, Seq: l.seq, Queued: l.out.len(),
-		Acked: l.acked, Dropped: l.dropped, RPCs: l.rpcs, CommandOpens: l.commandOpens, Keys: l.keys.len(), LastError: l.lastErr,
+		Acked: l.acked, AckedTelem: l.ackedTelemetry, Dropped: l.dropped, RPCs: l.rpcs, CommandOpens: l.commandOpens, Keys: l.keys.len(), LastError: l.lastErr,
 		Mains: l.mains, BatteryV: round2(l.batteryV), Display: l.display, Desired: l.desiredVersion,
 		CodeKey: l.codes.KeyVersion, ParcelsSync: l.codes.ParcelsVersion, Parcels: slices.Clone(l.codes.Parcels),
 		Firmware: l.firmware,

@@ -186,7 +186,8 @@ func NewSim(cfg Config, log *slog.Logger) (*Sim, error) {
 }
 
 // CheckLoopback refuses targets that are not on this machine: lockersim is a
-// load generator and only ever aims at loopback addresses.
+// load generator and only ever aims at loopback addresses, or at an address
+// across a veth link (whose other end is a network namespace of this machine).
 func CheckLoopback(hostport string) error {
 	host := hostport
 	if u, err := url.Parse(hostport); err == nil && u.Host != "" {
@@ -199,8 +200,8 @@ func CheckLoopback(hostport string) error {
 		return nil
 	}
 	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q is not a loopback address: lockersim only targets this machine (127.0.0.0/8, ::1, localhost)", hostport)
+	if ip == nil || !(ip.IsLoopback() || onVeth(ip)) {
+		return fmt.Errorf("%q is not a loopback address: lockersim only targets this machine (127.0.0.0/8, ::1, localhost, or across a veth link to another network namespace)", hostport)
 	}
 	return nil
 }

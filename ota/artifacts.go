@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -98,16 +99,59 @@ func Verify(pub ed25519.PublicKey, version, sha256Hex string, size int64, signat
 	return err == nil && ed25519.Verify(pub, protocol.OTASignedMessage(version, sha256Hex, size), sig)
 }
 
+// writePub writes the public key file unless it already holds this key, so a
+// start needs no disk space when nothing changed.
 func writePub(dir string, k ed25519.PrivateKey) error {
-	return writeFileAtomic(filepath.Join(dir, SigningPubFile), PublicKeyPEM(k), 0o644)
+	path, want := filepath.Join(dir, SigningPubFile), PublicKeyPEM(k)
+	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
+		return nil
+	}
+	return writeFileAtomic(path, want, 0o644)
 }
 
+// writeFileAtomic writes path whole or not at all: a temporary file, synced,
+// then renamed over it. On error (a full disk) the old file stays as it was
+// and the temporary one is removed.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
+	err := writeSynced(tmp, data, mode)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+func writeSynced(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// fileWriter remembers a write error, so an upload tells a full disk (the
+// hub's fault) from a broken request body (the client's).
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // Artifact is an uploaded firmware package.
@@ -173,9 +217,18 @@ func (u *Updater) Upload(ctx context.Context, n NewArtifact, r io.Reader) (Artif
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op once renamed
 	h := sha256.New()
-	size, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, u.cfg.MaxArtifactBytes+1))
+	fw := &fileWriter{f: f}
+	size, err := io.Copy(io.MultiWriter(fw, h), io.LimitReader(r, u.cfg.MaxArtifactBytes+1))
+	if err == nil {
+		err = f.Sync()
+		fw.err = err
+	}
 	if cerr := f.Close(); err == nil {
-		err = cerr
+		err, fw.err = cerr, cerr
+	}
+	if fw.err != nil {
+		u.log.Error("artifact upload: storing the file failed", "version", n.Version, "error", fw.err)
+		return Artifact{}, fmt.Errorf("store artifact %s: %w", filepath.Base(tmp), fw.err)
 	}
 	if err != nil {
 		return Artifact{}, fmt.Errorf("%w: reading the upload: %v", ErrInvalid, err)

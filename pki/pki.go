@@ -307,15 +307,37 @@ func readKey(path string) (crypto.Signer, error) {
 }
 
 // writeFile writes data atomically with the given mode.
+// On error (a full disk) the old file stays whole and the temporary one goes.
 func writeFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
+	err := writeSynced(tmp, data, mode)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+// writeSynced writes path with mode (also when it existed with another) and
+// syncs it, so a rename after it never exposes a file without its data.
+func writeSynced(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
 	}
-	return os.Rename(tmp, path)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // WriteFile writes data to path atomically with the given mode (used for keys: 0600).

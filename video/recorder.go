@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -397,6 +398,7 @@ func (r *Relay) record(s *stream, rec *Recording) (string, error) {
 			for smp := sb.Pop(); smp != nil; smp = sb.Pop() {
 				first := !w.started()
 				if err := w.write(smp.Data, smp.PacketTimestamp); err != nil {
+					rec.File = "" // abort removes what was written: no half clip to download
 					return StateFailed, err
 				}
 				if first && w.started() {
@@ -413,7 +415,7 @@ func (r *Relay) record(s *stream, rec *Recording) (string, error) {
 type webmClip struct {
 	dir     string
 	id      int64
-	f       *os.File
+	file    *clipFile
 	bw      webm.BlockWriteCloser
 	ts0     uint32
 	lastMS  int64
@@ -442,7 +444,11 @@ func (w *webmClip) write(frame []byte, ts uint32) error {
 		if err != nil {
 			return fmt.Errorf("recording file: %w", err)
 		}
-		ws, err := webm.NewSimpleBlockWriter(f, []webm.TrackEntry{{
+		// ebml-go writes in a goroutine of its own and panics on a write error
+		// (a full disk would take the hub down): it gets a file that never
+		// fails, and the clip checks the first error itself.
+		w.file = &clipFile{f: f}
+		ws, err := webm.NewSimpleBlockWriter(w.file, []webm.TrackEntry{{
 			Name: "Video", TrackNumber: 1, TrackUID: 1, CodecID: "V_VP8", TrackType: 1,
 			Video: &webm.Video{PixelWidth: width, PixelHeight: height},
 		}},
@@ -453,7 +459,7 @@ func (w *webmClip) write(frame []byte, ts uint32) error {
 			_ = os.Remove(w.path())
 			return fmt.Errorf("recording file: %w", err)
 		}
-		w.f, w.bw, w.ts0 = f, ws[0], ts
+		w.bw, w.ts0 = ws[0], ts
 	}
 	ms := int64(ts-w.ts0) / 90 // RTP clock 90 kHz; wraps as uint32
 	if ms < w.lastMS {
@@ -463,8 +469,60 @@ func (w *webmClip) write(frame []byte, ts uint32) error {
 	if _, err := w.bw.Write(key, ms, frame); err != nil {
 		return fmt.Errorf("recording: write: %w", err)
 	}
+	if err := w.file.failed(); err != nil {
+		return fmt.Errorf("recording: write: %w", err)
+	}
 	w.frames++
 	return nil
+}
+
+// clipFile is the recording's file as ebml-go sees it: after the first
+// failed write it drops everything and reports success, remembering the
+// error for the clip (failed) to act on.
+type clipFile struct {
+	f   *os.File
+	mu  sync.Mutex
+	err error
+}
+
+func (c *clipFile) failed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *clipFile) note(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+}
+
+func (c *clipFile) Write(p []byte) (int, error) {
+	if c.failed() == nil {
+		if _, err := c.f.Write(p); err != nil {
+			c.note(err)
+		}
+	}
+	return len(p), nil
+}
+
+func (c *clipFile) WriteAt(p []byte, off int64) (int, error) {
+	if c.failed() == nil {
+		if _, err := c.f.WriteAt(p, off); err != nil {
+			c.note(err)
+		}
+	}
+	return len(p), nil
+}
+
+func (c *clipFile) Close() error {
+	err := c.f.Close()
+	if ferr := c.failed(); ferr != nil {
+		return ferr
+	}
+	return err
 }
 
 // close finishes the file; a clip cut short (why != "") is still kept.
@@ -473,9 +531,15 @@ func (w *webmClip) close(rec *Recording, why string) (string, error) {
 		return StateNoVideo, fmt.Errorf("no keyframe arrived before %s", orText(why, "the end"))
 	}
 	err := w.bw.Close() // closes the file too
+	if ferr := w.file.failed(); err == nil {
+		err = ferr
+	}
 	w.written = true
 	w.bw = nil
 	if err != nil {
+		// Its cues and sizes were not written (a full disk): not a clip.
+		_ = os.Remove(w.path())
+		rec.File = ""
 		return StateFailed, fmt.Errorf("recording: close: %w", err)
 	}
 	st, err := os.Stat(w.path())

@@ -16,6 +16,7 @@ import (
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	seconds  *prometheus.HistogramVec
+	diskFull prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -25,9 +26,11 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lockerhub_http_request_duration_seconds",
 			Help:    "HTTP API request durations until the handler returned, by route (a ?wait=… command waits here too).",
 			Buckets: []float64{.005, .025, .1, .5, 2.5, 10}}, []string{"route"}),
+		diskFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "lockerhub_http_disk_full_total",
+			Help: "API requests refused because the hub's data directory is full (507 disk_full)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.seconds)
+		reg.MustRegister(m.requests, m.seconds, m.diskFull)
 	}
 	return m
 }

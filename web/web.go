@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,7 @@ type API struct {
 	routes  []route
 	logins  *loginLimits
 	sm      *streamMetrics
+	hm      *httpMetrics
 	streams streamsByUser
 }
 
@@ -129,6 +131,7 @@ func NewAPI(d Deps) *API {
 	a.routes = append(a.routes, a.carrierRoutes()...)
 	a.routes = append(a.routes, a.connectorRoutes()...)
 	hm := newHTTPMetrics(d.Registerer)
+	a.hm = hm
 	for _, r := range a.routes {
 		h := r.h
 		if !r.public {
@@ -216,8 +219,24 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if diskFull(err) {
+		// A write the request asked for found no room: say so, so the operator
+		// frees space instead of reading the log for a 500.
+		a.d.Logger.Error("request failed: the data directory is full", "method", r.Method, "path", r.URL.Path,
+			"request_id", w.Header().Get(RequestIDHeader), "error", err)
+		if a.hm != nil {
+			a.hm.diskFull.Inc()
+		}
+		writeError(w, http.StatusInsufficientStorage, "disk_full", "the hub's data directory is full; nothing was stored: free space and try again")
+		return
+	}
 	a.d.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get(RequestIDHeader), "error", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error; see the hub's log")
+}
+
+// diskFull reports whether err is a file system out of space (or quota).
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // domainError maps domain errors to HTTP; anything else is a 500.
