@@ -1118,13 +1118,31 @@ func sameJSON(a, b json.RawMessage) bool {
 // Get returns one command.
 func (c *Commands) Get(ctx context.Context, id string) (Command, error) {
 	c.mu.Lock()
+	var mem *Command
 	if e := c.entries[id]; e != nil && !e.remote {
 		cmd := e.cmd
-		c.mu.Unlock()
-		return cmd, nil
+		if CommandFinal(cmd.State) {
+			c.mu.Unlock()
+			return cmd, nil
+		}
+		mem = &cmd
 	}
 	c.mu.Unlock()
-	cmd, err := scanCommand(c.pool.QueryRow(ctx, `SELECT `+cmdColumns+` FROM fleet_commands WHERE id = $1`, id))
+	// An open command is read from the database too: its final state may be
+	// stored a moment before this node's memory has it, and another node
+	// (or this one's ?wait=) may already have answered with that state.
+	// Without the database (or when it is slow to answer), this node's
+	// memory answers.
+	qctx := ctx
+	if mem != nil {
+		var cancel context.CancelFunc
+		qctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+	}
+	cmd, err := scanCommand(c.pool.QueryRow(qctx, `SELECT `+cmdColumns+` FROM fleet_commands WHERE id = $1`, id))
+	if err != nil && mem != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return *mem, nil
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Command{}, fmt.Errorf("%w: command %s", ErrNotFound, id)
 	}
@@ -1138,10 +1156,10 @@ func (c *Commands) Get(ctx context.Context, id string) (Command, error) {
 func (c *Commands) overlay(cmd Command) Command {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.entries[cmd.ID]; e != nil && !e.remote {
+	if e := c.entries[cmd.ID]; e != nil && !e.remote && !(CommandFinal(cmd.State) && !CommandFinal(e.cmd.State)) {
 		return e.cmd
 	}
-	return cmd // the database is newer than a remote entry
+	return cmd // the database is newer than a remote entry, or holds the final state first
 }
 
 // Wait returns the command once its state is final or ctx ends (then with its
