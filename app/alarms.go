@@ -65,7 +65,10 @@ func (f alarmFleet) locker(r fleet.Row) alarms.Locker {
 		l.ClockOffset = &v
 	}
 	if t := f.tw.Get(r.ID); t != nil {
-		l.Reported = true
+		// A twin exists from the connect on; the locker has reported its
+		// state once its cells are in it (until then it has no free cells
+		// in the hub's eyes, which is no free_cells_low alarm).
+		l.Reported = len(t.Reported.Cells) > 0
 		l.Mains, l.BatteryV = t.Reported.Mains, t.Reported.BatteryV
 		for name, c := range t.Reported.Cells {
 			if c.Door == protocol.DoorOpen {

@@ -669,3 +669,28 @@ func TestAlarmsClockOffset(t *testing.T) {
 	require.InDelta(t, 30000, off, 1000, "the estimate, within the messages' delay")
 	require.InDelta(t, 0, twin("OK00001")["clock_offset_ms"].(float64), 1000)
 }
+
+// TestAlarmsFreeCellsLowWaitsForTheFirstReport: a locker registered but not
+// yet reporting has no free cells in the hub's eyes; that is not a
+// free_cells_low alarm. (The fault suite saw one per new locker while a
+// fleet enrolled: connected, twin made, state not yet reported; app/alarms.go
+// now asks for reported cells, not for a twin.) A locker that did report too
+// few free cells gets one.
+func TestAlarmsFreeCellsLowWaitsForTheFirstReport(t *testing.T) {
+	h := alarmHub(t, nil)
+	ctx := context.Background()
+	_, err := h.App.Alarms.SetRules(ctx, []alarms.Rule{{Kind: alarms.KindFreeCellsLow, Enabled: true, Threshold: ptr(2.0), For: d(0)}})
+	require.NoError(t, err)
+	_, err = h.Admin.CreateLocker(ctx, apiclient.NewLocker{ID: "NEW00001", Cells: 1})
+	require.NoError(t, err)
+	startLockers(t, h, "FEW", 1, func(c *lockersim.Config) { c.Cells = 1 })
+
+	var list []alarms.Alarm
+	hubtest.Eventually(t, 15*time.Second, "a free_cells_low alarm for the locker that reported 1 free cell", func() bool {
+		list, err = h.App.Alarms.List(ctx, alarms.Filter{Kind: alarms.KindFreeCellsLow})
+		require.NoError(t, err)
+		return len(list) > 0
+	})
+	require.Len(t, list, 1, "none for the locker that has not reported: %+v", list)
+	require.Equal(t, "FEW00001", list[0].LockerID)
+}
