@@ -23,6 +23,7 @@ import (
 
 	"github.com/lockerhub/lockerhub/audit"
 	"github.com/lockerhub/lockerhub/pg"
+	"github.com/lockerhub/lockerhub/pki"
 	"github.com/lockerhub/lockerhub/protocol"
 )
 
@@ -64,7 +65,7 @@ func LoadOrCreateSigningKey(dir string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := pki.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, fmt.Errorf("store OTA signing key: %w", err)
 	}
 	return ek, writePub(dir, ek)
@@ -106,37 +107,7 @@ func writePub(dir string, k ed25519.PrivateKey) error {
 	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
 		return nil
 	}
-	return writeFileAtomic(path, want, 0o644)
-}
-
-// writeFileAtomic writes path whole or not at all: a temporary file, synced,
-// then renamed over it. On error (a full disk) the old file stays as it was
-// and the temporary one is removed.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	err := writeSynced(tmp, data, mode)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
-}
-
-func writeSynced(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return pki.WriteFile(path, want, 0o644)
 }
 
 // fileWriter remembers a write error, so an upload tells a full disk (the
