@@ -62,7 +62,7 @@ func TestNetFaultDiskFull(t *testing.T) {
 	id := locker.ID()
 	rec, err := h.App.Video.Record(ctx, id, nil, "before the disk is full")
 	require.NoError(t, err)
-	netfaultsEventually(t, 30*time.Second, "a clip recorded", func() bool {
+	hubtest.Eventually(t, 30*time.Second, "a clip recorded", func() bool {
 		r, err := h.App.Recordings.Get(ctx, rec.ID)
 		return err == nil && r.State == video.StateDone
 	})
@@ -91,7 +91,7 @@ func TestNetFaultDiskFull(t *testing.T) {
 	rec2, err := h.App.Video.Record(ctx, id, nil, "disk full")
 	require.NoError(t, err)
 	var r2 video.Recording
-	netfaultsEventually(t, 30*time.Second, "the recording ends", func() bool {
+	hubtest.Eventually(t, 30*time.Second, "the recording ends", func() bool {
 		r2, err = h.App.Recordings.Get(ctx, rec2.ID)
 		return err == nil && r2.State != video.StateRecording
 	})
@@ -111,7 +111,7 @@ func TestNetFaultDiskFull(t *testing.T) {
 	rec3, err := h.App.Video.Record(ctx, id, nil, "disk full half-way")
 	require.NoError(t, err)
 	var r3 video.Recording
-	netfaultsEventually(t, 30*time.Second, "the recording ends", func() bool {
+	hubtest.Eventually(t, 30*time.Second, "the recording ends", func() bool {
 		r3, err = h.App.Recordings.Get(ctx, rec3.ID)
 		return err == nil && r3.State != video.StateRecording
 	})
@@ -134,13 +134,13 @@ func TestNetFaultDiskFull(t *testing.T) {
 	// What needs no disk goes on: a device event acked and stored, the twin,
 	// the API, a new locker's certificate, a restart.
 	require.NoError(t, locker.OpenDoor("A01", "service:disk-full"))
-	netfaultsEventually(t, 10*time.Second, "the event stored", func() bool {
+	hubtest.Eventually(t, 10*time.Second, "the event stored", func() bool {
 		return netfaultsCount(t, h, `SELECT count(*) FROM fleet_events WHERE locker_id = $1 AND cause = 'service:disk-full'`, id) == 1
 	})
-	netfaultsEventually(t, 10*time.Second, "acked", func() bool { return locker.View(false).Queued == 0 })
+	hubtest.Eventually(t, 10*time.Second, "acked", func() bool { return locker.View(false).Queued == 0 })
 	h.Locker("DF-NEW")
 	h.Restart()
-	netfaultsEventually(t, 40*time.Second, "the locker back after the restart", func() bool { return h.App.Broker.Connected() == 1 })
+	hubtest.Eventually(t, 40*time.Second, "the locker back after the restart", func() bool { return h.App.Broker.Connected() == 1 })
 
 	// Free the space: the same writes succeed, every file is whole.
 	require.NoError(t, os.Remove(filler))
@@ -149,7 +149,7 @@ func TestNetFaultDiskFull(t *testing.T) {
 	require.NoError(t, err)
 	rec4, err := h.App.Video.Record(ctx, id, nil, "after")
 	require.NoError(t, err)
-	netfaultsEventually(t, 30*time.Second, "a clip recorded again", func() bool {
+	hubtest.Eventually(t, 30*time.Second, "a clip recorded again", func() bool {
 		r, err := h.App.Recordings.Get(ctx, rec4.ID)
 		return err == nil && r.State == video.StateDone
 	})
@@ -239,6 +239,6 @@ func netfaultsInProcessSim(t testing.TB, h *hubtest.Hub) *lockersim.Sim {
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, s.Start(ctx))
 	t.Cleanup(func() { cancel(); s.Stop() })
-	netfaultsEventually(t, 30*time.Second, "the locker connected", func() bool { return s.Lockers()[0].View(false).Connected })
+	hubtest.Eventually(t, 30*time.Second, "the locker connected", func() bool { return s.Lockers()[0].View(false).Connected })
 	return s
 }

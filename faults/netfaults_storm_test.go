@@ -98,7 +98,7 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 
 	// Enrolment (registration, certificate) and the first connects.
 	start := time.Now()
-	netfaultsEventually(t, 10*time.Minute, "all lockers enrolled and connected", func() bool {
+	hubtest.Eventually(t, 10*time.Minute, "all lockers enrolled and connected", func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("lockersim exited:\n%s", netfaultsTail(simLog, 30))
@@ -108,7 +108,7 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 	})
 	t.Logf("%d lockers enrolled and connected in %s", n, time.Since(start).Round(time.Second))
 	// Every locker has had telemetry acknowledged before the cut.
-	netfaultsEventually(t, 3*telemetry, "a telemetry sample acked at every locker", func() bool {
+	hubtest.Eventually(t, 3*telemetry, "a telemetry sample acked at every locker", func() bool {
 		for _, v := range sc.lockers() {
 			if v.AckedTelemetry == 0 {
 				return false
@@ -119,7 +119,7 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 	// Before the cut: no open alarm. (A locker registered at enrolment has
 	// free_cells_low until its first state report says its cells are free:
 	// raised and resolved before this point, not the cut's doing.)
-	netfaultsEventually(t, 30*time.Second, "no open alarm before the cut", func() bool {
+	hubtest.Eventually(t, 30*time.Second, "no open alarm before the cut", func() bool {
 		return netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE state <> 'resolved'`) == 0
 	})
 	before := netfaultsCount(t, h, `SELECT coalesce(max(id), 0) FROM alarms_alarms`)
@@ -131,9 +131,9 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 	// The cut.
 	cutAt := time.Now()
 	nw.Cut()
-	netfaultsEventually(t, cut, "the hub saw every connection die", func() bool { return h.App.Broker.Connected() == 0 })
+	hubtest.Eventually(t, cut, "the hub saw every connection die", func() bool { return h.App.Broker.Connected() == 0 })
 	allDown := time.Since(cutAt)
-	netfaultsEventually(t, cut-time.Since(cutAt), "every locker saw its connection die", func() bool { return sc.stats().Connected == 0 })
+	hubtest.Eventually(t, cut-time.Since(cutAt), "every locker saw its connection die", func() bool { return sc.stats().Connected == 0 })
 	// Cut off, lockers change: every 100th has a door opened by a technician, a
 	// parcel put in and the door closed; the messages wait in its outbox.
 	var changed []string
@@ -146,16 +146,16 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 	}
 	time.Sleep(time.Until(cutAt.Add(cut)))
 	require.Equal(t, 0, h.App.Broker.Connected(), "no connection survives the cut")
-	netfaultsEventually(t, 10*time.Second, "presence: every locker offline", func() bool {
+	hubtest.Eventually(t, 10*time.Second, "presence: every locker offline", func() bool {
 		return netfaultsPresence(t, h, "offline") == n
 	})
 
 	// The storm.
 	nw.Restore()
 	restored := time.Now()
-	netfaultsEventually(t, 2*time.Minute, "99% back", func() bool { return h.App.Broker.Connected() >= (n*99+99)/100 })
+	hubtest.Eventually(t, 2*time.Minute, "99% back", func() bool { return h.App.Broker.Connected() >= (n*99+99)/100 })
 	p99 := time.Since(restored)
-	netfaultsEventually(t, 2*time.Minute, "all back", func() bool { return h.App.Broker.Connected() == n })
+	hubtest.Eventually(t, 2*time.Minute, "all back", func() bool { return h.App.Broker.Connected() == n })
 	all := time.Since(restored)
 	netfaultsFigure(t, "cut_all_connections_dead_s", allDown.Seconds(), "s", n)
 	netfaultsFigure(t, "storm_99pct_back_s", p99.Seconds(), "s", n)
@@ -164,10 +164,10 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 		t.Errorf("99%% of the lockers back after %s > 15 s after the cut's end", p99.Round(10*time.Millisecond))
 	}
 
-	netfaultsEventually(t, 10*time.Second, "presence: every locker online", func() bool {
+	hubtest.Eventually(t, 10*time.Second, "presence: every locker online", func() bool {
 		return netfaultsPresence(t, h, "online") == n
 	})
-	netfaultsEventually(t, time.Minute, "every locker's outbox acknowledged", func() bool {
+	hubtest.Eventually(t, time.Minute, "every locker's outbox acknowledged", func() bool {
 		for _, v := range sc.lockers() {
 			if v.Queued > 0 {
 				return false
@@ -207,7 +207,7 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 		"each door opened during the cut is one stored event")
 
 	// Alarms: the offline ones, all resolved; nothing else.
-	netfaultsEventually(t, time.Minute, "offline alarms resolved", func() bool {
+	hubtest.Eventually(t, time.Minute, "offline alarms resolved", func() bool {
 		return netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE state <> 'resolved'`) == 0
 	})
 	offline := netfaultsCount(t, h, `SELECT count(*) FROM alarms_alarms WHERE kind = 'offline' AND id > $1`, before)
@@ -223,7 +223,7 @@ func TestNetFaultCutAndReconnectStorm(t *testing.T) {
 	nw.Cut()
 	time.Sleep(2 * time.Second) // what the hub received before the cut is committed
 	var last int64 = -1
-	netfaultsEventually(t, 30*time.Second, "ingest settled", func() bool {
+	hubtest.Eventually(t, 30*time.Second, "ingest settled", func() bool {
 		c := netfaultsCount(t, h, `SELECT count(*) FROM telemetry_samples`)
 		settled := c == last
 		last = c
@@ -348,17 +348,6 @@ func netfaultsQuery(t testing.TB, h *hubtest.Hub, sql string) string {
 		out = append(out, s)
 	}
 	return strings.Join(out, "; ")
-}
-
-func netfaultsEventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func netfaultsFigure(t testing.TB, name string, v float64, unit string, n int) {
