@@ -2,12 +2,14 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -66,9 +68,18 @@ const migrationsTable = `CREATE TABLE IF NOT EXISTS pg_migrations (
 // migrateLock is the advisory lock key that serialises migration runs.
 const migrateLock = 0x6c6f636b6572 // "locker"
 
+// ErrSchemaNewer is returned by Migrate when the database holds migrations of
+// a package that this build does not know: a newer hub has upgraded it. An
+// older hub refuses to run on it (it would read and write tables whose meaning
+// it does not know); run the newer hub, or restore the backup taken before
+// the upgrade (docs/operations.md).
+var ErrSchemaNewer = errors.New("the database schema is newer than this hub")
+
 // Migrate applies every migration not applied yet, package by package in the
 // order given, each file in its own transaction, under an advisory lock so that
-// several hubs starting at once do not race.
+// several hubs starting at once do not race. It applies nothing and returns
+// ErrSchemaNewer when the database has a migration of one of the packages that
+// sets does not hold.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (applied int, err error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -86,11 +97,16 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (appli
 	if err != nil {
 		return 0, err
 	}
-	for _, set := range sets {
-		ms, err := set.list()
-		if err != nil {
-			return applied, err
+	lists := make([][]migration, len(sets))
+	for i, set := range sets {
+		if lists[i], err = set.list(); err != nil {
+			return 0, err
 		}
+	}
+	if err := newerThan(ctx, conn.Conn(), sets, lists); err != nil {
+		return 0, err
+	}
+	for _, ms := range lists {
 		for _, m := range ms {
 			if done[key(m.pkg, m.version)] {
 				continue
@@ -141,6 +157,41 @@ func Pending(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (int, 
 		}
 	}
 	return n, nil
+}
+
+// newerThan returns ErrSchemaNewer, naming the first migration the database
+// has and lists do not, for the packages of sets.
+func newerThan(ctx context.Context, conn *pgx.Conn, sets []Migrations, lists [][]migration) error {
+	known := map[string]bool{}
+	var pkgs []string
+	for i, set := range sets {
+		pkgs = append(pkgs, set.Package)
+		for _, m := range lists[i] {
+			known[key(m.pkg, m.version)] = true
+		}
+	}
+	rows, err := conn.Query(ctx, `SELECT package, version, name, applied_at FROM pg_migrations
+		WHERE package = ANY($1) ORDER BY applied_at, package, version`, pkgs)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		pkg, name string
+		version   int
+		at        time.Time
+	}
+	var unknown error
+	_, err = pgx.ForEachRow(rows, []any{&r.pkg, &r.version, &r.name, &r.at}, func() error {
+		if unknown == nil && !known[key(r.pkg, r.version)] {
+			unknown = fmt.Errorf("%w: migration %s/%s (applied %s) is unknown to it; run the hub version that applied it, or restore the database backup taken before that upgrade",
+				ErrSchemaNewer, r.pkg, r.name, r.at.UTC().Format(time.RFC3339))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return unknown
 }
 
 func appliedSet(ctx context.Context, conn *pgx.Conn) (map[string]bool, error) {

@@ -50,3 +50,36 @@ func TestMigrateStopsAtABrokenFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the broken file stays pending")
 }
+
+// TestMigrateRefusesANewerSchema: a hub rolled back to an older build, on a
+// database a newer one has migrated, refuses to start and says why, and
+// changes nothing.
+func TestMigrateRefusesANewerSchema(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := context.Background()
+	newer := pg.Migrations{Package: "roll", FS: fstest.MapFS{
+		"001_init.sql": {Data: []byte(`CREATE TABLE roll_things (id int PRIMARY KEY)`)},
+		"002_add.sql":  {Data: []byte(`ALTER TABLE roll_things ADD COLUMN name text`)},
+	}}
+	other := pg.Migrations{Package: "other", FS: fstest.MapFS{
+		"001_init.sql": {Data: []byte(`CREATE TABLE other_things (id int PRIMARY KEY)`)},
+	}}
+	_, err := pg.Migrate(ctx, pool, newer)
+	require.NoError(t, err)
+
+	older := pg.Migrations{Package: "roll", FS: fstest.MapFS{
+		"001_init.sql": {Data: []byte(`CREATE TABLE roll_things (id int PRIMARY KEY)`)},
+	}}
+	n, err := pg.Migrate(ctx, pool, other, older)
+	require.ErrorIs(t, err, pg.ErrSchemaNewer)
+	require.ErrorContains(t, err, "roll/002_add.sql")
+	require.Zero(t, n)
+	n, err = pg.Pending(ctx, pool, other)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "nothing was applied, not even another package's migration")
+
+	// The build that knows every migration runs, and applies the rest.
+	n, err = pg.Migrate(ctx, pool, other, newer)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+}
