@@ -53,6 +53,7 @@ type Config struct {
 	Hostnames       []string
 	ShutdownTimeout time.Duration
 	ConnectTimeout  time.Duration        // from TLS handshake to MQTT CONNECT; 10 s
+	AcceptRate      float64              // locker connections accepted per second (a reconnect storm waits in the kernel's backlog beyond it); 0: the broker's 3000
 	HTTPTLSCert     string               // optional: serve --http-addr over TLS with this certificate …
 	HTTPTLSKey      string               // … and key (PEM files)
 	TrustedProxies  []netip.Prefix       // reverse proxies whose X-Forwarded-For names the caller in audit records
@@ -276,6 +277,7 @@ func (a *App) Start(ctx context.Context) error {
 		TicketKeys:     ticketKeys,
 		Addr:           cfg.MQTTAddr,
 		ConnectTimeout: cfg.ConnectTimeout,
+		AcceptRate:     cfg.AcceptRate,
 		TLS:            &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool()},
 		Logger:         a.log.With("component", "broker"),
 		Registerer:     a.Metrics,

@@ -65,8 +65,8 @@ type Config struct {
 	TLS              *tls.Config   // server certificate; client certificates are required and checked against ClientCAs
 	HandshakeTimeout time.Duration // 10 s
 	ConnectTimeout   time.Duration // 10 s from handshake to CONNECT
-	AcceptRate       float64       // new connections per second, 1000
-	AcceptBurst      int           // 200
+	AcceptRate       float64       // new connections per second, 3000
+	AcceptBurst      int           // a sixth of AcceptRate
 	MaxHandshakes    int           // TLS handshakes in progress at once, 64
 	MaxPacketSize    uint32        // 256 KiB
 	WritesPending    int32         // outbound packets queued per client, 64
@@ -89,10 +89,10 @@ func (c *Config) defaults() {
 		c.ConnectTimeout = 10 * time.Second
 	}
 	if c.AcceptRate == 0 {
-		c.AcceptRate = 1000
+		c.AcceptRate = 3000
 	}
 	if c.AcceptBurst == 0 {
-		c.AcceptBurst = 200
+		c.AcceptBurst = max(1, int(c.AcceptRate/6))
 	}
 	if c.MaxHandshakes == 0 {
 		c.MaxHandshakes = 64

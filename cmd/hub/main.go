@@ -41,6 +41,7 @@ func run(args []string) int {
 	fs.StringVar(&cfg.DataDir, "data-dir", env("HUB_DATA_DIR", "./var"), "data directory: CA, server certificate, admin credential (env HUB_DATA_DIR)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", env("HUB_DATABASE_URL", pg.DefaultURL), "PostgreSQL URL (env HUB_DATABASE_URL)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", env("HUB_MQTT_ADDR", ":8883"), "MQTT over mutual TLS for lockers (env HUB_MQTT_ADDR)")
+	fs.Float64Var(&cfg.AcceptRate, "mqtt-accept-rate", 3000, "locker connections accepted per second; a reconnect storm beyond it waits in the kernel's listen backlog (docs/reliability.md) (env HUB_MQTT_ACCEPT_RATE)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("HUB_HTTP_ADDR", ":8080"), "HTTP API, dashboard, /metrics (env HUB_HTTP_ADDR)")
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", env("HUB_DEVICE_ADDR", ":8443"), "HTTPS for lockers: enrolment, renewal, firmware (env HUB_DEVICE_ADDR)")
 	fs.StringVar(&cfg.HTTPTLSCert, "http-tls-cert", env("HUB_HTTP_TLS_CERT", ""), "serve --http-addr over TLS with this certificate (PEM); plain HTTP when empty (env HUB_HTTP_TLS_CERT)")
@@ -127,7 +128,7 @@ func run(args []string) int {
 		"commands, twins, presence and the registry are shared through PostgreSQL LISTEN/NOTIFY (docs/scaling.md); empty: a single hub (env HUB_NODE)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	for flagName, key := range map[string]string{"telemetry-retention": "HUB_TELEMETRY_RETENTION", "command-confirm-within": "HUB_COMMAND_CONFIRM_WITHIN",
-		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL", "gc-percent": "HUB_GC_PERCENT",
+		"auth-cache-ttl": "HUB_AUTH_CACHE_TTL", "mqtt-accept-rate": "HUB_MQTT_ACCEPT_RATE", "gc-percent": "HUB_GC_PERCENT",
 		"outbox-max-age": "HUB_OUTBOX_MAX_AGE", "outbox-concurrency": "HUB_OUTBOX_CONCURRENCY",
 		"parcel-storage": "HUB_PARCEL_STORAGE", "parcel-reminder-before": "HUB_PARCEL_REMINDER_BEFORE", "reservation-time": "HUB_RESERVATION_TIME",
 		"fiscal-timeout": "HUB_FISCAL_TIMEOUT", "pos-charge-timeout": "HUB_POS_CHARGE_TIMEOUT",
@@ -190,6 +191,10 @@ func run(args []string) int {
 	cfg.Video.Recordings.MaxBytes = int64(*videoMaxGiB * (1 << 30))
 	cfg.Logger = cfg.Logger.With("version", version)
 	cfg.Version = version
+	if cfg.AcceptRate <= 0 {
+		fmt.Fprintln(os.Stderr, "hub: --mqtt-accept-rate must be positive")
+		return 2
+	}
 	if *gcPercent <= 0 {
 		fmt.Fprintln(os.Stderr, "hub: --gc-percent must be positive")
 		return 2

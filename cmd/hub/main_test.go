@@ -91,4 +91,5 @@ func TestHubProcessStartsAndStopsOnSIGTERM(t *testing.T) {
 func TestBadFlagsExitWithUsage(t *testing.T) {
 	require.Equal(t, 2, run([]string{"--log-format", "xml"}))
 	require.Equal(t, 2, run([]string{"--no-such-flag"}))
+	require.Equal(t, 2, run([]string{"--mqtt-accept-rate", "0"}))
 }
