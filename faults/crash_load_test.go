@@ -138,7 +138,7 @@ func crashStart(t *testing.T, n int, telemetry time.Duration) *crashScenario {
 	cfg.EnrollConcurrency = 16
 	cfg.OnAcked = s.onAcked
 	cfg.OnExecute = s.onExecute
-	s.sim, err = lockersim.NewSim(cfg, slog.New(slog.DiscardHandler))
+	s.sim, err = lockersim.NewSim(cfg, crashSimLog(t))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.simCancel = cancel
@@ -153,6 +153,20 @@ func crashStart(t *testing.T, n int, telemetry time.Duration) *crashScenario {
 	})
 	t.Logf("fleet: %d lockers enrolled and connected in %s; hub RSS %.0f MiB", n, time.Since(start).Round(100*time.Millisecond), s.hub.RSS())
 	return s
+}
+
+// crashSimLog is the fleet's log: discarded, or at debug level into the file
+// $LOCKERHUB_FAULT_SIMLOG names (every connect failure with its cause).
+func crashSimLog(t *testing.T) *slog.Logger {
+	path := os.Getenv("LOCKERHUB_FAULT_SIMLOG")
+	if path == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	f, err := os.Create(path)
+	require.NoError(t, err, "LOCKERHUB_FAULT_SIMLOG")
+	t.Cleanup(func() { _ = f.Close() })
+	t.Logf("lockersim log: %s", path)
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func (s *crashScenario) onAcked(locker, topic string, payload []byte) {
@@ -315,7 +329,9 @@ func (s *crashScenario) waitReconnected(since time.Time, within time.Duration) (
 		c := s.sim.Stats().Connected.Load()
 		if time.Since(last) >= 15*time.Second {
 			last = time.Now()
-			s.t.Logf("%s after the restart: %d of %d lockers connected", time.Since(since).Round(time.Second), c, s.n)
+			st := s.sim.Stats().Snapshot()
+			s.t.Logf("%s after the restart: %d of %d lockers connected (%d connect errors so far, the last: %s)",
+				time.Since(since).Round(time.Second), c, s.n, st.ConnectErrors, st.LastError)
 		}
 		if p99 == 0 && c >= want99 {
 			p99 = time.Since(since)
