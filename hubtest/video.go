@@ -33,17 +33,28 @@ type Viewer struct {
 // NewViewer makes a viewer on loopback and its SDP offer (ICE gathered).
 func NewViewer(t testing.TB) *Viewer {
 	t.Helper()
+	v, err := DialViewer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
+// DialViewer is NewViewer for a goroutine that is not a test's: the caller
+// closes the viewer.
+func DialViewer() (*Viewer, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	// Room for a keyframe's burst when many viewers share a process
 	// (benchmarks): the default 208 KiB overflows.
@@ -56,12 +67,13 @@ func NewViewer(t testing.TB) *Viewer {
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		t.Fatal(err)
+		_ = udp.Close()
+		return nil, err
 	}
 	v := &Viewer{PC: pc, UDP: udp}
-	t.Cleanup(v.Close)
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
+		v.Close()
+		return nil, err
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		sb := samplebuilder.New(64, &codecs.VP8Packet{}, 90000)
@@ -82,15 +94,17 @@ func NewViewer(t testing.TB) *Viewer {
 	})
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
-		t.Fatal(err)
+		v.Close()
+		return nil, err
 	}
 	g := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
+		v.Close()
+		return nil, err
 	}
 	<-g
 	v.Offer = pc.LocalDescription().SDP
-	return v
+	return v, nil
 }
 
 // Close ends the viewer's peer connection and socket.
@@ -105,44 +119,63 @@ func (v *Viewer) WHEP(t testing.TB, url, token string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(v.Offer))
+	status, body, err := v.Post(ctx, url, token)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return status, body
+}
+
+// Post is WHEP with the error returned: a transport failure, an answer
+// that is not SDP or that the viewer cannot apply.
+func (v *Viewer) Post(ctx context.Context, url, token string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(v.Offer))
+	if err != nil {
+		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/sdp")
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusCreated {
 		if ct := resp.Header.Get("Content-Type"); ct != "application/sdp" {
-			t.Fatalf("WHEP answer with Content-Type %q", ct)
+			return resp.StatusCode, string(body), fmt.Errorf("WHEP answer with Content-Type %q", ct)
 		}
 		v.Location = resp.Header.Get("Location")
 		if err := v.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
-			t.Fatalf("the hub's answer: %v", err)
+			return resp.StatusCode, string(body), fmt.Errorf("the hub's answer: %w", err)
 		}
 	}
-	return resp.StatusCode, string(body)
+	return resp.StatusCode, string(body), nil
 }
 
 // Leave deletes the viewer's WHEP resource on the hub at base (http://host:port).
 func (v *Viewer) Leave(t testing.TB, base, token string) int {
 	t.Helper()
-	req, err := http.NewRequest("DELETE", base+v.Location, nil)
+	status, err := v.Delete(context.Background(), base, token)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return status
+}
+
+// Delete is Leave with the error returned.
+func (v *Viewer) Delete(ctx context.Context, base, token string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, "DELETE", base+v.Location, nil)
+	if err != nil {
+		return 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 // String names the viewer's counts.

@@ -66,9 +66,11 @@ func envInt(name string, def int) int {
 }
 
 // TestFleetSoak: 10,000 lockers reporting telemetry every 60 s, parcels
-// delivered and collected by code, commands, alarms (tamper, mains cut and
-// restored), an OTA rollout to 1,000 lockers, two live dashboards and history
-// queries, for SOAK_DURATION. Every 15 s it samples the hub's /metrics; at the
+// delivered and collected by code, a marketplace's deliveries through the
+// partner API (webhooks, payment at the locker, fiscal receipts), commands,
+// alarms (tamper, mains cut and restored), an OTA rollout to 1,000 lockers,
+// camera views over WebRTC, two live dashboards and history queries, for
+// SOAK_DURATION. Every 15 s it samples the hub's /metrics; at the
 // end it writes soak.csv and plots, and checks that, after a warm-up of a
 // sixth of the run, memory and goroutines stay flat, errors do not grow and
 // the latency percentiles hold.
@@ -89,7 +91,8 @@ func TestFleetSoak(t *testing.T) {
 	gateway := httptest.NewServer(http.HandlerFunc(inbox.sms))
 	t.Cleanup(gateway.Close)
 
-	hub := startHub(t, hubBin, gateway.URL)
+	shop := newShop(t)
+	hub := startHub(t, hubBin, gateway.URL, shop.fiscal.srv.URL)
 	ctx := context.Background()
 	admin := apiclient.New(hub.http, hub.token)
 
@@ -112,6 +115,8 @@ func TestFleetSoak(t *testing.T) {
 	})
 	t.Logf("%d lockers enrolled and connected in %s", n, time.Since(t0).Round(time.Second))
 
+	shop.setup(t, ctx, admin, hub.http, sim, cfg.Cells)
+
 	runCtx, stopRun := context.WithTimeout(ctx, duration)
 	defer stopRun()
 	d := &driver{t: t, admin: admin, sim: sim, inbox: inbox, hub: hub}
@@ -120,7 +125,9 @@ func TestFleetSoak(t *testing.T) {
 	for i := range 4 {
 		wg.Go(func() { d.parcels(runCtx, i) })
 	}
+	wg.Go(func() { shop.run(runCtx, d) })
 	wg.Go(func() { d.commands(runCtx) })
+	wg.Go(func() { d.video(runCtx) })
 	wg.Go(func() { d.alarms(runCtx) })
 	wg.Go(func() { d.history(runCtx) })
 	wg.Go(func() { d.dashboard(runCtx, `{"watch":"fleet","filter":{}}`) })
@@ -128,15 +135,21 @@ func TestFleetSoak(t *testing.T) {
 	wg.Go(func() { d.rollout(runCtx, n, min(5*time.Minute, duration/6)) })
 	samples := sampleUntil(runCtx, hub, d, 15*time.Second)
 	wg.Wait()
-	t.Logf("ran %s: %d parcels picked up (%d failed), %d commands (%d failed), %d alarms raised, %d stream messages, %d history reads; rollout: %s",
+	t.Logf("ran %s: %d parcels picked up (%d failed), %d commands (%d failed), %d alarms raised, %d stream messages, %d history reads, %d camera views (%d failed, %d frames); rollout: %s",
 		time.Since(start).Round(time.Second), d.parcelsDone.Load(), d.parcelsFailed.Load(), d.commandsDone.Load(), d.commandsFailed.Load(),
-		d.alarmsRaised.Load(), d.streamMessages.Load(), d.historyReads.Load(), d.rolloutResult())
+		d.alarmsRaised.Load(), d.streamMessages.Load(), d.historyReads.Load(), d.videoDone.Load(), d.videoFailed.Load(), d.videoFrames.Load(), d.rolloutResult())
+	missing := shop.check(t, admin, 2*time.Minute)
 
 	require.NoError(t, os.MkdirAll(out, 0o755))
 	require.NoError(t, writeCSV(filepath.Join(out, "soak.csv"), samples))
 	require.NoError(t, plotAll(out, samples, n, duration))
 	summary := summarize(samples)
 	t.Log(summary.String())
+	hub.errMu.Lock()
+	for _, line := range hub.firstErrors {
+		t.Logf("hub ERROR: %s", line)
+	}
+	hub.errMu.Unlock()
 	require.NoError(t, os.WriteFile(filepath.Join(out, "summary.txt"), []byte(summary.String()+"\n"), 0o644))
 
 	// The checks, on what follows the warm-up.
@@ -148,9 +161,12 @@ func TestFleetSoak(t *testing.T) {
 	require.GreaterOrEqual(t, summary.minConnected, 0.99*float64(n), "lockers dropped during the soak")
 	require.LessOrEqual(t, summary.lateErrors, max(5, 2*summary.earlyErrors), "errors grew: %d in the last third, %d in the first", summary.lateErrors, summary.earlyErrors)
 	require.LessOrEqual(t, summary.lateP99, 2*summary.earlyP99+50, "command p99 rose: %.0f ms late vs %.0f ms early", summary.lateP99, summary.earlyP99)
-	fail := d.parcelsFailed.Load() + d.commandsFailed.Load()
-	total := d.parcelsDone.Load() + d.commandsDone.Load() + fail
-	require.LessOrEqual(t, float64(fail), 0.005*float64(total)+1, "more than 0.5%% of the parcels and commands failed (%d of %d)", fail, total)
+	fail := d.parcelsFailed.Load() + d.commandsFailed.Load() + shop.parcelsFailed.Load() + d.videoFailed.Load()
+	total := d.parcelsDone.Load() + d.commandsDone.Load() + shop.parcelsDone.Load() + d.videoDone.Load() + fail
+	require.LessOrEqual(t, float64(fail), 0.005*float64(total)+1, "more than 0.5%% of the parcels, commands and camera views failed (%d of %d)", fail, total)
+	require.Positive(t, shop.parcelsDone.Load(), "no delivery of the shop went through")
+	require.Positive(t, d.videoDone.Load(), "no camera view went through")
+	require.Empty(t, missing, "webhooks or fiscal receipts of finished deliveries not delivered")
 }
 
 // hubProc is bin/hub running with its own data directory and database.
@@ -162,6 +178,8 @@ type hubProc struct {
 	done               chan struct{}
 	exitErr            atomic.Pointer[error]
 	errorLines         atomic.Int64
+	errMu              sync.Mutex
+	firstErrors        []string // the first ERROR lines, logged at the end
 	client             *http.Client
 }
 
@@ -172,7 +190,7 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startHub(t *testing.T, bin, smsURL string) *hubProc {
+func startHub(t *testing.T, bin, smsURL, fiscalURL string) *hubProc {
 	dbURL := pgtest.NewDB(t, app.Migrations()...)
 	h := &hubProc{dataDir: t.TempDir(), done: make(chan struct{}), client: &http.Client{Timeout: 10 * time.Second}}
 	httpAddr, mqttAddr, deviceAddr := freePort(t), freePort(t), freePort(t)
@@ -184,7 +202,8 @@ func startHub(t *testing.T, bin, smsURL string) *hubProc {
 	h.cmd = exec.Command(bin, "--data-dir", h.dataDir, "--database-url", dbURL,
 		"--http-addr", httpAddr, "--mqtt-addr", mqttAddr, "--device-addr", deviceAddr,
 		"--ota-url", h.device, "--video-udp-addr", "127.0.0.1:0",
-		"--sms-url", smsURL, "--log-format", "json", "--log-level", "warn")
+		"--sms-url", smsURL, "--fiscal-url", fiscalURL, "--log-format", "json", "--log-level", "warn")
+	h.cmd.Env = append(os.Environ(), "HUB_FISCAL_TOKEN=soak-fiscal")
 	pr, pw := io.Pipe()
 	h.cmd.Stdout, h.cmd.Stderr = pw, pw
 	go h.countErrors(pr, logFile)
@@ -239,6 +258,11 @@ func (h *hubProc) countErrors(r io.Reader, to io.Writer) {
 				}
 				if bytes.Contains(buf[:i], []byte(`"level":"ERROR"`)) {
 					h.errorLines.Add(1)
+					h.errMu.Lock()
+					if len(h.firstErrors) < 20 {
+						h.firstErrors = append(h.firstErrors, string(buf[:i]))
+					}
+					h.errMu.Unlock()
 				}
 				buf = buf[i+1:]
 			}
@@ -400,6 +424,8 @@ type driver struct {
 	commandsDone, commandsFailed atomic.Int64
 	alarmsRaised, streamMessages atomic.Int64
 	historyReads                 atomic.Int64
+	videoDone, videoFailed       atomic.Int64
+	videoFrames                  atomic.Int64
 	busy                         sync.Map // locker id -> struct{}: one actor per locker at a time
 }
 
