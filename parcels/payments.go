@@ -261,6 +261,11 @@ func (s *Store) chargeFor(ctx context.Context, lockerID, askID string, p Parcel)
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	var pay Payment
 	var paid bool
+	// again: the payment was asked before with no answer, so the terminal
+	// may have charged it. Then a command that never reached the terminal
+	// leaves it unknown, not failed: a failed charge lets the next code.check
+	// start a new payment, which the terminal would charge a second time.
+	var again bool
 	err := pg.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		// One code.check of a parcel decides at a time.
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM parcels_parcels WHERE id = $1 FOR UPDATE`, p.ID); err != nil {
@@ -280,6 +285,7 @@ func (s *Store) chargeFor(ctx context.Context, lockerID, askID string, p Parcel)
 			}
 		}
 		if pay.ID != "" {
+			again = true
 			_, err := tx.Exec(ctx, `UPDATE parcels_payments SET state = 'pending', ask_id = $2, updated_at = $3 WHERE id = $1`, pay.ID, askID, now)
 			return err
 		}
@@ -303,6 +309,13 @@ func (s *Store) chargeFor(ctx context.Context, lockerID, askID string, p Parcel)
 	out, err := s.fleet.Charge(wait, ChargeRequest{LockerID: lockerID, IdempotencyKey: "pos:" + pay.ID + ":" + askID,
 		CreatedBy: "recipient (parcel " + p.ID + " payment " + pay.ID + ")", ValidFor: s.cfg.ChargeTimeout,
 		Params: protocol.POSChargeParams{Payment: pay.ID, Parcel: p.ID, Amount: pay.Amount, Currency: pay.Currency}})
+	if err != nil && out.Command == "" && again {
+		// Not asked again; its first answer is still unknown.
+		s.settle(ctx, p, pay.ID, PaymentUnknown, "not_sent: "+err.Error(), "", "")
+		s.m.charges.WithLabelValues(PaymentUnknown).Inc()
+		s.log.Warn("payment: the pos.charge command was not created", "locker", lockerID, "parcel", p.ID, "error", err)
+		return nil, &protocol.Error{Code: protocol.ErrCodePaymentPending, Message: "the terminal could not be asked; type the code again"}
+	}
 	if err != nil && out.Command == "" {
 		// No command: nothing reached the terminal.
 		s.settle(ctx, p, pay.ID, PaymentFailed, "not_sent: "+err.Error(), "", "")
@@ -329,6 +342,9 @@ func (s *Store) chargeFor(ctx context.Context, lockerID, askID string, p Parcel)
 		}
 	case cmdExpired: // never executed by the terminal
 		state, reason = PaymentFailed, out.Code+": "+out.Message
+		if again { // … this time: an earlier ask may have charged
+			state, reason = PaymentUnknown, "not_asked: "+out.Code+": "+out.Message
+		}
 	default: // unconfirmed (sent, no answer), or the wait ended first
 		reason = "no_answer: the terminal did not answer in time"
 	}
