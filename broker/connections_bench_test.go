@@ -41,7 +41,13 @@ func BenchmarkIdleLockers(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_LOCKERS")); err == nil && v > 0 {
 		n = v
 	}
-	h := hubtest.Start(b, func(c *app.Config) { c.Logger = slog.New(slog.DiscardHandler) })
+	h := hubtest.Start(b, func(c *app.Config) {
+		c.Logger = slog.New(slog.DiscardHandler)
+		// BENCH_ACCEPT_RATE: the hub's --mqtt-accept-rate, for a peer run with another rate.
+		if v, err := strconv.ParseFloat(os.Getenv("BENCH_ACCEPT_RATE"), 64); err == nil && v > 0 {
+			c.AcceptRate = v
+		}
+	})
 	sim := buildLockersim(b)
 	certs := b.TempDir()
 	common := enrolLockers(b, h, sim, certs, "SIM-", n, 20)

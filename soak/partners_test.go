@@ -123,22 +123,17 @@ func (s *shop) setup(t *testing.T, ctx context.Context, admin *apiclient.Client,
 // label, collected by the recipient typing the SMS code (and paying at the
 // locker's terminal).
 func (s *shop) run(ctx context.Context, d *driver) {
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for seq := 0; ; seq++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	seq := 0
+	every(ctx, 5*time.Second, func() {
+		seq++
 		if err := s.delivery(ctx, d, seq); err != nil {
 			if ctx.Err() == nil {
 				d.fail("shop delivery", err, &s.parcelsFailed)
 			}
-			continue
+			return
 		}
 		s.parcelsDone.Add(1)
-	}
+	})
 }
 
 func (s *shop) delivery(ctx context.Context, d *driver, seq int) error {
@@ -163,13 +158,9 @@ func (s *shop) delivery(ctx context.Context, d *driver, seq int) error {
 		return fmt.Errorf("drop-off scan %s: %s", p.ID, res.Error.Code)
 	}
 	cell := res.Cell
-	if err := poll(ctx, 15*time.Second, "cell open for the courier", func() bool { return l.View(true).Cells[cell].Door == protocol.DoorOpen }); err != nil {
+	if err := useCell(ctx, l, cell, "courier", true); err != nil {
 		return err
 	}
-	if err := l.SetOccupied(cell, true); err != nil {
-		return err
-	}
-	_ = l.CloseDoor(cell)
 	if err := d.waitParcel(ctx, p.ID, "deposited"); err != nil {
 		return err
 	}
@@ -183,13 +174,9 @@ func (s *shop) delivery(ctx context.Context, d *driver, seq int) error {
 	if cr := l.EnterCode(ctx, code, 20*time.Second); cr.Error != nil {
 		return fmt.Errorf("code for %s: %s", p.ID, cr.Error.Code)
 	}
-	if err := poll(ctx, 15*time.Second, "cell open for the recipient", func() bool { return l.View(true).Cells[cell].Door == protocol.DoorOpen }); err != nil {
+	if err := useCell(ctx, l, cell, "recipient", false); err != nil {
 		return err
 	}
-	if err := l.SetOccupied(cell, false); err != nil {
-		return err
-	}
-	_ = l.CloseDoor(cell)
 	if err := d.waitParcel(ctx, p.ID, "picked_up"); err != nil {
 		return err
 	}
@@ -253,14 +240,7 @@ func (d *driver) takeFrom(ls []*lockersim.Locker) (*lockersim.Locker, func()) {
 // WHEP offer answered, a keyframe within 20 s, the picture running (at least
 // a third of the clip's 15 frames a second), then the viewer leaves.
 func (d *driver) video(ctx context.Context) {
-	tick := time.NewTicker(90 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, 90*time.Second, func() {
 		ls := d.sim.Lockers()
 		id := ls[mrand.IntN(len(ls))].ID()
 		frames, err := d.watch(ctx, id, 30*time.Second)
@@ -268,11 +248,11 @@ func (d *driver) video(ctx context.Context) {
 			if ctx.Err() == nil {
 				d.fail("video "+id, err, &d.videoFailed)
 			}
-			continue
+			return
 		}
 		d.videoDone.Add(1)
 		d.videoFrames.Add(frames)
-	}
+	})
 }
 
 func (d *driver) watch(ctx context.Context, id string, watch time.Duration) (int64, error) {

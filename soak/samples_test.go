@@ -33,10 +33,10 @@ type sample struct {
 	parcelP50, parcelP99 float64
 }
 
-func sampleUntil(ctx context.Context, h *hubProc, d *driver, every time.Duration) []sample {
+func sampleUntil(ctx context.Context, h *hubProc, d *driver, period time.Duration) []sample {
 	start := time.Now()
 	var out []sample
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {

@@ -390,6 +390,35 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
+// every calls fn once per period until ctx ends (a call that overruns
+// the period delays the next; ticks are not queued).
+func every(ctx context.Context, period time.Duration, fn func()) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		fn()
+	}
+}
+
+// useCell is a person at an open cell: waits (15 s) until the door is
+// open, puts a parcel in or takes it out, and shuts the door (it may have
+// closed by itself, --door-close).
+func useCell(ctx context.Context, l *lockersim.Locker, cell, who string, occupied bool) error {
+	if err := poll(ctx, 15*time.Second, "cell open for the "+who, func() bool { return l.View(true).Cells[cell].Door == protocol.DoorOpen }); err != nil {
+		return err
+	}
+	if err := l.SetOccupied(cell, occupied); err != nil {
+		return err
+	}
+	_ = l.CloseDoor(cell)
+	return nil
+}
+
 // poll calls cond every 100 ms until it holds or within passes.
 func poll(ctx context.Context, within time.Duration, what string, cond func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
@@ -453,26 +482,21 @@ func (d *driver) take() (*lockersim.Locker, func()) {
 // parcels: a courier delivers a parcel and its recipient collects it with
 // the code from the SMS, one every 2 s per worker.
 func (d *driver) parcels(ctx context.Context, worker int) {
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for seq := 0; ; seq++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	seq := 0
+	every(ctx, 2*time.Second, func() {
+		seq++
 		start := time.Now()
 		if err := d.parcel(ctx, worker, seq); err != nil {
 			if ctx.Err() == nil {
 				d.fail("parcel", err, &d.parcelsFailed)
 			}
-			continue
+			return
 		}
 		d.parcelsDone.Add(1)
 		d.mu.Lock()
 		d.pclLatency = append(d.pclLatency, float64(time.Since(start).Milliseconds()))
 		d.mu.Unlock()
-	}
+	})
 }
 
 func (d *driver) parcel(ctx context.Context, worker, seq int) error {
@@ -489,13 +513,9 @@ func (d *driver) parcel(ctx context.Context, worker, seq int) error {
 		return fmt.Errorf("drop-off %s: %w", p.ID, err)
 	}
 	cell := open.Parcel.Cell
-	if err := poll(ctx, 15*time.Second, "cell open for the courier", func() bool { return l.View(true).Cells[cell].Door == protocol.DoorOpen }); err != nil {
+	if err := useCell(ctx, l, cell, "courier", true); err != nil {
 		return err
 	}
-	if err := l.SetOccupied(cell, true); err != nil {
-		return err
-	}
-	_ = l.CloseDoor(cell) // may have closed by itself (--door-close)
 	if err := d.waitParcel(ctx, p.ID, "deposited"); err != nil {
 		return err
 	}
@@ -509,13 +529,9 @@ func (d *driver) parcel(ctx context.Context, worker, seq int) error {
 	if res.Error != nil {
 		return fmt.Errorf("code for %s: %s", p.ID, res.Error.Code)
 	}
-	if err := poll(ctx, 15*time.Second, "cell open for the recipient", func() bool { return l.View(true).Cells[cell].Door == protocol.DoorOpen }); err != nil {
+	if err := useCell(ctx, l, cell, "recipient", false); err != nil {
 		return err
 	}
-	if err := l.SetOccupied(cell, false); err != nil {
-		return err
-	}
-	_ = l.CloseDoor(cell)
 	return d.waitParcel(ctx, p.ID, "picked_up")
 }
 
@@ -537,14 +553,7 @@ func (d *driver) waitParcel(ctx context.Context, id, state string) error {
 // commands: an operator opens an empty cell somewhere every second and waits
 // for the door sensor.
 func (d *driver) commands(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, time.Second, func() {
 		l, release := d.take()
 		view := l.View(true)
 		var cell string
@@ -556,7 +565,7 @@ func (d *driver) commands(ctx context.Context) {
 		}
 		if cell == "" {
 			release()
-			continue
+			return
 		}
 		start := time.Now()
 		cmd, err := d.admin.OpenCell(ctx, l.ID(), cell, "", 10*time.Second)
@@ -573,30 +582,27 @@ func (d *driver) commands(ctx context.Context) {
 			if ctx.Err() == nil {
 				d.fail("command", err, &d.commandsFailed)
 			}
-			continue
+			return
 		}
 		d.commandsDone.Add(1)
 		d.mu.Lock()
 		d.cmdLatency = append(d.cmdLatency, float64(took.Microseconds())/1000)
 		d.mu.Unlock()
-	}
+	})
 }
 
 // alarms: a tamper every 20 s, and a mains cut restored after 30 s every
 // minute, at random lockers; the on-call person acknowledges and resolves.
 func (d *driver) alarms(ctx context.Context) {
-	tick := time.NewTicker(20 * time.Second)
-	defer tick.Stop()
 	var cut []*lockersim.Locker
-	for i := 0; ; i++ {
-		select {
-		case <-ctx.Done():
-			for _, l := range cut {
-				_ = l.SetMains(true)
-			}
-			return
-		case <-tick.C:
+	defer func() {
+		for _, l := range cut {
+			_ = l.SetMains(true)
 		}
+	}()
+	i := -1
+	every(ctx, 20*time.Second, func() {
+		i++
 		l, release := d.take()
 		l.Tamper()
 		release()
@@ -618,19 +624,12 @@ func (d *driver) alarms(ctx context.Context) {
 				_, _ = d.admin.ResolveAlarm(ctx, a.ID, "soak")
 			}
 		}
-	}
+	})
 }
 
 // history: someone opens a locker page with its telemetry chart every 10 s.
 func (d *driver) history(ctx context.Context) {
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, 10*time.Second, func() {
 		ls := d.sim.Lockers()
 		id := ls[mrand.IntN(len(ls))].ID()
 		from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
@@ -640,7 +639,7 @@ func (d *driver) history(ctx context.Context) {
 		if _, _, err := d.admin.Do(ctx, http.MethodGet, "/api/v1/lockers?limit=50", nil); err != nil && ctx.Err() == nil {
 			d.t.Logf("locker list: %v", err)
 		}
-	}
+	})
 }
 
 // dashboard: a browser's live stream of the fleet list (watch) or of one
