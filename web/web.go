@@ -230,9 +230,20 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusInsufficientStorage, "disk_full", "the hub's data directory is full; nothing was stored: free space and try again")
 		return
 	}
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The caller hung up before the answer: nothing failed at the hub
+		// (the soak logged one ERROR per such request).
+		a.d.Logger.Info("request abandoned by the caller", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get(RequestIDHeader))
+		writeError(w, StatusClientClosed, "client_closed", "the request was cancelled by the caller")
+		return
+	}
 	a.d.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get(RequestIDHeader), "error", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error; see the hub's log")
 }
+
+// StatusClientClosed is the status recorded (metrics, access log) for a
+// request its caller abandoned; nobody reads the answer (nginx's 499).
+const StatusClientClosed = 499
 
 // diskFull reports whether err is a file system out of space (or quota).
 func diskFull(err error) bool {
