@@ -157,27 +157,7 @@ func (s *shop) delivery(ctx context.Context, d *driver, seq int) error {
 	if res.Error != nil {
 		return fmt.Errorf("drop-off scan %s: %s", p.ID, res.Error.Code)
 	}
-	cell := res.Cell
-	if err := useCell(ctx, l, cell, "courier", true); err != nil {
-		return err
-	}
-	if err := d.waitParcel(ctx, p.ID, "deposited"); err != nil {
-		return err
-	}
-	codeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	code, err := d.inbox.code(codeCtx, phone)
-	cancel()
-	if err != nil {
-		return err
-	}
-	// With an amount due the locker charges its terminal first (pos.charge).
-	if cr := l.EnterCode(ctx, code, 20*time.Second); cr.Error != nil {
-		return fmt.Errorf("code for %s: %s", p.ID, cr.Error.Code)
-	}
-	if err := useCell(ctx, l, cell, "recipient", false); err != nil {
-		return err
-	}
-	if err := d.waitParcel(ctx, p.ID, "picked_up"); err != nil {
+	if err := d.fillAndCollect(ctx, l, p.ID, res.Cell, phone); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -512,11 +512,19 @@ func (d *driver) parcel(ctx context.Context, worker, seq int) error {
 	if err != nil {
 		return fmt.Errorf("drop-off %s: %w", p.ID, err)
 	}
-	cell := open.Parcel.Cell
+	return d.fillAndCollect(ctx, l, p.ID, open.Parcel.Cell, phone)
+}
+
+// fillAndCollect is what follows a drop-off that opened cell: the courier
+// puts the parcel in and shuts the door, the parcel is deposited, the
+// recipient types the code from the SMS (the locker charges its terminal
+// first when an amount is due), takes the parcel out and shuts the door,
+// and the parcel is picked up.
+func (d *driver) fillAndCollect(ctx context.Context, l *lockersim.Locker, parcelID, cell, phone string) error {
 	if err := useCell(ctx, l, cell, "courier", true); err != nil {
 		return err
 	}
-	if err := d.waitParcel(ctx, p.ID, "deposited"); err != nil {
+	if err := d.waitParcel(ctx, parcelID, "deposited"); err != nil {
 		return err
 	}
 	codeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -525,14 +533,13 @@ func (d *driver) parcel(ctx context.Context, worker, seq int) error {
 	if err != nil {
 		return err
 	}
-	res := l.EnterCode(ctx, code, 10*time.Second)
-	if res.Error != nil {
-		return fmt.Errorf("code for %s: %s", p.ID, res.Error.Code)
+	if res := l.EnterCode(ctx, code, 20*time.Second); res.Error != nil {
+		return fmt.Errorf("code for %s: %s", parcelID, res.Error.Code)
 	}
 	if err := useCell(ctx, l, cell, "recipient", false); err != nil {
 		return err
 	}
-	return d.waitParcel(ctx, p.ID, "picked_up")
+	return d.waitParcel(ctx, parcelID, "picked_up")
 }
 
 func (d *driver) waitParcel(ctx context.Context, id, state string) error {
