@@ -317,6 +317,12 @@ func TestPaymentAtTheLocker(t *testing.T) {
 		body, _ := fiscal.receipt(refund.ID)
 		require.Equal(t, "refund", body["type"])
 		require.Equal(t, charge.ID, body["refund_of"])
+		// The sale's retry after its failed first attempt may come after the
+		// refund's (each waits its own backoff).
+		hubtest.Eventually(t, 15*time.Second, "the sale receipt reached the fiscal service", func() bool {
+			body, _ := fiscal.receipt(charge.ID)
+			return body != nil
+		})
 		sale, _ := fiscal.receipt(charge.ID)
 		require.Equal(t, "sale", sale["type"])
 		_, err = h.Admin.CancelParcel(ctx, p.ID, "again")
