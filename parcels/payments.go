@@ -309,19 +309,16 @@ func (s *Store) chargeFor(ctx context.Context, lockerID, askID string, p Parcel)
 	out, err := s.fleet.Charge(wait, ChargeRequest{LockerID: lockerID, IdempotencyKey: "pos:" + pay.ID + ":" + askID,
 		CreatedBy: "recipient (parcel " + p.ID + " payment " + pay.ID + ")", ValidFor: s.cfg.ChargeTimeout,
 		Params: protocol.POSChargeParams{Payment: pay.ID, Parcel: p.ID, Amount: pay.Amount, Currency: pay.Currency}})
-	if err != nil && out.Command == "" && again {
-		// Not asked again; its first answer is still unknown.
-		s.settle(ctx, p, pay.ID, PaymentUnknown, "not_sent: "+err.Error(), "", "")
-		s.m.charges.WithLabelValues(PaymentUnknown).Inc()
-		s.log.Warn("payment: the pos.charge command was not created", "locker", lockerID, "parcel", p.ID, "error", err)
-		return nil, &protocol.Error{Code: protocol.ErrCodePaymentPending, Message: "the terminal could not be asked; type the code again"}
-	}
 	if err != nil && out.Command == "" {
-		// No command: nothing reached the terminal.
-		s.settle(ctx, p, pay.ID, PaymentFailed, "not_sent: "+err.Error(), "", "")
-		s.m.charges.WithLabelValues(PaymentFailed).Inc()
+		// No command: nothing reached the terminal this time.
+		state, perr := PaymentFailed, &protocol.Error{Code: protocol.ErrCodePaymentFailed, Message: "the payment could not be started; nothing was charged"}
+		if again { // its first answer is still unknown
+			state, perr = PaymentUnknown, &protocol.Error{Code: protocol.ErrCodePaymentPending, Message: "the terminal could not be asked; type the code again"}
+		}
+		s.settle(ctx, p, pay.ID, state, "not_sent: "+err.Error(), "", "")
+		s.m.charges.WithLabelValues(state).Inc()
 		s.log.Warn("payment: the pos.charge command was not created", "locker", lockerID, "parcel", p.ID, "error", err)
-		return nil, &protocol.Error{Code: protocol.ErrCodePaymentFailed, Message: "the payment could not be started; nothing was charged"}
+		return nil, perr
 	}
 	state, reason, ref := PaymentUnknown, "", ""
 	switch out.State {

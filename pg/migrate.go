@@ -103,12 +103,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (appli
 			return 0, err
 		}
 	}
-	if err := newerThan(ctx, conn.Conn(), sets, lists); err != nil {
+	if err := newerThan(done, sets, lists); err != nil {
 		return 0, err
 	}
 	for _, ms := range lists {
 		for _, m := range ms {
-			if done[key(m.pkg, m.version)] {
+			if _, ok := done[key(m.pkg, m.version)]; ok {
 				continue
 			}
 			err := pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
@@ -138,7 +138,7 @@ func Pending(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (int, 
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('pg_migrations') IS NOT NULL`).Scan(&exists); err != nil {
 		return 0, err
 	}
-	done := map[string]bool{}
+	done := map[string]applied{}
 	if exists {
 		if done, err = appliedSet(ctx, conn.Conn()); err != nil {
 			return 0, err
@@ -151,7 +151,7 @@ func Pending(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (int, 
 			return 0, err
 		}
 		for _, m := range ms {
-			if !done[key(m.pkg, m.version)] {
+			if _, ok := done[key(m.pkg, m.version)]; !ok {
 				n++
 			}
 		}
@@ -159,51 +159,47 @@ func Pending(ctx context.Context, pool *pgxpool.Pool, sets ...Migrations) (int, 
 	return n, nil
 }
 
-// newerThan returns ErrSchemaNewer, naming the first migration the database
-// has and lists do not, for the packages of sets.
-func newerThan(ctx context.Context, conn *pgx.Conn, sets []Migrations, lists [][]migration) error {
+// newerThan returns ErrSchemaNewer, naming the earliest applied migration of
+// the packages of sets that lists do not hold.
+func newerThan(done map[string]applied, sets []Migrations, lists [][]migration) error {
 	known := map[string]bool{}
-	var pkgs []string
+	pkgs := map[string]bool{}
 	for i, set := range sets {
-		pkgs = append(pkgs, set.Package)
+		pkgs[set.Package] = true
 		for _, m := range lists[i] {
 			known[key(m.pkg, m.version)] = true
 		}
 	}
-	rows, err := conn.Query(ctx, `SELECT package, version, name, applied_at FROM pg_migrations
-		WHERE package = ANY($1) ORDER BY applied_at, package, version`, pkgs)
-	if err != nil {
-		return err
-	}
-	var r struct {
-		pkg, name string
-		version   int
-		at        time.Time
-	}
-	var unknown error
-	_, err = pgx.ForEachRow(rows, []any{&r.pkg, &r.version, &r.name, &r.at}, func() error {
-		if unknown == nil && !known[key(r.pkg, r.version)] {
-			unknown = fmt.Errorf("%w: migration %s/%s (applied %s) is unknown to it; run the hub version that applied it, or restore the database backup taken before that upgrade",
-				ErrSchemaNewer, r.pkg, r.name, r.at.UTC().Format(time.RFC3339))
+	var first *applied
+	for k, a := range done {
+		if pkgs[a.pkg] && !known[k] && (first == nil || a.at.Before(first.at)) {
+			first = &a
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	return unknown
+	if first == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: migration %s/%s (applied %s) is unknown to it; run the hub version that applied it, or restore the database backup taken before that upgrade",
+		ErrSchemaNewer, first.pkg, first.name, first.at.UTC().Format(time.RFC3339))
 }
 
-func appliedSet(ctx context.Context, conn *pgx.Conn) (map[string]bool, error) {
-	rows, err := conn.Query(ctx, `SELECT package, version FROM pg_migrations`)
+// applied is a row of pg_migrations.
+type applied struct {
+	pkg, name string
+	at        time.Time
+}
+
+// appliedSet reads pg_migrations, by key(package, version).
+func appliedSet(ctx context.Context, conn *pgx.Conn) (map[string]applied, error) {
+	rows, err := conn.Query(ctx, `SELECT package, version, name, applied_at FROM pg_migrations`)
 	if err != nil {
 		return nil, err
 	}
-	done := map[string]bool{}
-	var pkg string
+	done := map[string]applied{}
+	var a applied
 	var v int
-	_, err = pgx.ForEachRow(rows, []any{&pkg, &v}, func() error {
-		done[key(pkg, v)] = true
+	_, err = pgx.ForEachRow(rows, []any{&a.pkg, &v, &a.name, &a.at}, func() error {
+		done[key(a.pkg, v)] = a
 		return nil
 	})
 	return done, err

@@ -205,17 +205,6 @@ func (s *shop) check(t *testing.T, admin *apiclient.Client, within time.Duration
 	return nil
 }
 
-// takeFrom picks a random locker of ls nobody else is acting at.
-func (d *driver) takeFrom(ls []*lockersim.Locker) (*lockersim.Locker, func()) {
-	for {
-		l := ls[mrand.IntN(len(ls))]
-		if _, taken := d.busy.LoadOrStore(l.ID(), struct{}{}); !taken {
-			return l, func() { d.busy.Delete(l.ID()) }
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // video: someone watches a random locker's camera for 30 s, every 90 s: the
 // WHEP offer answered, a keyframe within 20 s, the picture running (at least
 // a third of the clip's 15 frames a second), then the viewer leaves.

@@ -36,18 +36,11 @@ type sample struct {
 func sampleUntil(ctx context.Context, h *hubProc, d *driver, period time.Duration) []sample {
 	start := time.Now()
 	var out []sample
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return out
-		case <-tick.C:
-		}
+	every(ctx, period, func() {
 		m, err := h.metrics()
 		if err != nil {
 			d.t.Logf("metrics: %v", err)
-			continue
+			return
 		}
 		s := sample{at: time.Since(start),
 			rssMiB:         m["process_resident_memory_bytes"] / (1 << 20),
@@ -65,7 +58,8 @@ func sampleUntil(ctx context.Context, h *hubProc, d *driver, period time.Duratio
 		s.cmdP50, s.cmdP99 = percentile(s.cmdMs, 0.50), percentile(s.cmdMs, 0.99)
 		s.parcelP50, s.parcelP99 = percentile(s.parcelMs, 0.50), percentile(s.parcelMs, 0.99)
 		out = append(out, s)
-	}
+	})
+	return out
 }
 
 func percentile(v []float64, p float64) float64 {

@@ -469,13 +469,16 @@ func (d *driver) fail(what string, err error, counter *atomic.Int64) {
 }
 
 // take picks a random locker nobody else is acting at.
-func (d *driver) take() (*lockersim.Locker, func()) {
-	ls := d.sim.Lockers()
+func (d *driver) take() (*lockersim.Locker, func()) { return d.takeFrom(d.sim.Lockers()) }
+
+// takeFrom picks a random locker of ls nobody else is acting at.
+func (d *driver) takeFrom(ls []*lockersim.Locker) (*lockersim.Locker, func()) {
 	for {
 		l := ls[mrand.IntN(len(ls))]
 		if _, taken := d.busy.LoadOrStore(l.ID(), struct{}{}); !taken {
 			return l, func() { d.busy.Delete(l.ID()) }
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
